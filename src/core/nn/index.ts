@@ -1,0 +1,6 @@
+export * from './parameter.js';
+export * from './module.js';
+export * from './layers.js';
+export * from './functional.js';
+export * from './init.js';
+export * from './grad.js';

@@ -1,0 +1,5 @@
+export * from './fixture.js';
+export * from './parity-kind.js';
+export * from './compare.js';
+export * from './run-parity.js';
+export * from './grads.js';
