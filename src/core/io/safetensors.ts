@@ -74,8 +74,8 @@ export function parseSafetensors(buf: Uint8Array, source = 'safetensors'): Safet
     }
     const [begin, end] = offs as [number, number];
     if (end < begin || end > dataLen) fail(source, `'${key}' data_offsets [${begin}, ${end}] lie outside the data (${dataLen} bytes)`);
-    let count = 1;
-    for (const d of shape) {
+    let count = shape.includes(0) ? 0 : 1;
+    for (const d of count === 0 ? [] : shape) {
       count *= d;
       if (count * DTYPE_BYTES[dtype] > dataLen) fail(source, `'${key}' shape [${shape}] needs more bytes than the file holds`);
     }

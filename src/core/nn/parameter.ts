@@ -47,6 +47,8 @@ export class Parameter {
 
   /** Replaces the value (same shape and dtype). Does not dispose `value`. */
   assign(value: tf.Tensor): void {
+    // assigning a variable to itself would free its data first
+    if (value === this.variable || value.dataId === this.variable.dataId) return;
     this.variable.assign(value);
   }
 

@@ -29,7 +29,7 @@ export class PeftModel {
     readonly backbone: Backbone,
     readonly method: LayerInjector,
     readonly sites: InjectionSite[],
-    /** Names of the parameters (and buffers) the method added. */
+    /** Names of the parameters (and buffers) the method added (new tensors, whatever their names). */
     readonly methodKeys: string[],
   ) {}
 
@@ -64,13 +64,13 @@ export class PeftModel {
 export function compose(backbone: Backbone, method: LayerInjector, options: ComposeOptions = {}): PeftModel {
   const model = backbone.model;
   model.requiresGrad(false);
-  const before = new Set([...model.namedTensors()].map(([k]) => k));
+  const before = new Set([...model.namedTensors()].map(([, p]) => p));
   const sites = method.select(backbone.sites());
   if (sites.length === 0) throw new PeftError(`method '${method.id}' selected no site of backbone '${backbone.id}'`);
   for (const site of sites) method.inject(model, site);
   if (options.trainDecoder ?? true) {
     for (const [name, p] of model.namedParameters()) if (name.startsWith(`${backbone.decoderPath}.`)) p.trainable = true;
   }
-  const methodKeys = [...model.namedTensors()].map(([k]) => k).filter((k) => !before.has(k));
+  const methodKeys = [...model.namedTensors()].filter(([, p]) => !before.has(p)).map(([k]) => k);
   return new PeftModel(backbone, method, sites, methodKeys);
 }

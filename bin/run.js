@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// The `peft` command line. Commands live in dist/src/commands (built by `npm ci`'s prepare step).
+import { execute } from '@oclif/core';
+
+await execute({ dir: import.meta.url });

@@ -1,0 +1,15 @@
+// The registry with every built-in plugin loaded: what the CLI uses. Built-in
+// plugins register through the same `register(registry)` contract an external
+// package uses.
+import { Registry, type RegisterFunction } from './core/registry/registry.js';
+
+const BUILT_INS: [string, () => Promise<{ register: RegisterFunction }>][] = [];
+
+export async function createDefaultRegistry(): Promise<Registry> {
+  const registry = new Registry();
+  for (const [name, load] of BUILT_INS) {
+    const plugin = await load();
+    await registry.load(`built-in plugin '${name}'`, plugin.register);
+  }
+  return registry;
+}

@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { Registry } from './registry.js';
+import { PeftError } from '../errors.js';
+import { registerToys } from '../../../test/support/toy-plugins.js';
+import { closest, editDistance } from './closest.js';
+import { describeConfig } from './config.js';
+import { compose } from '../peft/compose.js';
+
+async function toyRegistry() {
+  const r = new Registry();
+  await r.load('toy test plugin', registerToys);
+  return r;
+}
+
+describe('Registry', () => {
+  it('lists and resolves by id and alias, case-insensitively', async () => {
+    const r = await toyRegistry();
+    expect(r.backbones().map((b) => b.id)).toEqual(['toy']);
+    expect(r.methods().map((m) => m.id)).toEqual(['scale']);
+    expect(r.method('TOY_SCALE').id).toBe('scale');
+    expect(r.originOf('scale')).toBe('toy test plugin');
+  });
+
+  it('an unknown id lists the known ones and suggests the closest', async () => {
+    const r = await toyRegistry();
+    expect(() => r.method('scal')).toThrow(PeftError);
+    expect(() => r.method('scal')).toThrow("unknown method 'scal' (known: scale); did you mean 'scale'?");
+    expect(() => r.any('nosuch')).toThrow(/unknown plugin 'nosuch' \(known: scale, toy\)$/);
+  });
+
+  it('refuses a duplicate id or alias, naming both plugins', async () => {
+    const r = await toyRegistry();
+    const dup = { id: 'other', aliases: ['scale'], summary: '', schema: z.object({}), create: () => { throw new Error(); } };
+    await expect(r.load('plugin-x', (reg) => reg.registerMethod(dup))).rejects.toThrow(
+      "method 'scale' from plugin-x is already registered by toy test plugin",
+    );
+    expect(r.methods()).toHaveLength(1);
+  });
+
+  it('validates configs against the schema with the key named', async () => {
+    const r = await toyRegistry();
+    expect(() => r.createBackbone('toy', 'small', { width: 0 })).toThrow(/backbone 'toy' preset 'small': invalid config 'width'/);
+    expect(() => r.createBackbone('toy', 'small', { depth: 3 })).toThrow(/unknown key\(s\) depth/);
+    expect(() => r.createBackbone('toy', 'huge')).toThrow("unknown preset of backbone 'toy' 'huge' (known: small, wide)");
+    expect(r.createBackbone('toy', 'wide').model.namedParameters().length).toBe(6);
+  });
+
+  it('describes config keys for `peft info`', async () => {
+    const r = await toyRegistry();
+    expect(describeConfig(r.method('scale').schema)).toEqual([
+      { key: 'targets', type: 'string[]', default: ['mlp.*'], description: 'site roles to scale' },
+    ]);
+  });
+
+  it('uses its own tsyringe child container: two registries do not share plugins', async () => {
+    const a = await toyRegistry();
+    const b = new Registry();
+    expect(a.methods()).toHaveLength(1);
+    expect(b.methods()).toHaveLength(0);
+  });
+});
+
+describe('closest', () => {
+  it('edit distance is a metric on samples', () => {
+    expect(editDistance('lora', 'lroa')).toBe(2);
+    expect(editDistance('', 'abc')).toBe(3);
+    expect(closest('adalroa', ['lora', 'adalora', 'adapter'])).toBe('adalora');
+    expect(closest('xyz', ['lora', 'adalora'])).toBeUndefined();
+  });
+});
+
+describe('compose', () => {
+  it('freezes the backbone, injects the method, trains method + decoder, and reports counts', async () => {
+    const r = await toyRegistry();
+    const backbone = r.createBackbone('toy', 'small');
+    const method = r.createMethod('scale', { targets: ['mlp.fc2'] });
+    const pm = compose(backbone, method);
+    const trainable = pm.trainable().map(([k]) => k);
+    expect(trainable).toEqual(['image_encoder.fc2.scale', 'mask_decoder.weight', 'mask_decoder.bias']);
+    const rep = pm.report();
+    expect(rep.methodParameters).toBe(method.parameterCount(pm.sites[0]!));
+    expect(rep.trainableParameters).toBe(4 + 4 + 1);
+    expect(rep.totalParameters).toBe(3 * 4 + 4 + 4 * 4 + 4 + 4 + 4 + 1);
+    expect(pm.methodKeys).toEqual(['image_encoder.fc2.scale']);
+    const frozen = compose(r.createBackbone('toy', 'small'), r.createMethod('scale'), { trainDecoder: false });
+    expect(frozen.trainable().map(([k]) => k)).toEqual(['image_encoder.fc1.scale', 'image_encoder.fc2.scale']);
+  });
+
+  it('a target that matches nothing is an error listing the roles', async () => {
+    const r = await toyRegistry();
+    const method = r.createMethod('scale', { targets: ['attn.qkv'] });
+    expect(() => compose(r.createBackbone('toy'), method)).toThrow("scale: target 'attn.qkv' matches no site (roles here: mlp.fc1, mlp.fc2)");
+  });
+});
