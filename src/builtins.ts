@@ -3,7 +3,9 @@
 // package uses.
 import { Registry, type RegisterFunction } from './core/registry/registry.js';
 
-const BUILT_INS: [string, () => Promise<{ register: RegisterFunction }>][] = [];
+const BUILT_INS: [string, () => Promise<{ register: RegisterFunction }>][] = [
+  ['backbone-efficient-sam', () => import('../plugins/backbone-efficient-sam/index.js')],
+];
 
 export async function createDefaultRegistry(): Promise<Registry> {
   const registry = new Registry();
