@@ -2,6 +2,7 @@
 // plugins register through the same `register(registry)` contract an external
 // package uses.
 import { Registry, type RegisterFunction } from './core/registry/registry.js';
+import { samMaskHeadParity } from './core/segment/sam-mask-head-parity.js';
 
 const BUILT_INS: [string, () => Promise<{ register: RegisterFunction }>][] = [
   ['backbone-efficient-sam', () => import('../plugins/backbone-efficient-sam/index.js')],
@@ -9,6 +10,8 @@ const BUILT_INS: [string, () => Promise<{ register: RegisterFunction }>][] = [
 
 export async function createDefaultRegistry(): Promise<Registry> {
   const registry = new Registry();
+  // the SAM task head is core (SAM and MobileSAM share it); its fixture kind is registered here
+  registry.registerParityKind(samMaskHeadParity);
   for (const [name, load] of BUILT_INS) {
     const plugin = await load();
     await registry.load(`built-in plugin '${name}'`, plugin.register);

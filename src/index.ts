@@ -22,3 +22,5 @@ export * from './core/segment/types.js';
 export * from './core/segment/segmentation-backbone.js';
 export * from './core/parity/index.js';
 export { z } from 'zod';
+export * from './core/segment/sam-head.js';
+export * from './core/segment/sam-mask-head-parity.js';
