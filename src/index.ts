@@ -24,3 +24,4 @@ export * from './core/parity/index.js';
 export { z } from 'zod';
 export * from './core/segment/sam-head.js';
 export * from './core/segment/sam-mask-head-parity.js';
+export * from './core/io/torch-checkpoint.js';
