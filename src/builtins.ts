@@ -7,6 +7,7 @@ import { samMaskHeadParity } from './core/segment/sam-mask-head-parity.js';
 const BUILT_INS: [string, () => Promise<{ register: RegisterFunction }>][] = [
   ['backbone-efficient-sam', () => import('../plugins/backbone-efficient-sam/index.js')],
   ['backbone-mobile-sam', () => import('../plugins/backbone-mobile-sam/index.js')],
+  ['backbone-sam', () => import('../plugins/backbone-sam/index.js')],
 ];
 
 export async function createDefaultRegistry(): Promise<Registry> {

@@ -1,0 +1,85 @@
+// SAM's decomposed relative-position bias (segment-anything
+// `modeling/image_encoder.py`: `get_rel_pos`, `add_decomposed_rel_pos`),
+// written without gather and without einsum so that it runs, forward and
+// backward, on every TensorFlow.js backend (wasm has neither Einsum nor the
+// UnsortedSegmentSum that gather's gradient needs):
+//
+// - the lookup `table[q - k + K - 1]` (after the table is resized to 2K - 1
+//   rows) is one constant matrix product: `P [q*k, L] · table [L, C]`, where P
+//   composes the linear resize (PyTorch `F.interpolate(mode="linear")`) with
+//   the one-hot row selection;
+// - the two einsums are batched matrix products over the query row (or
+//   column), with the batch of windows and heads folded into the rows.
+import { interpolationMatrix, tf } from '../../src/index.js';
+
+const lookupCache = new Map<string, Float32Array>();
+
+/**
+ * The `[qSize * kSize, tableLen]` matrix P with `P · table = get_rel_pos(qSize,
+ * kSize, table)` flattened over (q, k): row (i, j) holds the interpolation
+ * weights of relative position `i*max(k/q,1) - j*max(q/k,1) + (k-1)*max(q/k,1)`
+ * in the table resized to `2*max(q,k) - 1` rows.
+ */
+export function relPosLookupMatrix(qSize: number, kSize: number, tableLen: number): Float32Array {
+  const key = `${qSize},${kSize},${tableLen}`;
+  const cached = lookupCache.get(key);
+  if (cached) return cached;
+  const maxRel = 2 * Math.max(qSize, kSize) - 1;
+  const resize = tableLen === maxRel ? undefined : interpolationMatrix(tableLen, maxRel, 'linear');
+  const qScale = Math.max(kSize / qSize, 1);
+  const kScale = Math.max(qSize / kSize, 1);
+  const m = new Float32Array(qSize * kSize * tableLen);
+  for (let i = 0; i < qSize; i++) {
+    for (let j = 0; j < kSize; j++) {
+      // PyTorch's `.long()` truncates; the coordinate is never negative.
+      const rel = Math.trunc(i * qScale - j * kScale + (kSize - 1) * kScale);
+      const row = (i * kSize + j) * tableLen;
+      if (resize) m.set(resize.subarray(rel * tableLen, (rel + 1) * tableLen), row);
+      else m[row + rel] = 1;
+    }
+  }
+  lookupCache.set(key, m);
+  return m;
+}
+
+/** `get_rel_pos`: the table `[L, C]` looked up for every (query, key) pair → `[qSize, kSize, C]`. */
+export function relPosTable(table: tf.Tensor, qSize: number, kSize: number): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [len, c] = table.shape as [number, number];
+    const p = tf.tensor2d(relPosLookupMatrix(qSize, kSize, len), [qSize * kSize, len]);
+    return tf.reshape(tf.matMul(p, table), [qSize, kSize, c]) as tf.Tensor3D;
+  });
+}
+
+/**
+ * `add_decomposed_rel_pos`: adds `q · Rh[qh, kh] + q · Rw[qw, kw]` to the
+ * attention logits.
+ *
+ * @param attn logits `[N, qh*qw, kh*kw]` (N = batch × windows × heads)
+ * @param q    the *unscaled* queries `[N, qh*qw, C]`
+ * @param rh   `[qh, kh, C]` from {@link relPosTable}
+ * @param rw   `[qw, kw, C]`
+ */
+export function addDecomposedRelPos(
+  attn: tf.Tensor3D,
+  q: tf.Tensor3D,
+  rh: tf.Tensor3D,
+  rw: tf.Tensor3D,
+  qSize: [number, number],
+  kSize: [number, number],
+): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [n, , c] = q.shape;
+    const [qh, qw] = qSize;
+    const [kh, kw] = kSize;
+    const rq = tf.reshape(q, [n, qh, qw, c]);
+    // rel_h[n, y, x, k] = sum_c q[n, y, x, c] Rh[y, k, c]: batch over the query row y.
+    const byRow = tf.reshape(tf.transpose(rq, [1, 0, 2, 3]), [qh, n * qw, c]); // [qh, N*qw, C]
+    const relH = tf.transpose(tf.reshape(tf.matMul(byRow, rh, false, true), [qh, n, qw, kh]), [1, 0, 2, 3]); // [N, qh, qw, kh]
+    // rel_w[n, y, x, k] = sum_c q[n, y, x, c] Rw[x, k, c]: batch over the query column x.
+    const byCol = tf.reshape(tf.transpose(rq, [2, 0, 1, 3]), [qw, n * qh, c]); // [qw, N*qh, C]
+    const relW = tf.transpose(tf.reshape(tf.matMul(byCol, rw, false, true), [qw, n, qh, kw]), [1, 2, 0, 3]); // [N, qh, qw, kw]
+    const bias = tf.add(tf.reshape(relH, [n, qh * qw, kh, 1]), tf.reshape(relW, [n, qh * qw, 1, kw])); // [N, Q, kh, kw]
+    return tf.add(attn, tf.reshape(bias, [n, qh * qw, kh * kw])) as tf.Tensor3D;
+  });
+}
