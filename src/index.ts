@@ -25,3 +25,7 @@ export { z } from 'zod';
 export * from './core/segment/sam-head.js';
 export * from './core/segment/sam-mask-head-parity.js';
 export * from './core/io/torch-checkpoint.js';
+export * from './core/data/index.js';
+export * from './core/train/prompts.js';
+export * from './core/train/losses.js';
+export * from './core/train/metrics.js';
