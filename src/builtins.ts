@@ -8,6 +8,9 @@ const BUILT_INS: [string, () => Promise<{ register: RegisterFunction }>][] = [
   ['backbone-efficient-sam', () => import('../plugins/backbone-efficient-sam/index.js')],
   ['backbone-mobile-sam', () => import('../plugins/backbone-mobile-sam/index.js')],
   ['backbone-sam', () => import('../plugins/backbone-sam/index.js')],
+  ['method-lora', () => import('../plugins/method-lora/index.js')],
+  ['method-adapter', () => import('../plugins/method-adapter/index.js')],
+  ['method-adalora', () => import('../plugins/method-adalora/index.js')],
 ];
 
 export async function createDefaultRegistry(): Promise<Registry> {

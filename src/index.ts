@@ -29,3 +29,5 @@ export * from './core/data/index.js';
 export * from './core/train/prompts.js';
 export * from './core/train/losses.js';
 export * from './core/train/metrics.js';
+export * from './core/testing/index.js';
+export * from './core/io/adapter-files.js';

@@ -42,7 +42,7 @@ export default class Plan extends BaseCommand {
         `training memory:      ~${(r.estimatedTrainingBytes / 2 ** 20).toFixed(1)} MiB of weights, gradients and Adam state (activations extra)`,
       ];
       if (flags.sites) {
-        lines.push('', formatTable(['site', 'role', 'parameters'], r.sites.map((s) => [s.path, s.kind === 'linear' && s.groups ? `${s.role}[${s.groups.join(',')}]` : s.role, String(method.parameterCount(s))])));
+        lines.push('', formatTable(['site', 'role', 'parameters'], r.sites.map((s) => [s.path, s.role, String(method.parameterCount(s))])));
       }
       this.log(lines.join('\n'));
     } finally {

@@ -49,7 +49,7 @@ export class Adam {
   private moment(store: Map<string, tf.Variable>, name: string, p: Parameter): tf.Variable {
     let t = store.get(name);
     if (!t) {
-      t = tf.variable(tf.zerosLike(p.variable), false);
+      t = tf.tidy(() => tf.variable(tf.zerosLike(p.variable), false));
       store.set(name, t);
     }
     return t;
@@ -70,7 +70,7 @@ export class Adam {
     for (const [key, t] of state) {
       const store = key.startsWith('m/') ? this.m : key.startsWith('v/') ? this.v : undefined;
       if (!store) continue;
-      store.set(key.slice(2), tf.variable(t.clone(), false));
+      store.set(key.slice(2), tf.variable(t, false)); // shares t's data; t may be disposed after
     }
   }
 

@@ -8,26 +8,10 @@ import type { Prompts } from '../peft/backbone.js';
 import type { PeftModel } from '../peft/compose.js';
 import { Adam } from './adam.js';
 import { MemoryMeter } from './memory-meter.js';
-import { Rng } from './rng.js';
+import { Rng } from '../data/random.js';
+import type { Sample as TrainSample } from '../data/dataset.js';
+import type { PromptMode } from './prompts.js';
 
-/** One training example: channels-last float arrays. */
-export interface TrainSample {
-  name: string;
-  /** `size * size * 3`, 0..255. */
-  image: Float32Array;
-  /** `outSize * outSize * C`, soft target in [0, 1]. */
-  target: Float32Array;
-  size: number;
-  outSize: number;
-  channels: number;
-}
-
-export interface SampleSource {
-  readonly length: number;
-  get(index: number, rng: Rng): Promise<TrainSample> | TrainSample;
-}
-
-export type PromptMode = 'click' | 'box' | 'none';
 
 /** Builds the prompts of a batch from its targets (input-image pixel coordinates). */
 export type PromptBuilder = (samples: TrainSample[], mode: PromptMode, rng: Rng) => Prompts;
@@ -111,4 +95,4 @@ export function trainStep(peft: PeftModel, adam: Adam, batch: Batch, lossFn: Los
   return { loss, regulariser: regValue };
 }
 
-export { Adam, MemoryMeter, Rng };
+export { Adam, MemoryMeter, Rng, type TrainSample };

@@ -1,0 +1,25 @@
+// The built-in `adalora` method plugin.
+import type { MethodDefinition, Registry } from '../../src/index.js';
+import { adaloraSchema, type AdaloraConfig } from './config.js';
+import { AdaloraInjector } from './injector.js';
+import { rankAllocatorParity, svdLinearParity } from './parity.js';
+
+export const adaloraMethod: MethodDefinition<AdaloraConfig> = {
+  id: 'adalora',
+  summary: 'AdaLoRA: SVD-form low-rank updates whose ranks a RankAllocator prunes to a budget by importance, with an orthogonal regulariser',
+  aliases: ['sam_adalora'],
+  schema: adaloraSchema,
+  create: (config) => new AdaloraInjector(config),
+};
+
+export function register(registry: Registry): void {
+  registry.registerMethod(adaloraMethod);
+  registry.registerParityKind(svdLinearParity);
+  registry.registerParityKind(rankAllocatorParity);
+}
+
+export { adaloraSchema, type AdaloraConfig } from './config.js';
+export { AdaloraInjector, type RankPattern } from './injector.js';
+export { SVDLinear, svdLayers } from './layer.js';
+export { RankAllocator, budgetSchedule, type AllocationResult, type RankAllocatorConfig, type ScheduleConfig, type SvdTriplets } from './rank-allocator.js';
+export { orthogonalRegulariser } from './regulariser.js';

@@ -1,0 +1,34 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand } from '../cli/base-command.js';
+import { formatTable } from '../cli/table.js';
+import { evalRun } from '../core/train/eval-run.js';
+
+export default class Eval extends BaseCommand {
+  static override summary = 'Evaluate a trained run: Dice and IoU per class on its validation data.';
+  static override examples = ['<%= config.bin %> eval --run runs/mobile_sam-tiny-lora', '<%= config.bin %> eval --run runs/x --checkpoint last --data-path data/REFUGE'];
+  static override flags = {
+    run: Flags.string({ description: 'run directory (written by peft train)', required: true }),
+    checkpoint: Flags.string({ description: "'best' (default), 'last', or a checkpoint directory" }),
+    'data-path': Flags.string({ description: 'score this dataset instead of the run\'s validation split', aliases: ['data_path'] }),
+    batch: Flags.integer({ char: 'b', description: 'batch size' }),
+    json: Flags.boolean({ description: 'print the result as JSON' }),
+  };
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(Eval);
+    await this.backend(flags.backend);
+    const registry = await this.registry();
+    const { spec, result, checkpoint } = await evalRun(registry, flags.run, { checkpoint: flags.checkpoint, dataPath: flags['data-path'], batch: flags.batch });
+    if (flags.json) {
+      this.log(JSON.stringify({ checkpoint, ...result }, null, 2));
+      return;
+    }
+    const classes = Object.keys(result.dice);
+    const mean = (r: Record<string, number>) => classes.reduce((a, c) => a + r[c]!, 0) / classes.length;
+    const f = (v: number) => v.toFixed(4);
+    const rows = classes.map((c) => [c, f(result.dice[c]!), f(result.iou[c]!), f(result.dice05[c]!), f(result.iou05[c]!)]);
+    rows.push(['mean', f(mean(result.dice)), f(mean(result.iou)), f(mean(result.dice05)), f(mean(result.iou05))]);
+    this.log(`${spec.backbone.id} (${spec.backbone.preset}) + ${spec.method.id}, checkpoint ${checkpoint}, ${result.count} images`);
+    this.log(formatTable(['class', 'Dice', 'IoU', 'Dice@0.5', 'IoU@0.5'], rows));
+  }
+}

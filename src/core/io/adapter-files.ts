@@ -1,0 +1,234 @@
+// Adapter files: what a trained PEFT model adds to its base, in two files
+// written atomically into one directory:
+//   adapter_config.json        method id and validated config, backbone id and
+//                              preset, adapted sites, the method's own state
+//                              (AdaLoRA's rank pattern), the tensor list;
+//   adapter_model.safetensors  the method's parameters and buffers plus every
+//                              other trainable parameter (e.g. biases in LoRA's
+//                              bias modes, the mask decoder), under the
+//                              model's official dotted names, float32.
+// Loading validates both files against the model (clear errors naming the
+// file and the key) and restores every tensor bit for bit.
+import * as tf from '@tensorflow/tfjs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PeftError } from '../errors.js';
+import type { Module } from '../nn/module.js';
+import type { InjectionSite } from '../peft/injection-site.js';
+import type { LayerInjector } from '../peft/layer-injector.js';
+import { writeFileAtomic } from './atomic.js';
+import { readSafetensors, serializeSafetensors, tensorsToEntries, toTensor } from './safetensors.js';
+
+export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
+export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
+export const ADAPTER_FORMAT = 'peftjs.adapter';
+export const ADAPTER_FORMAT_VERSION = 1;
+
+/**
+ * An optional capability of a LayerInjector, used by `saveAdapter`: the tensors
+ * to write, given the live ones by name (AdaLoRA prunes A, E, B to its rank
+ * pattern here). Entries it creates are disposed by the caller.
+ */
+export interface AdapterTensorExport {
+  exportAdapterTensors(model: Module, tensors: Map<string, tf.Tensor>): Map<string, tf.Tensor>;
+}
+
+/** What is saved: a PeftModel (from `compose`) satisfies this. */
+export interface AdapterSource {
+  readonly model: Module;
+  readonly method: LayerInjector;
+  /** Names of the tensors the method added (parameters and buffers). */
+  readonly methodKeys: string[];
+  readonly sites?: InjectionSite[];
+  readonly backbone?: { readonly id: string; readonly preset: string };
+}
+
+/** Where an adapter is loaded: a model with the same method already injected (a PeftModel satisfies this). */
+export interface AdapterTarget {
+  readonly model: Module;
+  readonly method: LayerInjector;
+  /** When given, every one of these must be in the file. */
+  readonly methodKeys?: string[];
+  readonly backbone?: { readonly id: string; readonly preset: string };
+}
+
+export interface AdapterConfigFile {
+  format: typeof ADAPTER_FORMAT;
+  version: number;
+  method: string;
+  config: Record<string, unknown>;
+  backbone: { id: string; preset: string } | null;
+  sites: { path: string; kind: string; role: string }[];
+  /** The method's `adapterState` (e.g. `{ rank_pattern }`), or {}. */
+  state: Record<string, unknown>;
+  /** Tensors in the weights file that the method added. */
+  method_tensors: string[];
+  /** Other trainable parameters in the weights file. */
+  trainable_tensors: string[];
+}
+
+export interface SaveAdapterOptions {
+  /** Also save trainable parameters the method did not add (default true). */
+  includeTrainable?: boolean;
+}
+
+export interface SaveAdapterResult {
+  configPath: string;
+  weightsPath: string;
+  tensors: string[];
+  bytes: number;
+}
+
+function hasExport(m: LayerInjector): m is LayerInjector & AdapterTensorExport {
+  return typeof (m as Partial<AdapterTensorExport>).exportAdapterTensors === 'function';
+}
+
+/** Writes `adapter_model.safetensors` then `adapter_config.json` into `dir`, each atomically. */
+export async function saveAdapter(dir: string, source: AdapterSource, options: SaveAdapterOptions = {}): Promise<SaveAdapterResult> {
+  const all = new Map(source.model.namedTensors());
+  const methodKeys = source.methodKeys.filter((k) => all.has(k));
+  for (const k of source.methodKeys) if (!all.has(k)) throw new PeftError(`cannot save adapter: the model has no tensor '${k}'`);
+  const inMethod = new Set(methodKeys);
+  const trainableKeys =
+    options.includeTrainable ?? true ? source.model.trainableParameters().map(([k]) => k).filter((k) => !inMethod.has(k)) : [];
+  const live = new Map<string, tf.Tensor>();
+  for (const k of [...methodKeys, ...trainableKeys]) live.set(k, all.get(k)!.variable);
+  const toWrite = hasExport(source.method) ? source.method.exportAdapterTensors(source.model, live) : live;
+  const state = source.method.adapterState?.(source.model) ?? {};
+  let bytes: Uint8Array;
+  try {
+    bytes = serializeSafetensors(await tensorsToEntries(toWrite), { format: 'pt', 'peftjs.method': source.method.id });
+  } finally {
+    for (const [k, t] of toWrite) if (live.get(k) !== t) t.dispose();
+  }
+  const config: AdapterConfigFile = {
+    format: ADAPTER_FORMAT,
+    version: ADAPTER_FORMAT_VERSION,
+    method: source.method.id,
+    config: { ...source.method.config },
+    backbone: source.backbone ? { id: source.backbone.id, preset: source.backbone.preset } : null,
+    sites: (source.sites ?? []).map((s) => ({ path: s.path, kind: s.kind, role: s.role })),
+    state,
+    method_tensors: methodKeys,
+    trainable_tensors: trainableKeys,
+  };
+  const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
+  const configPath = join(dir, ADAPTER_CONFIG_FILE);
+  writeFileAtomic(weightsPath, bytes);
+  writeFileAtomic(configPath, `${JSON.stringify(config, null, 2)}\n`);
+  return { configPath, weightsPath, tensors: [...toWrite.keys()].sort(), bytes: bytes.byteLength };
+}
+
+function stringList(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((s) => typeof s === 'string');
+}
+
+/** Reads and validates `dir/adapter_config.json`. */
+export function readAdapterConfig(dir: string): AdapterConfigFile {
+  const path = join(dir, ADAPTER_CONFIG_FILE);
+  if (!existsSync(path)) throw new PeftError(`${path}: no adapter here (file not found)`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new PeftError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
+  }
+  const bad = (key: string, what: string): never => {
+    throw new PeftError(`${path}: '${key}' ${what}`);
+  };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad('(root)', 'must be a JSON object');
+  const j = raw as Record<string, unknown>;
+  if (j.format !== ADAPTER_FORMAT) bad('format', `must be '${ADAPTER_FORMAT}', got ${JSON.stringify(j.format)}`);
+  if (j.version !== ADAPTER_FORMAT_VERSION) bad('version', `${JSON.stringify(j.version)} is not supported (expected ${ADAPTER_FORMAT_VERSION})`);
+  if (typeof j.method !== 'string' || !j.method) bad('method', 'must be a method id');
+  if (typeof j.config !== 'object' || j.config === null || Array.isArray(j.config)) bad('config', 'must be an object');
+  const b = j.backbone;
+  if (b !== null && b !== undefined) {
+    const bb = b as Record<string, unknown>;
+    if (typeof bb !== 'object' || typeof bb.id !== 'string' || typeof bb.preset !== 'string') bad('backbone', 'must be {id, preset} or null');
+  }
+  if (j.sites !== undefined && !Array.isArray(j.sites)) bad('sites', 'must be a list');
+  if (j.state !== undefined && (typeof j.state !== 'object' || j.state === null || Array.isArray(j.state))) bad('state', 'must be an object');
+  if (!stringList(j.method_tensors)) bad('method_tensors', 'must be a list of tensor names');
+  if (j.trainable_tensors !== undefined && !stringList(j.trainable_tensors)) bad('trainable_tensors', 'must be a list of tensor names');
+  return {
+    format: ADAPTER_FORMAT,
+    version: ADAPTER_FORMAT_VERSION,
+    method: j.method as string,
+    config: j.config as Record<string, unknown>,
+    backbone: (b as AdapterConfigFile['backbone']) ?? null,
+    sites: (j.sites as AdapterConfigFile['sites']) ?? [],
+    state: (j.state as Record<string, unknown>) ?? {},
+    method_tensors: j.method_tensors as string[],
+    trainable_tensors: (j.trainable_tensors as string[]) ?? [],
+  };
+}
+
+export interface LoadAdapterOptions {
+  /** Require the saved method config to equal the target method's (default true). */
+  checkConfig?: boolean;
+}
+
+export interface LoadAdapterResult {
+  config: AdapterConfigFile;
+  loaded: string[];
+}
+
+/**
+ * Loads `dir` into `target` (a model with the saved method already injected,
+ * with the same config): checks the method and config, restores the method's
+ * state (AdaLoRA rebuilds pruned shapes), then assigns every tensor. Nothing is
+ * assigned unless every tensor fits.
+ */
+export function loadAdapter(dir: string, target: AdapterTarget, options: LoadAdapterOptions = {}): LoadAdapterResult {
+  const cfg = readAdapterConfig(dir);
+  const cfgPath = join(dir, ADAPTER_CONFIG_FILE);
+  const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
+  if (cfg.method !== target.method.id) {
+    throw new PeftError(`${cfgPath}: 'method' is '${cfg.method}' but the model's method is '${target.method.id}'`);
+  }
+  if (options.checkConfig ?? true) {
+    const mine = target.method.config as Record<string, unknown>;
+    for (const key of new Set([...Object.keys(cfg.config), ...Object.keys(mine)])) {
+      const a = JSON.stringify(cfg.config[key]);
+      const b = JSON.stringify(mine[key]);
+      if (a !== b) throw new PeftError(`${cfgPath}: 'config.${key}' is ${a ?? 'absent'} but the model's ${cfg.method} has ${b ?? 'none'}`);
+    }
+  }
+  if (cfg.backbone && target.backbone && cfg.backbone.id !== target.backbone.id) {
+    throw new PeftError(`${cfgPath}: 'backbone.id' is '${cfg.backbone.id}' but the model is '${target.backbone.id}'`);
+  }
+  const file = readSafetensors(weightsPath);
+  for (const key of [...cfg.method_tensors, ...cfg.trainable_tensors]) {
+    if (!file.tensors.has(key)) throw new PeftError(`${weightsPath}: missing tensor '${key}' (listed in ${ADAPTER_CONFIG_FILE})`);
+  }
+  if (target.method.loadAdapterState && Object.keys(cfg.state).length > 0) {
+    try {
+      target.method.loadAdapterState(target.model, cfg.state);
+    } catch (err) {
+      if (err instanceof PeftError) throw new PeftError(`${cfgPath}: 'state': ${err.message}`);
+      throw err;
+    }
+  }
+  const own = new Map(target.model.namedTensors());
+  for (const key of target.methodKeys ?? []) {
+    if (own.has(key) && !file.tensors.has(key)) throw new PeftError(`${weightsPath}: missing tensor '${key}' (a parameter of the method)`);
+  }
+  for (const [key, raw] of file.tensors) {
+    const p = own.get(key);
+    if (!p) throw new PeftError(`${weightsPath}: unexpected tensor '${key}' (the model has no such parameter)`);
+    if (raw.shape.join(',') !== p.shape.join(',')) {
+      throw new PeftError(`${weightsPath}: tensor '${key}' has shape [${raw.shape}] but the model expects [${p.shape}]`);
+    }
+    if (!['F32', 'I32', 'I64'].includes(raw.dtype)) throw new PeftError(`${weightsPath}: tensor '${key}' has dtype ${raw.dtype}; adapters are saved as F32`);
+  }
+  const loaded: string[] = [];
+  for (const [key, raw] of file.tensors) {
+    const p = own.get(key)!;
+    const t = toTensor(raw, `${weightsPath}: ${key}`);
+    tf.tidy(() => p.assign(t.dtype === p.dtype ? t : tf.cast(t, p.dtype)));
+    t.dispose();
+    loaded.push(key);
+  }
+  return { config: cfg, loaded };
+}

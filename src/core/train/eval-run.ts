@@ -1,0 +1,37 @@
+// Evaluates a trained run: rebuild its model from run.json, load a checkpoint
+// (the best by default), score the validation (or another) split.
+import { join } from 'node:path';
+import { PeftError } from '../errors.js';
+import { loadAdapter } from '../io/adapter-files.js';
+import type { Registry } from '../registry/registry.js';
+import { checkpointDir } from './checkpoint.js';
+import { evaluate, type EvalResult } from './evaluate.js';
+import { buildPeftModel, openDatasets, readRunSpec, type RunSpec } from './run-spec.js';
+import { BEST, LAST } from './run-training.js';
+
+export interface EvalRunOptions {
+  /** 'best' (default), 'last', or a checkpoint directory. */
+  checkpoint?: string;
+  /** Another dataset root / CSV to score instead of the run's validation split. */
+  dataPath?: string;
+  batch?: number;
+}
+
+export async function evalRun(registry: Registry, runDir: string, options: EvalRunOptions = {}): Promise<{ spec: RunSpec; result: EvalResult; checkpoint: string }> {
+  const spec = readRunSpec(runDir);
+  const which = options.checkpoint ?? 'best';
+  const wanted = which === 'best' ? join(runDir, BEST) : which === 'last' ? join(runDir, LAST) : which;
+  const dir = checkpointDir(wanted) ?? (which === 'best' ? checkpointDir(join(runDir, LAST)) : undefined);
+  if (!dir) throw new PeftError(`${runDir}: no checkpoint '${which}' to evaluate`);
+  const peft = buildPeftModel(registry, spec);
+  try {
+    loadAdapter(dir, { model: peft.model, method: peft.method, methodKeys: peft.methodKeys, backbone: peft.backbone });
+    const evalSpec: RunSpec = options.dataPath ? { ...spec, dataset: { ...spec.dataset, path: options.dataPath, valPath: spec.dataset.kind === 'isic' ? options.dataPath : spec.dataset.valPath } } : spec;
+    const { val } = await openDatasets(evalSpec);
+    peft.model.eval();
+    const result = await evaluate(peft, val, { batch: options.batch ?? spec.options.batch, prompt: spec.options.prompt, seed: spec.options.seed, loss: spec.options.loss });
+    return { spec, result, checkpoint: dir };
+  } finally {
+    peft.model.dispose();
+  }
+}

@@ -1,0 +1,64 @@
+// The main job as a library call: build the model from a RunSpec, open the
+// data, train, and write run.json, log.jsonl, checkpoints and summary.json
+// into the run directory.
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { backendReport } from '../backend.js';
+import { PeftError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import type { Registry } from '../registry/registry.js';
+import { buildPeftModel, openDatasets, readRunSpec, RUN_FILE, writeRunSpec, type RunSpec } from './run-spec.js';
+import { runTraining, type TrainCallbacks, type TrainSummary } from './run-training.js';
+
+export const SUMMARY_FILE = 'summary.json';
+
+export interface RunSummaryFile extends Omit<TrainSummary, 'final'> {
+  final: { dice: Record<string, number>; iou: Record<string, number>; dice05: Record<string, number>; iou05: Record<string, number> } | null;
+  methodParameters: number;
+  trainableParameters: number;
+  totalParameters: number;
+  backend: string;
+}
+
+/** Refuses to train into a directory that holds anything but a previous run of the same spec. */
+function prepareRunDir(dir: string, resume: boolean): void {
+  if (resume) {
+    if (!existsSync(join(dir, RUN_FILE))) throw new PeftError(`${dir}: nothing to resume (no ${RUN_FILE})`);
+    return;
+  }
+  if (existsSync(dir) && readdirSync(dir).length > 0) {
+    throw new PeftError(`${dir} already exists and is not empty: choose another --exp-name, or --resume it`);
+  }
+  mkdirSync(dir, { recursive: true });
+}
+
+export async function trainRun(
+  registry: Registry,
+  spec: RunSpec,
+  runDir: string,
+  callbacks: TrainCallbacks & { onReady?(info: { spec: RunSpec; report: ReturnType<import('../peft/compose.js').PeftModel['report']>; trainSize: number; valSize: number; dataRoot: string }): void } = {},
+  resume = false,
+): Promise<RunSummaryFile> {
+  prepareRunDir(runDir, resume);
+  const effective = resume ? readRunSpec(runDir) : spec;
+  const peft = buildPeftModel(registry, effective);
+  try {
+    const data = await openDatasets(effective);
+    if (!resume) writeRunSpec(runDir, effective);
+    const report = peft.report();
+    callbacks.onReady?.({ spec: effective, report, trainSize: data.train.length, valSize: data.val.length, dataRoot: data.root });
+    const summary = await runTraining(peft, data, effective.options, runDir, callbacks, resume);
+    const out: RunSummaryFile = {
+      ...summary,
+      final: summary.final ? { dice: summary.final.dice, iou: summary.final.iou, dice05: summary.final.dice05, iou05: summary.final.iou05 } : null,
+      methodParameters: report.methodParameters,
+      trainableParameters: report.trainableParameters,
+      totalParameters: report.totalParameters,
+      backend: backendReport()?.active ?? 'unknown',
+    };
+    if (!summary.stoppedEarly) writeFileAtomic(join(runDir, SUMMARY_FILE), `${JSON.stringify(out, null, 2)}\n`);
+    return out;
+  } finally {
+    peft.model.dispose();
+  }
+}
