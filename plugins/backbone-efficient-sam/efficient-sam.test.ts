@@ -16,8 +16,9 @@ import { EfficientSamImageEncoder, EncoderBlock } from './encoder.js';
 import { EfficientSamHead } from './head.js';
 import { register } from './index.js';
 import { headOptionsFromFixture } from './parity.js';
+import { FIXTURES } from '../../test/support/fixtures.js';
 
-const FIX = '/work/shared/fixtures';
+const FIX = FIXTURES;
 
 function registry(): Registry {
   const r = new Registry();

@@ -26,8 +26,9 @@ import { MOBILE_SAM_PRESETS, encoderPatchSize, parseTinyVitConfig, tinyVitSchema
 import { register } from './index.js';
 import { TinyViT } from './model.js';
 import { applyTinyVitMod } from './parity.js';
+import { FIXTURES } from '../../test/support/fixtures.js';
 
-const FIXTURES = '/work/shared/fixtures';
+
 
 /** The encoder config of the tinyvit fixture (the same architecture as mobile_sam_tiny's checkpoint). */
 function fixtureEncoderConfig() {

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry, readSafetensors, runFixture, serializeSafetensors, toFloat32 } from '../../src/index.js';
 import { register } from './index.js';
+import { FIXTURES } from '../../test/support/fixtures.js';
 
-const FIXTURES = '/work/shared/fixtures';
+
 
 async function registry(): Promise<Registry> {
   const r = new Registry();

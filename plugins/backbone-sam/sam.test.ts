@@ -16,9 +16,10 @@ import {
   windowUnpartition,
   type SamBlockOptions,
 } from './index.js';
+import { FIXTURES } from '../../test/support/fixtures.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
-const FIXTURES = process.env.PEFT_FIXTURES ?? join(HERE, '../../../shared/fixtures');
+
 const HAVE_FIXTURES = existsSync(join(FIXTURES, 'sam_block_plain.json'));
 
 function samRegistry(): Registry {

@@ -32,8 +32,9 @@ import {
   type Mat,
 } from '../../src/index.js';
 import { AdaloraInjector, SVDLinear, adaloraMethod, register } from './index.js';
+import { FIXTURES } from '../../test/support/fixtures.js';
 
-const FIXTURES = '/work/shared/fixtures';
+
 const registry = new Registry();
 register(registry);
 const tmp = mkdtempSync(join(tmpdir(), 'peftjs-adalora-'));

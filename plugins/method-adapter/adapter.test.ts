@@ -24,8 +24,9 @@ import {
   type Mat,
 } from '../../src/index.js';
 import { Adapter, adapterMethod, register } from './index.js';
+import { FIXTURES } from '../../test/support/fixtures.js';
 
-const FIXTURES = '/work/shared/fixtures';
+
 const registry = new Registry();
 register(registry);
 const tmp = mkdtempSync(join(tmpdir(), 'peftjs-adapter-'));

@@ -29,8 +29,9 @@ import {
 } from '../../src/index.js';
 import { FoldedDelta } from './fold.js';
 import { GroupedLoraLinear, LoraLinear, baseParamsOf, loraMethod, register } from './index.js';
+import { FIXTURES } from '../../test/support/fixtures.js';
 
-const FIXTURES = '/work/shared/fixtures';
+
 const registry = new Registry();
 register(registry);
 const tmp = mkdtempSync(join(tmpdir(), 'peftjs-lora-'));

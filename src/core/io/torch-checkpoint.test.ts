@@ -14,8 +14,9 @@ import {
   readTorchCheckpoint,
   torchDtypeName,
 } from './torch-checkpoint.js';
+import { FIXTURES } from '../../../test/support/fixtures.js';
 
-const FIXTURES = '/work/shared/fixtures';
+
 const dir = mkdtempSync(join(tmpdir(), 'peftjs-pt-'));
 
 // --- a tiny pickle writer: just enough opcodes to build hostile and unusual files

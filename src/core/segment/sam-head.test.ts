@@ -9,8 +9,9 @@ import { Registry } from '../registry/registry.js';
 import type { Sequential } from './containers.js';
 import { SamHead, defaultSamHeadConfig } from './sam-head.js';
 import { samHeadConfigFromFixture, samMaskHeadParity } from './sam-mask-head-parity.js';
+import { fixture } from '../../../test/support/fixtures.js';
 
-const FIXTURE = '/work/shared/fixtures/sam_mask_head_points.json';
+const FIXTURE = fixture('sam_mask_head_points.json');
 
 class Root extends Module {}
 

@@ -1,0 +1,8 @@
+// The results report over training runs (`peft report`).
+export { writeReport, type ReportOptions, type ReportResult, type ResultsFile } from './report.js';
+export { readRun, readRunLog } from './read-run.js';
+export { toRow, toRows, classMean } from './rows.js';
+export { resultsMarkdown, TABLE_COLUMNS, tableCells } from './format.js';
+export { REPORT_MARKER } from './output-dir.js';
+export { baselineName, encoderName, modeName, modName } from './names.js';
+export type { ResultRow, RunInfo, RunRecord, RunSummary, StepPoint, ValPoint } from './types.js';
