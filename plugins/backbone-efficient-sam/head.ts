@@ -68,7 +68,8 @@ export function predictEfficientSamMasks(
     }
     const sparse = promptEncoder.forward(tf.reshape(pts, [b * q, p, 2]), tf.reshape(lab, [b * q, p]));
     const [, h, w, c] = embeddings.shape;
-    const tiled = tf.reshape(tf.tile(tf.expandDims(embeddings, 1), [1, q, 1, 1, 1]), [b * q, h, w, c]) as tf.Tensor4D;
+    // each image's embedding serves its q queries (rank-3 tile: tfjs has no rank-5 tile gradient)
+    const tiled = (q === 1 ? embeddings : tf.reshape(tf.tile(tf.reshape(embeddings, [b, 1, h * w * c]), [1, q, 1]), [b * q, h, w, c])) as tf.Tensor4D;
     const { masks, iou } = maskDecoder.predictMasks(tiled, promptEncoder.densePe(h, w), sparse);
     const { start, count } = maskDecoder.selectTokens(options.multimask);
     const [, uh, uw] = masks.shape;

@@ -42,6 +42,12 @@ export class PeftModel {
     return this.model.trainableParameters();
   }
 
+  /** Frees the model's tensors and the method's own state. */
+  dispose(): void {
+    this.method.dispose?.();
+    this.model.dispose();
+  }
+
   report(): ComposeReport {
     const params = this.model.namedParameters();
     const keys = new Set(this.methodKeys);

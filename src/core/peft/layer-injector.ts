@@ -34,6 +34,8 @@ export interface LayerInjector {
   unmerge?(model: Module): void;
   /** Extra state to save with the adapter (AdaLoRA's rank pattern). */
   adapterState?(model: Module): Record<string, unknown>;
+  /** Frees tensors the injector holds outside the model (AdaLoRA's importance statistics). */
+  dispose?(): void;
   /** Restores what `adapterState` saved, before weights are loaded (may reshape parameters). */
   loadAdapterState?(model: Module, state: Record<string, unknown>): void;
 }

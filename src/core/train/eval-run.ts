@@ -32,6 +32,6 @@ export async function evalRun(registry: Registry, runDir: string, options: EvalR
     const result = await evaluate(peft, val, { batch: options.batch ?? spec.options.batch, prompt: spec.options.prompt, seed: spec.options.seed, loss: spec.options.loss });
     return { spec, result, checkpoint: dir };
   } finally {
-    peft.model.dispose();
+    peft.dispose();
   }
 }

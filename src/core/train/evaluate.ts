@@ -43,7 +43,9 @@ export async function evaluate(peft: PeftModel, data: Dataset, options: EvalOpti
     try {
       const logits = predictLogits(peft, batch, data.channels.length);
       try {
-        lossSum += (await tf.tidy(() => lossFn(logits, batch.targets)).data())[0]!;
+        const loss = lossFn(logits, batch.targets);
+        lossSum += (await loss.data())[0]!;
+        loss.dispose();
         batches++;
         await meter.add(logits, batch.targets);
       } finally {

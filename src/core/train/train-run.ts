@@ -59,6 +59,6 @@ export async function trainRun(
     if (!summary.stoppedEarly) writeFileAtomic(join(runDir, SUMMARY_FILE), `${JSON.stringify(out, null, 2)}\n`);
     return out;
   } finally {
-    peft.model.dispose();
+    peft.dispose();
   }
 }

@@ -1,0 +1,66 @@
+import { describe, expect, it, beforeAll } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createDefaultRegistry } from '../../builtins.js';
+import type { Registry } from '../registry/registry.js';
+import { saveTensors } from '../io/safetensors.js';
+import { loadBackboneWeights } from './backbone-weights.js';
+import { PeftError } from '../errors.js';
+import { fixture, HAVE_FIXTURES } from '../../../test/support/fixtures.js';
+
+let registry: Registry;
+const dir = mkdtempSync(join(tmpdir(), 'weights-'));
+beforeAll(async () => {
+  registry = await createDefaultRegistry();
+});
+
+describe('loadBackboneWeights', () => {
+  it('round-trips a full state dict through safetensors, strictly', async () => {
+    const a = registry.createBackbone('sam', 'tiny', { img_size: 64 });
+    const path = join(dir, 'sam_tiny.safetensors');
+    await saveTensors(path, a.model.stateDict());
+    const b = registry.createBackbone('sam', 'tiny', { img_size: 64 });
+    const report = loadBackboneWeights(b, path);
+    expect(report.loaded).toBe(a.model.stateDict().size);
+    const w = 'image_encoder.blocks.0.attn.qkv.weight';
+    expect(b.model.stateDict().get(w)!.dataSync()).toEqual(a.model.stateDict().get(w)!.dataSync());
+    a.model.dispose();
+    b.model.dispose();
+  });
+
+  it('a checkpoint of another preset is an error naming the first mismatches, and loads nothing', async () => {
+    const small = registry.createBackbone('sam', 'tiny', { img_size: 64 });
+    const path = join(dir, 'small.safetensors');
+    await saveTensors(path, small.model.stateDict());
+    const other = registry.createBackbone('sam', 'tiny', { img_size: 64, embed_dim: 64, num_heads: 2 });
+    const before = other.model.stateDict().get('image_encoder.pos_embed')!.dataSync().slice();
+    expect(() => loadBackboneWeights(other, path)).toThrow(PeftError);
+    expect(() => loadBackboneWeights(other, path)).toThrow(/small\.safetensors: state dict does not fit the model \(shape mismatch: image_encoder\..* expected \[.*\] got \[.*\].*is this a checkpoint for sam preset 'tiny'\?/);
+    expect(other.model.stateDict().get('image_encoder.pos_embed')!.dataSync()).toEqual(before);
+    small.model.dispose();
+    other.model.dispose();
+  });
+
+  it('truncated files, foreign checkpoints and non-checkpoints are clear errors', async () => {
+    const b = registry.createBackbone('sam', 'tiny', { img_size: 64 });
+    const good = join(dir, 'good.safetensors');
+    await saveTensors(good, b.model.stateDict());
+    const cut = join(dir, 'cut.safetensors');
+    writeFileSync(cut, readFileSync(good).subarray(0, 1000));
+    expect(() => loadBackboneWeights(b, cut)).toThrow(/cut\.safetensors/);
+    const text = join(dir, 'notes.pt');
+    writeFileSync(text, 'hello, not a checkpoint');
+    expect(() => loadBackboneWeights(b, text)).toThrow(PeftError);
+    expect(() => loadBackboneWeights(b, text)).toThrow(/notes\.pt/);
+    const foreign = join(dir, 'foreign.safetensors');
+    await saveTensors(foreign, new Map([['model.layer.weight', tf.zeros([2])]]));
+    expect(() => loadBackboneWeights(b, foreign)).toThrow(/no key matches backbone 'sam'/);
+    if (HAVE_FIXTURES) {
+      // a real MobileSAM checkpoint is not a SAM ViT checkpoint
+      expect(() => loadBackboneWeights(b, fixture('mobile_sam_tiny.pt'))).toThrow(/mobile_sam_tiny\.pt/);
+    }
+    b.model.dispose();
+  });
+});
