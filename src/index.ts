@@ -31,3 +31,4 @@ export * from './core/train/losses.js';
 export * from './core/train/metrics.js';
 export * from './core/testing/index.js';
 export * from './core/io/adapter-files.js';
+export * from './core/peft/fold.js';

@@ -2,8 +2,7 @@
 // patch embedding, a pretrain-size absolute position table (cls slot dropped,
 // bicubic-resized to the token grid), plain global-attention ViT blocks and
 // the SAM neck. Channels-last: `[B, H, W, 3]` → `[B, H/p, W/p, neck]`.
-import {
-  Conv2d,
+import { Conv2d,
   GELU,
   HookableBlock,
   LayerNorm,
@@ -15,11 +14,9 @@ import {
   tf,
   type ImageEncoder,
   type InjectionSite,
-  type LinearLike,
-} from '../../src/index.js';
+  type LinearLike, ModuleList, Sequential, type TensorMap as Forward } from '../../src/index.js';
 import { mergeHeads, scaledDotAttention } from './attention.js';
 import type { EncoderOptions } from './config.js';
-import { ModuleList, Sequential, type Forward } from './layers.js';
 import { encoderSites } from './sites.js';
 
 /** `patch_embed.proj`: a conv with kernel = stride = patch (with bias). */

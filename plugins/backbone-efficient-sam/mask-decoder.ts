@@ -2,9 +2,9 @@
 // tokens + prompt tokens through the two-way transformer, the image tokens
 // upscaled by transposed convs (GroupNorm(1) + GELU between, GELU after the
 // last), and one hypernetwork MLP per mask token. Channels-last throughout.
-import { ConvTranspose2d, GELU, Module, tf } from '../../src/index.js';
+import { ConvTranspose2d, GELU, Module, tf, Embedding, Sequential, Identity, ModuleList } from '../../src/index.js';
 import type { HeadOptions } from './config.js';
-import { Embedding, GroupNorm1, Identity, ModuleList, Sequential } from './layers.js';
+import { GroupNorm1 } from './layers.js';
 import { MlpBlock } from './mlp-block.js';
 import { TwoWayTransformer } from './two-way-transformer.js';
 

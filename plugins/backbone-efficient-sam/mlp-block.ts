@@ -1,7 +1,6 @@
 // EfficientSAM's MLPBlock (mlp.py): `layers.i = Sequential(Linear, act)` for
 // each of num_layers hidden layers, then the output linear `fc` (no activation).
-import { GELU, Linear, Module, tf, type LinearLike } from '../../src/index.js';
-import { ModuleList, Sequential } from './layers.js';
+import { GELU, Linear, Module, tf, type LinearLike, ModuleList, Sequential } from '../../src/index.js';
 
 export class MlpBlock extends Module {
   constructor(inputDim: number, hiddenDim: number, outputDim: number, numLayers: number) {

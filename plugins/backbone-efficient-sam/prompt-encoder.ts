@@ -2,8 +2,7 @@
 // random-Fourier position encoding of points plus one learned embedding per
 // label (-1 padding, 1 foreground point, 2 box top-left, 3 box bottom-right;
 // label 0, a background point, adds nothing). No dense (mask) prompts.
-import { Module, normal, tf } from '../../src/index.js';
-import { Embedding } from './layers.js';
+import { Module, normal, tf, Embedding } from '../../src/index.js';
 
 /** `PositionEmbeddingRandom`: buffer `positional_encoding_gaussian_matrix [2, C/2]`. */
 export class PositionEmbeddingRandom extends Module {

@@ -1,9 +1,8 @@
 // EfficientSAM's two-way transformer (two_way_transformer.py): prompt tokens
 // and image tokens attend to each other; the MLPs use GELU (the official
 // build's activation), LayerNorms PyTorch's default eps.
-import { LayerNorm, Linear, Module, tf, type LinearLike } from '../../src/index.js';
+import { LayerNorm, Linear, Module, tf, type LinearLike, ModuleList } from '../../src/index.js';
 import { mergeHeads, scaledDotAttention, splitHeads } from './attention.js';
-import { ModuleList } from './layers.js';
 import { MlpBlock } from './mlp-block.js';
 
 /** Attention whose q/k/v project to `dim / downsampleRate` before the heads split. */

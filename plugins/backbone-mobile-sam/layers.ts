@@ -2,40 +2,8 @@
 // PyTorch's parameter names: indexed lists (`layers.0`, `seq.2`), Conv2d_BN
 // (`c` + `bn`, batch norm with running statistics), and the conv stages
 // (patch embedding, MBConv, patch merging).
-import { BatchNorm2d, Conv2d, GELU, Module, geluErf, tf } from '../../src/index.js';
+import { BatchNorm2d, Conv2d, GELU, Module, Sequential, geluErf, tf } from '../../src/index.js';
 import { mergeStride } from './config.js';
-
-/** Anything with a tensor-to-tensor forward. */
-export interface Forward extends Module {
-  forward(x: tf.Tensor): tf.Tensor;
-}
-
-/** PyTorch's ModuleList / Sequential: children named '0', '1', ..., looked up at forward time. */
-export class ModuleList<M extends Module = Module> extends Module {
-  private count = 0;
-
-  push(m: M): M {
-    return this.registerModule(String(this.count++), m);
-  }
-
-  get length(): number {
-    return this.count;
-  }
-
-  at(i: number): M {
-    const m = this.child(String(i));
-    if (!m) throw new Error(`ModuleList has no item ${i}`);
-    return m as M;
-  }
-}
-
-export class Sequential extends ModuleList<Forward> {
-  forward(x: tf.Tensor): tf.Tensor {
-    let y = x;
-    for (let i = 0; i < this.length; i++) y = this.at(i).forward(y);
-    return y;
-  }
-}
 
 /** TinyViT's Conv2d_BN: a bias-free conv (`c`) followed by batch norm (`bn`, inference mode). */
 export class Conv2dBN extends Module {

@@ -7,10 +7,10 @@
 // real grid `[B, H/p, W/p, out_chans]` (p = 16 for MobileSAM), not MobileSAM's
 // fixed 64x64 view. `norm_head` (and `head` when num_classes > 0) exist for the
 // official state dict but are not used.
-import { Conv2d, LayerNorm, LayerNorm2d, Module, PeftError, tf, type ImageEncoder, type InjectionSite } from '../../src/index.js';
+import { Conv2d, LayerNorm, LayerNorm2d, Module, PeftError, tf, type ImageEncoder, type InjectionSite, ModuleList, Sequential } from '../../src/index.js';
 import { TinyVitBlock } from './block.js';
 import { encoderPatchSize, type TinyVitConfig } from './config.js';
-import { MBConv, ModuleList, PatchEmbed, PatchMerging, Sequential } from './layers.js';
+import { MBConv, PatchEmbed, PatchMerging } from './layers.js';
 import { tinyVitSites } from './sites.js';
 
 /** One stage: `blocks` then an optional `downsample`. */

@@ -6,8 +6,7 @@
 //   s = alpha if alpha > 0 else r.
 // E is zero at init (A, B ~ N(0, 0.02)), so the layer equals its base. Rank
 // allocation zeroes entries of E; `prune` drops rows (rank 0 is allowed).
-import { Module, PeftError, linear, normal, tf, type LinearLike, type Parameter } from '../../src/index.js';
-import { FoldedDelta } from './fold.js';
+import { Module, PeftError, linear, normal, tf, type LinearLike, type Parameter, FoldedDelta } from '../../src/index.js';
 
 export interface SvdLinearOptions {
   r: number;

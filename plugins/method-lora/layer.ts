@@ -8,8 +8,7 @@
 //                      lora_A [r*k, in], lora_B [(out/G)*k, r] for k enabled
 //                      groups; the j-th blocks belong to the j-th enabled group.
 // A is kaiming-uniform and B zero at init, so the layer equals its base.
-import { Module, PeftError, kaimingUniform, linear, tf, type LinearLike, type Parameter } from '../../src/index.js';
-import { FoldedDelta } from './fold.js';
+import { Module, PeftError, kaimingUniform, linear, tf, type LinearLike, type Parameter, FoldedDelta } from '../../src/index.js';
 
 /** The weight (and bias) a LoRA layer takes over from the layer it replaces. */
 export interface BaseLinearParams {

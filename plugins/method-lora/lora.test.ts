@@ -26,8 +26,8 @@ import {
   addRow,
   zerosMat,
   type Mat,
+  FoldedDelta,
 } from '../../src/index.js';
-import { FoldedDelta } from './fold.js';
 import { GroupedLoraLinear, LoraLinear, baseParamsOf, loraMethod, register } from './index.js';
 import { FIXTURES } from '../../test/support/fixtures.js';
 

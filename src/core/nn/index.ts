@@ -4,3 +4,5 @@ export * from './layers.js';
 export * from './functional.js';
 export * from './init.js';
 export * from './grad.js';
+export * from './containers.js';
+export * from './embedding.js';

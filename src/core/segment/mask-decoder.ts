@@ -7,8 +7,8 @@ import { PeftError } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { ConvTranspose2d, GELU, LayerNorm2d } from '../nn/layers.js';
 import type { HeadOutput } from '../peft/backbone.js';
-import { ModuleList, Sequential } from './containers.js';
-import { Embedding } from './embedding.js';
+import { ModuleList, Sequential } from '../nn/containers.js';
+import { Embedding } from '../nn/embedding.js';
 import { MLP } from './mlp.js';
 import { TwoWayTransformer } from './two-way-transformer.js';
 

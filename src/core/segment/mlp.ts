@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Module } from '../nn/module.js';
 import { Linear, type LinearLike } from '../nn/layers.js';
-import { ModuleList } from './containers.js';
+import { ModuleList } from '../nn/containers.js';
 
 /** `num_layers` linears `input → hidden → … → output`, ReLU after all but the last. */
 export class MLP extends Module {

@@ -7,8 +7,8 @@ import { PeftError } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { Conv2d, GELU, LayerNorm2d } from '../nn/layers.js';
 import type { Prompts } from '../peft/backbone.js';
-import { ModuleList, Sequential } from './containers.js';
-import { Embedding } from './embedding.js';
+import { ModuleList, Sequential } from '../nn/containers.js';
+import { Embedding } from '../nn/embedding.js';
 import { PositionEmbeddingRandom } from './position-embedding.js';
 
 export interface PromptEncoderOptions {

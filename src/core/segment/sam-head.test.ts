@@ -6,7 +6,7 @@ import { Fixture } from '../parity/fixture.js';
 import { runFixture } from '../parity/run-parity.js';
 import type { Prompts } from '../peft/backbone.js';
 import { Registry } from '../registry/registry.js';
-import type { Sequential } from './containers.js';
+import type { Sequential } from '../nn/containers.js';
 import { SamHead, defaultSamHeadConfig } from './sam-head.js';
 import { samHeadConfigFromFixture, samMaskHeadParity } from './sam-mask-head-parity.js';
 import { fixture } from '../../../test/support/fixtures.js';

@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Module } from '../nn/module.js';
 import { LayerNorm, Linear, type LinearLike } from '../nn/layers.js';
-import { ModuleList } from './containers.js';
+import { ModuleList } from '../nn/containers.js';
 import { MLPBlock } from './mlp.js';
 
 /**

@@ -1,7 +1,7 @@
 // PyTorch's `nn.ModuleList` and `nn.Sequential`: children named '0', '1', ...
 // so state-dict keys read `layers.0.weight`, `output_upscaling.3.bias`.
 import * as tf from '@tensorflow/tfjs';
-import { Module } from '../nn/module.js';
+import { Module } from './module.js';
 
 /** A module that maps one tensor to one tensor (a layer, an activation). */
 export interface TensorMap extends Module {
@@ -30,6 +30,17 @@ export class ModuleList<M extends Module = Module> extends Module {
     const m = this.child(String(i));
     if (!m) throw new Error(`ModuleList has no item ${i}`);
     return m as M;
+  }
+
+  *[Symbol.iterator](): Iterator<M> {
+    for (let i = 0; i < this.count; i++) yield this.at(i);
+  }
+}
+
+/** `nn.Identity`: keeps an index in a Sequential, holds nothing. */
+export class Identity extends Module implements TensorMap {
+  forward(x: tf.Tensor): tf.Tensor {
+    return x;
   }
 }
 

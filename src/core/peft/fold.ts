@@ -2,7 +2,8 @@
 // bit for bit: float32 `(W + d) - d` is usually, not always, `W`, so the
 // rounding error is kept as a correction (or, if even that is not exact, the
 // original weight is kept).
-import { tf, type Parameter } from '../../src/index.js';
+import * as tf from '@tensorflow/tfjs';
+import type { Parameter } from '../nn/parameter.js';
 
 function allEqual(a: tf.Tensor, b: tf.Tensor): boolean {
   return tf.tidy(() => tf.all(tf.equal(a, b)).dataSync()[0] === 1);

@@ -1,7 +1,7 @@
 // PyTorch's `nn.Embedding`: a learned table `weight [num, dim]`, initialised N(0, 1).
 import type * as tf from '@tensorflow/tfjs';
-import { Module } from '../nn/module.js';
-import { normal } from '../nn/init.js';
+import { Module } from './module.js';
+import { normal } from './init.js';
 
 export class Embedding extends Module {
   constructor(
