@@ -1,10 +1,11 @@
 // Shared behaviour of every `peft` command: the --backend flag, the plugin
 // registry, and one clear line (exit 2) for user errors instead of a stack.
-import { Command, Errors, Flags, type Interfaces } from '@oclif/core';
+import { Command, Errors, Flags, ModuleLoader, type Interfaces } from '@oclif/core';
 import { initBackend, type BackendReport } from '../core/backend.js';
 import { PeftError } from '../core/errors.js';
 import type { Registry } from '../core/registry/registry.js';
 import { createDefaultRegistry } from '../builtins.js';
+import { loadExternalPlugins, pluginWarning, type OclifHookSource, type OclifPluginLike, type PluginLoadResult } from '../core/plugins/load-plugins.js';
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>;
 
@@ -14,13 +15,51 @@ export abstract class BaseCommand extends Command {
       description: 'TensorFlow.js backend: gpu, node, wasm or cpu (default: the fastest that loads; env PEFT_BACKEND)',
       helpGroup: 'GLOBAL',
     }),
+    plugin: Flags.string({
+      description: 'also load this plugin (a folder, a .js file or an installed package name); repeatable; see also PEFT_PLUGINS and `peft plugins link`',
+      multiple: true,
+      helpGroup: 'GLOBAL',
+    }),
   };
 
   private registryPromise?: Promise<Registry>;
+  /** `--plugin` values, captured when the command parses its flags. */
+  protected pluginFlags: string[] = [];
+  /** How each external plugin loaded (after `registry()`). */
+  protected pluginResults: PluginLoadResult[] = [];
+  /** Print a warning for each plugin that failed to load (`peft plugins` reports them itself). */
+  protected warnPluginFailures = true;
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  protected override async parse<F extends { [name: string]: any }, B extends { [name: string]: any }, A extends { [name: string]: any }>(
+    options?: Interfaces.Input<F, B, A>,
+    argv?: string[],
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    const out = await super.parse(options, argv);
+    const plugin = (out.flags as { plugin?: unknown }).plugin;
+    if (Array.isArray(plugin)) this.pluginFlags = plugin.map(String);
+    return out;
+  }
+
+  /** The built-ins plus external plugins (linked, PEFT_PLUGINS, --plugin, oclif `peft:register` hooks); a plugin that fails is a warning. */
   protected registry(): Promise<Registry> {
-    this.registryPromise ??= createDefaultRegistry();
+    this.registryPromise ??= (async () => {
+      const registry = await createDefaultRegistry();
+      this.pluginResults = await loadExternalPlugins(registry, { flags: this.pluginFlags, oclif: this.oclifHooks() });
+      if (this.warnPluginFailures) for (const r of this.pluginResults) if (!r.ok) process.stderr.write(`${pluginWarning(r)}\n`);
+      return registry;
+    })();
     return this.registryPromise;
+  }
+
+  /** Installed oclif plugins that implement the `peft:register` hook. */
+  protected oclifHooks(): OclifHookSource {
+    const plugins = (this.config.getPluginsList?.() ?? []) as unknown as OclifPluginLike[];
+    return {
+      plugins,
+      config: this.config,
+      load: (plugin, target) => ModuleLoader.load(plugin as never, target),
+    };
   }
 
   protected async backend(preferred?: string): Promise<BackendReport> {

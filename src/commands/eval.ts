@@ -9,6 +9,7 @@ export default class Eval extends BaseCommand {
   static override flags = {
     run: Flags.string({ description: 'run directory (written by peft train)', required: true }),
     checkpoint: Flags.string({ description: "'best' (default), 'last', or a checkpoint directory" }),
+    adapter: Flags.string({ description: 'score this adapter folder (peftjs, or Hugging Face PEFT LoRA/AdaLoRA) on the run\'s model instead of a checkpoint' }),
     'data-path': Flags.string({ description: 'score this dataset instead of the run\'s validation split', aliases: ['data_path'] }),
     batch: Flags.integer({ char: 'b', description: 'batch size' }),
     json: Flags.boolean({ description: 'print the result as JSON' }),
@@ -18,7 +19,7 @@ export default class Eval extends BaseCommand {
     const { flags } = await this.parse(Eval);
     await this.backend(flags.backend);
     const registry = await this.registry();
-    const { spec, result, checkpoint } = await evalRun(registry, flags.run, { checkpoint: flags.checkpoint, dataPath: flags['data-path'], batch: flags.batch });
+    const { spec, result, checkpoint } = await evalRun(registry, flags.run, { checkpoint: flags.checkpoint, adapter: flags.adapter, dataPath: flags['data-path'], batch: flags.batch });
     if (flags.json) {
       this.log(JSON.stringify({ checkpoint, ...result }, null, 2));
       return;

@@ -4,6 +4,7 @@ import { BaseCommand } from '../cli/base-command.js';
 import { backboneFlags, backboneOverrides, methodConfigFromFlags, methodFlags } from '../cli/model-flags.js';
 import { ProgressLine, duration } from '../cli/progress.js';
 import { PeftError } from '../core/errors.js';
+import { adapterMethod } from '../core/io/hf-peft.js';
 import { lossNames } from '../core/train/losses.js';
 import { promptModes, type PromptMode } from '../core/train/prompts.js';
 import type { RunSpec } from '../core/train/run-spec.js';
@@ -29,6 +30,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     epochs: Flags.integer({ description: 'epochs to train (default 1 unless --steps)' }),
     steps: Flags.integer({ description: 'optimiser steps to train in all (overrides --epochs)' }),
     checkpoint: Flags.string({ description: 'official backbone weights (.safetensors, .pt, .pth)', aliases: ['sam-ckpt', 'sam_ckpt'] }),
+    adapter: Flags.string({ description: 'start from this adapter folder (peftjs, or Hugging Face PEFT LoRA/AdaLoRA): its method and config, overridable by --rank/--set…' }),
     dataset: Flags.string({ description: 'refuge (folder layout) or isic (CSV)', default: 'refuge', options: ['refuge', 'isic', 'REFUGE', 'ISIC'] }),
     'data-path': Flags.string({ description: 'dataset root (refuge) or training CSV (isic); default: embedded synthetic data', aliases: ['data_path'] }),
     'val-path': Flags.string({ description: 'validation CSV (isic)' }),
@@ -58,12 +60,13 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     const registry = await this.registry();
     const backboneDef = registry.backbone(flags.backbone);
     const preset = flags.preset ?? ('tiny' in backboneDef.presets ? 'tiny' : backboneDef.defaultPreset);
-    const methodDef = registry.method(flags.method);
     // validate the whole configuration before anything runs
     const probe = registry.createBackbone(backboneDef.id, preset, backboneOverrides(flags));
     const imageSize = probe.imageSize;
+    const fromAdapter = flags.adapter ? adapterMethod(resolve(flags.adapter), probe.sites()) : undefined;
     probe.model.dispose();
-    const methodConfig = { ...registry.createMethod(methodDef.id, methodConfigFromFlags(methodDef, flags)).config };
+    const methodDef = registry.method(fromAdapter?.id ?? flags.method);
+    const methodConfig = { ...registry.createMethod(methodDef.id, { ...fromAdapter?.config, ...methodConfigFromFlags(methodDef, flags) }).config };
     const outSize = flags['out-size'] ?? imageSize / 4;
     if (!Number.isInteger(outSize) || outSize < 1) throw new PeftError(`--out-size must be a positive integer, got ${outSize}`);
     const name = flags['exp-name'] ?? `${backboneDef.id}-${preset}-${methodDef.id}-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
@@ -75,6 +78,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
       backbone: { id: backboneDef.id, preset, overrides: backboneOverrides(flags) },
       method: { id: methodDef.id, config: methodConfig },
       checkpoint: flags.checkpoint ? resolve(flags.checkpoint) : undefined,
+      adapter: flags.adapter ? resolve(flags.adapter) : undefined,
       trainDecoder: !flags['freeze-decoder'],
       imageSize,
       outSize,

@@ -23,6 +23,8 @@ export class Registry {
   readonly container: DependencyContainer;
   /** Which plugin (package or path) registered each id, for error messages. */
   private readonly origin = new Map<string, string>();
+  /** Which plugin registered each definition object (backbones, methods, parity kinds), for rollback. */
+  private readonly owner = new Map<object, string>();
   private currentOrigin = 'built-in';
 
   constructor(container: DependencyContainer = rootContainer.createChildContainer()) {
@@ -46,11 +48,13 @@ export class Registry {
       throw new PeftError(`backbone '${def.id}': default preset '${def.defaultPreset}' is not one of its presets`);
     }
     this.container.register(BACKBONE, { useValue: def });
+    this.owner.set(def, this.currentOrigin);
   }
 
   registerMethod(def: MethodDefinition): void {
     this.checkNew('method', def.id, def.aliases, this.methods());
     this.container.register(METHOD, { useValue: def });
+    this.owner.set(def, this.currentOrigin);
   }
 
   registerParityKind(kind: ParityKind): void {
@@ -58,6 +62,40 @@ export class Registry {
       throw new PeftError(`parity kind '${kind.kind}' is already registered`);
     }
     this.container.register(PARITY_KIND, { useValue: kind });
+    this.owner.set(kind, this.currentOrigin);
+  }
+
+  /** The ids `origin` registered, by kind. */
+  registeredBy(origin: string): { backbones: string[]; methods: string[]; parityKinds: string[] } {
+    const mine = <T extends object>(defs: T[]) => defs.filter((d) => this.owner.get(d) === origin);
+    return {
+      backbones: mine(this.backbones()).map((d) => d.id),
+      methods: mine(this.methods()).map((d) => d.id),
+      parityKinds: mine(this.parityKinds()).map((k) => k.kind),
+    };
+  }
+
+  /**
+   * Removes everything `origin` registered (rolls back a plugin that failed
+   * half-way, or whose definitions are invalid); returns how many definitions
+   * were removed. The others keep their order.
+   */
+  unregisterOrigin(origin: string): number {
+    const kept: [symbol, object[]][] = [];
+    let removed = 0;
+    for (const token of [BACKBONE, METHOD, PARITY_KIND]) {
+      const defs = this.all<object>(token);
+      const keep = defs.filter((d) => this.owner.get(d) !== origin);
+      removed += defs.length - keep.length;
+      kept.push([token, keep]);
+    }
+    for (const [id, o] of [...this.origin]) if (o === origin) this.origin.delete(id);
+    if (removed === 0) return 0;
+    // tsyringe cannot drop one registration of a multi-registered token: re-register the rest
+    this.container.reset();
+    for (const [token, defs] of kept) for (const d of defs) this.container.register(token, { useValue: d });
+    for (const [d, o] of [...this.owner]) if (o === origin) this.owner.delete(d);
+    return removed;
   }
 
   backbones(): BackboneDefinition[] {

@@ -2,7 +2,7 @@
 // (the best by default), score the validation (or another) split.
 import { join } from 'node:path';
 import { PeftError } from '../errors.js';
-import { loadAdapter } from '../io/adapter-files.js';
+import { loadAnyAdapter } from '../io/hf-peft.js';
 import type { Registry } from '../registry/registry.js';
 import { checkpointDir } from './checkpoint.js';
 import { evaluate, type EvalResult } from './evaluate.js';
@@ -12,6 +12,8 @@ import { BEST, LAST } from './run-training.js';
 export interface EvalRunOptions {
   /** 'best' (default), 'last', or a checkpoint directory. */
   checkpoint?: string;
+  /** Score this adapter folder (peftjs or Hugging Face PEFT) instead of a checkpoint of the run. */
+  adapter?: string;
   /** Another dataset root / CSV to score instead of the run's validation split. */
   dataPath?: string;
   batch?: number;
@@ -21,11 +23,11 @@ export async function evalRun(registry: Registry, runDir: string, options: EvalR
   const spec = readRunSpec(runDir);
   const which = options.checkpoint ?? 'best';
   const wanted = which === 'best' ? join(runDir, BEST) : which === 'last' ? join(runDir, LAST) : which;
-  const dir = checkpointDir(wanted) ?? (which === 'best' ? checkpointDir(join(runDir, LAST)) : undefined);
+  const dir = options.adapter ?? checkpointDir(wanted) ?? (which === 'best' ? checkpointDir(join(runDir, LAST)) : undefined);
   if (!dir) throw new PeftError(`${runDir}: no checkpoint '${which}' to evaluate`);
   const peft = buildPeftModel(registry, spec);
   try {
-    loadAdapter(dir, { model: peft.model, method: peft.method, methodKeys: peft.methodKeys, backbone: peft.backbone });
+    loadAnyAdapter(dir, { model: peft.model, method: peft.method, methodKeys: peft.methodKeys, backbone: peft.backbone });
     const evalSpec: RunSpec = options.dataPath ? { ...spec, dataset: { ...spec.dataset, path: options.dataPath, valPath: spec.dataset.kind === 'isic' ? options.dataPath : spec.dataset.valPath } } : spec;
     const { val } = await openDatasets(evalSpec);
     peft.model.eval();

@@ -8,6 +8,7 @@ import { openIsic } from '../data/isic.js';
 import { openRefuge } from '../data/refuge.js';
 import { ensureDefaultDataset } from '../data/synth-output.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { loadAnyAdapter } from '../io/hf-peft.js';
 import { loadBackboneWeights } from '../peft/backbone-weights.js';
 import { compose, type PeftModel } from '../peft/compose.js';
 import { seedEverything } from '../nn/init.js';
@@ -23,6 +24,8 @@ export interface RunSpec {
   method: { id: string; config: Record<string, unknown> };
   /** Official weights loaded before injection (absent: random initialisation). */
   checkpoint?: string;
+  /** An adapter (peftjs or Hugging Face PEFT) the method's tensors start from. */
+  adapter?: string;
   trainDecoder: boolean;
   imageSize: number;
   outSize: number;
@@ -42,7 +45,9 @@ export function buildPeftModel(registry: Registry, spec: RunSpec): PeftModel {
   try {
     if (spec.checkpoint) loadBackboneWeights(backbone, spec.checkpoint);
     const method = registry.createMethod(spec.method.id, spec.method.config);
-    return compose(backbone, method, { trainDecoder: spec.trainDecoder });
+    const peft = compose(backbone, method, { trainDecoder: spec.trainDecoder });
+    if (spec.adapter) loadAnyAdapter(spec.adapter, peft);
+    return peft;
   } catch (err) {
     backbone.model.dispose();
     throw err;

@@ -1,0 +1,248 @@
+// Loading external plugins into a registry. Sources, in order: linked plugins
+// (`peft plugins link`), the PEFT_PLUGINS variable (paths or package names
+// separated by ',' or ':'), `--plugin` flags, and installed oclif plugins
+// with a `peft:register` hook. Each plugin is imported (ESM, by file URL), its
+// `register` runs through `registry.load(origin, …)`, and what it registered
+// is validated. A plugin that fails in any way is rolled back entirely (none
+// of its registrations stay) and reported by name; the others still load.
+//
+// A plugin is handed the host's registry object and the host's public API
+// (`register(registry, peftjs)`), so it builds on the host's copies of
+// tfjs, zod and tsyringe whatever copies it could resolve itself.
+import { realpathSync } from 'node:fs';
+import { delimiter } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { PeftError } from '../errors.js';
+import type { Registry } from '../registry/registry.js';
+import { peftConfigDir, readLinkedPlugins } from './linked-plugins.js';
+import { PEFT_REGISTER_HOOK, resolvePluginSpec, type ResolvedPluginSpec } from './plugin-spec.js';
+import { validateRegistered } from './validate-definitions.js';
+
+export type PluginSource = 'linked' | 'env' | 'flag' | 'oclif';
+
+/** The public API handed to a plugin: what `import * as peftjs from 'peftjs'` gives. */
+export type HostApi = Record<string, unknown>;
+
+/** What an external plugin's `register` may look like: the registry, plus the host's public API. */
+export type ExternalRegister = (registry: Registry, peftjs: HostApi) => void | Promise<void>;
+
+export interface PluginRequest {
+  spec: string;
+  source: PluginSource;
+}
+
+/** An installed oclif plugin that declares a `peft:register` hook (a structural subset of oclif's Plugin). */
+export interface OclifPluginLike {
+  name: string;
+  root: string;
+  isRoot?: boolean;
+  hooks: Record<string, { target: string; identifier: string }[]>;
+}
+
+export interface OclifHookSource {
+  plugins: OclifPluginLike[];
+  /** Imports a hook module the way oclif does (e.g. `ModuleLoader.load(plugin, target)`). */
+  load(plugin: OclifPluginLike, target: string): Promise<Record<string, unknown>>;
+  /** Passed to hooks as `config` (the oclif Config). */
+  config?: unknown;
+}
+
+export interface PluginLoadResult {
+  /** package name, file name, or the spec when it did not resolve. */
+  name: string;
+  source: PluginSource;
+  spec: string;
+  /** The imported module(s), when the spec resolved. */
+  entry?: string;
+  /** The plugin's folder (or file), when the spec resolved. */
+  root?: string;
+  ok: boolean;
+  /** Why it failed (one line). */
+  error?: string;
+  registered: { backbones: string[]; methods: string[]; parityKinds: string[] };
+}
+
+export interface LoadPluginsOptions {
+  /** Folder of plugins.json (default: `peftConfigDir(env)`). */
+  configDir?: string;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** `--plugin` values. */
+  flags?: string[];
+  /** Skip the linked plugins and PEFT_PLUGINS (only `flags` and `extra`). */
+  only?: boolean;
+  oclif?: OclifHookSource;
+  /** The API handed to plugins (default: the host's `src/index`). */
+  api?: HostApi;
+}
+
+/** `PEFT_PLUGINS` entries: split on ',' and the platform's path delimiter (':' on POSIX). */
+export function splitPluginList(value: string | undefined): string[] {
+  if (!value) return [];
+  return value
+    .split(',')
+    .flatMap((part) => part.split(delimiter))
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+/** Every plugin requested by the linked list, PEFT_PLUGINS and --plugin, in that order. */
+export function pluginRequests(options: Pick<LoadPluginsOptions, 'configDir' | 'env' | 'flags' | 'only'> = {}): PluginRequest[] {
+  const env = options.env ?? process.env;
+  const out: PluginRequest[] = [];
+  if (!options.only) {
+    for (const p of readLinkedPlugins(options.configDir ?? peftConfigDir(env))) out.push({ spec: p.path, source: 'linked' });
+    for (const spec of splitPluginList(env.PEFT_PLUGINS)) out.push({ spec, source: 'env' });
+  }
+  for (const spec of options.flags ?? []) out.push({ spec, source: 'flag' });
+  return out;
+}
+
+let hostApi: Promise<HostApi> | undefined;
+
+/** The host's public API module (loaded lazily: it re-exports this file). */
+export function loadHostApi(): Promise<HostApi> {
+  hostApi ??= import('../../index.js') as Promise<HostApi>;
+  return hostApi;
+}
+
+function oneLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.replace(/\s+/g, ' ').trim() || (err instanceof Error ? err.name : 'unknown error');
+}
+
+/** The function to call in an imported plugin module. */
+function registerOf(mod: Record<string, unknown>, spec: ResolvedPluginSpec, hookContext: () => unknown, api: HostApi, config: unknown): (registry: Registry) => unknown {
+  if (spec.contract === 'hook') {
+    const id = spec.identifier ?? 'default';
+    const fn = mod[id] ?? (id === 'default' ? Object.values(mod).find((v) => typeof v === 'function') : undefined);
+    if (typeof fn !== 'function') throw new PeftError(`its ${PEFT_REGISTER_HOOK} hook module ${spec.entry} exports no function '${id}'`);
+    return (registry) => (fn as (this: unknown, o: unknown) => unknown).call(hookContext(), { registry, peftjs: api, config });
+  }
+  const def = mod.default as { register?: unknown } | ((...a: unknown[]) => unknown) | undefined;
+  const fn = mod.register ?? (typeof def === 'function' ? def : def?.register);
+  if (typeof fn !== 'function') {
+    throw new PeftError(`${spec.entry} exports no register function (export 'register', or a default export with 'register', or name the file in package.json "peftjs": { "register": "./index.js" })`);
+  }
+  return (registry) => (fn as ExternalRegister)(registry, api);
+}
+
+function hookContext(config: unknown, name: string) {
+  return {
+    config,
+    debug: () => {},
+    log: (...args: unknown[]) => process.stdout.write(`${args.map(String).join(' ')}\n`),
+    warn: (m: unknown) => process.stderr.write(`peft: warning: plugin '${name}': ${String(m)}\n`),
+    error: (m: unknown) => {
+      throw new Error(String(m));
+    },
+    exit: (code = 0) => {
+      throw new Error(`the plugin asked to exit (${code})`);
+    },
+  };
+}
+
+/**
+ * Runs one plugin's register through the registry with rollback: on any
+ * error (thrown, duplicate id, invalid definition) everything it registered is
+ * removed and the error is returned.
+ */
+export async function loadOnePlugin(registry: Registry, origin: string, register: (registry: Registry) => unknown): Promise<string | undefined> {
+  try {
+    await registry.load(origin, async (r) => {
+      await register(r);
+    });
+    validateRegistered(registry, origin);
+    return undefined;
+  } catch (err) {
+    registry.unregisterOrigin(origin);
+    return oneLine(err);
+  }
+}
+
+/** The registry origin (for messages) of a plugin called `name`. */
+export function pluginOrigin(name: string): string {
+  return `plugin '${name}'`;
+}
+
+/**
+ * Loads every requested plugin into `registry`, each isolated from the
+ * others; returns one result per plugin (failures included, never thrown).
+ */
+export async function loadPlugins(registry: Registry, requests: PluginRequest[], options: Pick<LoadPluginsOptions, 'cwd' | 'api' | 'oclif'> = {}): Promise<PluginLoadResult[]> {
+  const cwd = options.cwd ?? process.cwd();
+  const results: PluginLoadResult[] = [];
+  const seen = new Set<string>();
+  let api = options.api;
+  const empty = () => ({ backbones: [], methods: [], parityKinds: [] });
+  const run = async (name: string, source: PluginSource, spec: string, entry: string | undefined, root: string | undefined, load: (api: HostApi) => Promise<(r: Registry) => unknown>) => {
+    const origin = pluginOrigin(name);
+    let error: string | undefined;
+    try {
+      api ??= await loadHostApi();
+      const register = await load(api);
+      error = await loadOnePlugin(registry, origin, register);
+    } catch (err) {
+      error = oneLine(err);
+    }
+    results.push({ name, source, spec, entry, root, ok: !error, error, registered: error ? empty() : registry.registeredBy(origin) });
+  };
+  for (const req of requests) {
+    let specs: ResolvedPluginSpec[];
+    try {
+      specs = resolvePluginSpec(req.spec, cwd);
+    } catch (err) {
+      results.push({ name: req.spec, source: req.source, spec: req.spec, ok: false, error: oneLine(err), registered: empty() });
+      continue;
+    }
+    const key = specs.map((s) => realpathSync(s.entry)).join('|');
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const name = specs[0]!.name;
+    await run(name, req.source, req.spec, specs.map((s) => s.entry).join(', '), specs[0]!.root ?? specs[0]!.entry, async (hostApi) => {
+      const fns: ((r: Registry) => unknown)[] = [];
+      for (const s of specs) {
+        const mod = (await import(pathToFileURL(s.entry).href)) as Record<string, unknown>;
+        fns.push(registerOf(mod, s, () => hookContext(options.oclif?.config, name), hostApi, options.oclif?.config));
+      }
+      return async (r) => {
+        for (const f of fns) await f(r);
+      };
+    });
+  }
+  for (const p of options.oclif?.plugins ?? []) {
+    const hooks = p.isRoot ? [] : (p.hooks[PEFT_REGISTER_HOOK] ?? []);
+    if (hooks.length === 0 || seen.has(`oclif:${p.name}`)) continue;
+    seen.add(`oclif:${p.name}`);
+    await run(p.name, 'oclif', p.name, hooks.map((h) => h.target).join(', '), p.root, async (hostApi) => {
+      const fns: ((r: Registry) => unknown)[] = [];
+      for (const h of hooks) {
+        const mod = await options.oclif!.load(p, h.target);
+        const spec: ResolvedPluginSpec = { name: p.name, root: p.root, entry: h.target, contract: 'hook', identifier: h.identifier };
+        fns.push(registerOf(mod, spec, () => hookContext(options.oclif?.config, p.name), hostApi, options.oclif?.config));
+      }
+      return async (r) => {
+        for (const f of fns) await f(r);
+      };
+    });
+  }
+  return results;
+}
+
+/** Every configured source (linked, PEFT_PLUGINS, --plugin, oclif hooks) loaded into `registry`. */
+export async function loadExternalPlugins(registry: Registry, options: LoadPluginsOptions = {}): Promise<PluginLoadResult[]> {
+  let requests: PluginRequest[];
+  try {
+    requests = pluginRequests(options);
+  } catch (err) {
+    // a damaged plugins.json must not stop the CLI: report it like a failed plugin
+    const failed: PluginLoadResult = { name: 'plugins.json', source: 'linked', spec: '', ok: false, error: oneLine(err), registered: { backbones: [], methods: [], parityKinds: [] } };
+    return [failed, ...(await loadPlugins(registry, pluginRequests({ ...options, only: true }), options))];
+  }
+  return loadPlugins(registry, requests, options);
+}
+
+/** `peft: warning: plugin 'x' failed to load: …` */
+export function pluginWarning(r: PluginLoadResult): string {
+  return `peft: warning: plugin '${r.name}' failed to load: ${r.error ?? 'unknown error'}`;
+}
