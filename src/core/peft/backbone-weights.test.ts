@@ -63,4 +63,16 @@ describe('loadBackboneWeights', () => {
     }
     b.model.dispose();
   });
+
+  it('skips the derived TinyViT attention_bias_idxs that some MobileSAM checkpoints persist', async () => {
+    const m = registry.createBackbone('mobile_sam', 'tiny', { img_size: 64 });
+    const sd = new Map(m.model.stateDict());
+    const extra = tf.zeros([4, 4], 'int32');
+    sd.set('image_encoder.layers.1.blocks.0.attn.attention_bias_idxs', extra);
+    const path = join(dir, 'mobile.safetensors');
+    await saveTensors(path, sd);
+    expect(loadBackboneWeights(m, path).unexpected).toEqual([]);
+    extra.dispose();
+    m.model.dispose();
+  });
 });

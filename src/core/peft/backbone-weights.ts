@@ -16,6 +16,9 @@ export interface LoadWeightsOptions {
 /** Loads a checkpoint file into the backbone's model (before any PEFT injection). */
 export function loadBackboneWeights(backbone: Backbone, path: string, options: LoadWeightsOptions = {}): StateDictReport {
   const entries = loadCheckpoint(path);
+  // TinyViT's `attention_bias_idxs` is derived from the window size (some
+  // MobileSAM checkpoints persist it): peftjs derives it, so it is skipped
+  for (const key of [...entries.keys()]) if (key.endsWith('.attention_bias_idxs')) entries.delete(key);
   if (entries.size === 0) throw new PeftError(`${path}: the checkpoint holds no tensors`);
   const own = new Set([...backbone.model.namedTensors()].map(([k]) => k));
   const overlap = [...entries.keys()].filter((k) => own.has(k)).length;
