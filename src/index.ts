@@ -35,3 +35,4 @@ export * from './core/data/index.js';
 export * from './core/train/prompts.js';
 export * from './core/train/losses.js';
 export * from './core/train/metrics.js';
+export * from './core/kernels/index.js';

@@ -4,6 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import { PeftError } from './errors.js';
+import { registerExtraKernels } from './kernels/index.js';
 
 export const BACKEND_ORDER = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_ORDER)[number];
@@ -86,6 +87,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
     throw new PeftError(`no TensorFlow.js backend could start (${why})`);
   }
   report = { active: chosen.name, attempts };
+  registerExtraKernels(report.active);
   if (chosen.name === 'wasm') {
     const env = tf.env();
     report.wasm = {

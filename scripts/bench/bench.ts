@@ -1,0 +1,199 @@
+// `npm run bench`: training-step benchmark of the PEFT methods on the SAM
+// family's image encoders. With one workload and one method it runs the case
+// in this process (`--json` prints one JSON object); otherwise it runs every
+// selected case in a child process of its own (so peak memory is per case),
+// prints a table, and writes all results as JSON.
+//
+//   npm run bench                                   all workloads x methods
+//   npm run bench -- --workload w2 --method lora --json
+//   options: --workload w1,w2  --method lora,adapter  --backend wasm|cpu|...
+//            --backprop core|low-memory  --steps 5  --forwards 3  --kernels
+//            --out file.json  --json
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runCase, type CaseResult } from './case.js';
+import { METHODS, WORKLOADS, findMethod, findWorkload } from './workloads.js';
+
+interface Args {
+  workloads: string[];
+  methods: string[];
+  backend?: string;
+  steps: number;
+  forwards: number;
+  kernels: boolean;
+  json: boolean;
+  out?: string;
+  backprop?: 'core' | 'low-memory';
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { workloads: [], methods: [], steps: 5, forwards: 3, kernels: false, json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '--workload':
+      case '--workloads':
+        args.workloads.push(...value().split(','));
+        break;
+      case '--method':
+      case '--methods':
+        args.methods.push(...value().split(','));
+        break;
+      case '--backend':
+        args.backend = value();
+        break;
+      case '--steps':
+        args.steps = Math.max(1, Number.parseInt(value(), 10));
+        break;
+      case '--forwards':
+        args.forwards = Math.max(1, Number.parseInt(value(), 10));
+        break;
+      case '--backprop': {
+        const v = value();
+        if (v !== 'core' && v !== 'low-memory') throw new Error(`--backprop must be core or low-memory, got '${v}'`);
+        args.backprop = v;
+        break;
+      }
+      case '--kernels':
+        args.kernels = true;
+        break;
+      case '--json':
+        args.json = true;
+        break;
+      case '--out':
+        args.out = value();
+        break;
+      case '--no-build':
+        break; // handled by run.mjs
+      case '--help':
+      case '-h':
+        process.stdout.write(
+          'usage: npm run bench -- [--workload w1,w2] [--method lora,adapter,adalora] [--backend wasm] [--backprop core|low-memory] [--steps 5] [--forwards 3] [--kernels] [--json] [--out file.json]\n',
+        );
+        process.exit(0);
+      default:
+        throw new Error(`unknown option '${a}' (see --help)`);
+    }
+  }
+  args.workloads.forEach(findWorkload);
+  args.methods.forEach(findMethod);
+  return args;
+}
+
+/** The launcher (run.mjs) that started this process; children run through it too. */
+const launcher = process.env.PEFT_BENCH_LAUNCHER ?? resolve(process.cwd(), 'scripts/bench/run.mjs');
+/** scripts/bench/ in the source tree. */
+const benchDir = dirname(launcher);
+
+function runChild(workload: string, method: string, args: Args): CaseResult | { workload: string; method: string; error: string } {
+  const argv = [launcher, '--no-build', '--workload', workload, '--method', method, '--json', '--steps', String(args.steps), '--forwards', String(args.forwards)];
+  if (args.backend) argv.push('--backend', args.backend);
+  if (args.kernels) argv.push('--kernels');
+  if (args.backprop) argv.push('--backprop', args.backprop);
+  const r = spawnSync(process.execPath, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 2 ** 20 });
+  const lines = (r.stdout ?? '').trim().split('\n');
+  const last = lines[lines.length - 1];
+  if (r.status === 0 && last) {
+    try {
+      return JSON.parse(last) as CaseResult;
+    } catch {
+      /* fall through */
+    }
+  }
+  const why = (r.stderr ?? '').trim().split('\n').filter(Boolean).slice(-3).join(' | ') || `exit ${r.status}`;
+  return { workload, method, error: why.slice(0, 400) };
+}
+
+function table(results: (CaseResult | { workload: string; method: string; error: string })[]): string {
+  const head = ['workload', 'method', 'backend', 'step ms', 'step cpu ms', 'first ms', 'infer ms', 'GFLOP/step', 'GFLOP/s', 'peak RSS MB', 'peak tensor MB', 'leak'];
+  const rows = results.map((r) =>
+    'error' in r
+      ? [r.workload, r.method, 'error: ' + r.error]
+      : [
+          r.workload,
+          r.method,
+          r.backend + (r.wasm ? (r.wasm.simd ? '+simd' : '') + (r.wasm.threads ? '+threads' : '') + (r.fastPaths ? '' : ' (stock)') : '') + (r.native?.active ? ' +native' : '') + (r.backprop === 'low-memory' ? ' lowmem' : ''),
+          r.stepMs.toFixed(0),
+          r.stepCpuMs.toFixed(0),
+          r.firstStepMs.toFixed(0),
+          r.inferenceMs.toFixed(0),
+          r.stepGflop.toFixed(2),
+          r.gflops.toFixed(1),
+          r.peakRssMB.toFixed(0),
+          r.peakTensorMB.toFixed(0),
+          String(r.tensorsLeaked),
+        ],
+  );
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r.length === head.length ? (r[i] ?? '').length : 0))));
+  const fmt = (r: string[]) => (r.length === head.length ? r.map((c, i) => c.padStart(widths[i]!)).join('  ') : r.join('  '));
+  return [fmt(head), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const single = args.workloads.length === 1 && args.methods.length === 1;
+  if (single) {
+    const result = await runCase(findWorkload(args.workloads[0]!), findMethod(args.methods[0]!), {
+      backend: args.backend,
+      steps: args.steps,
+      forwards: args.forwards,
+      kernels: args.kernels,
+      backprop: args.backprop,
+    });
+    if (args.out) writeJson(args.out, result);
+    if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
+    else {
+      process.stdout.write(table([result]) + '\n');
+      if (result.kernels) printKernels(result);
+    }
+    return;
+  }
+  const workloads = args.workloads.length ? args.workloads : WORKLOADS.filter((w) => w.id !== 'w0').map((w) => w.id);
+  const methods = args.methods.length ? args.methods : METHODS.map((m) => m.id);
+  const results = [];
+  for (const w of workloads) {
+    for (const m of methods) {
+      process.stderr.write(`bench: ${w} ${m} ...\n`);
+      const r = runChild(w, m, args);
+      results.push(r);
+      if (!args.json) process.stderr.write(`  ${'error' in r ? 'error: ' + r.error : `${r.stepMs} ms/step`}\n`);
+    }
+  }
+  const out = args.out ?? resolve(benchDir, 'out/latest.json');
+  writeJson(out, results);
+  if (args.json) process.stdout.write(JSON.stringify(results) + '\n');
+  else {
+    process.stdout.write(table(results) + '\n');
+    for (const r of results) if (!('error' in r) && r.kernels) printKernels(r);
+    process.stdout.write(`results: ${out}\n`);
+  }
+}
+
+function printKernels(r: CaseResult): void {
+  process.stdout.write(`\n${r.workload} ${r.method}: kernels of one profiled step (ms, calls, GFLOP)\n`);
+  for (const k of r.kernels ?? []) {
+    process.stdout.write(`  ${k.name.padEnd(36)} ${k.ms.toFixed(1).padStart(8)} ${String(k.calls).padStart(6)} ${k.gflop.toFixed(3).padStart(9)}\n`);
+  }
+  process.stdout.write(`\n${r.workload} ${r.method}: slowest kernels by input shapes\n`);
+  for (const k of r.kernelShapes ?? []) {
+    process.stdout.write(`  ${k.ms.toFixed(1).padStart(8)} ${String(k.calls).padStart(6)} ${k.gflop.toFixed(3).padStart(9)}  ${k.name}\n`);
+  }
+}
+
+function writeJson(path: string, value: unknown): void {
+  mkdirSync(dirname(resolve(path)), { recursive: true });
+  writeFileSync(path, JSON.stringify(value, null, 2) + '\n');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

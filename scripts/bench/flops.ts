@@ -1,0 +1,94 @@
+// Counts the matrix-product and convolution FLOPs of the kernels a profiled
+// run executed (tf.profile's kernel records: name, input and output shapes).
+// A multiply-add is 2 FLOPs. Everything else (elementwise, reductions,
+// transposes) is not counted.
+
+export interface KernelRecord {
+  name: string;
+  inputShapes: (number[] | null)[];
+  outputShapes: number[][];
+  kernelTimeMs?: number | { error: string };
+}
+
+const size = (s: number[] | null | undefined): number => (s ? s.reduce((a, b) => a * b, 1) : 0);
+
+/** FLOPs of one kernel execution (0 for kernels that are not products or convolutions). */
+export function kernelFlops(k: KernelRecord): number {
+  const [a, b] = k.inputShapes;
+  const out = k.outputShapes[0];
+  switch (k.name) {
+    case 'BatchMatMul':
+    case '_FusedMatMul':
+    case 'PeftMatMul': {
+      if (!a || !out) return 0;
+      const m = out[out.length - 2]!;
+      // a's last two axes are {m, k} in some order
+      const inner = (a[a.length - 1]! * a[a.length - 2]!) / m;
+      return 2 * size(out) * inner;
+    }
+    case 'Conv2D':
+    case 'FusedConv2D': {
+      // filter [kh, kw, ci, co]
+      if (!b || !out) return 0;
+      return 2 * size(out) * b[0]! * b[1]! * b[2]!;
+    }
+    case 'Conv2DBackpropInput': {
+      // inputs (dy, filter): as many MACs as the forward
+      if (!a || !b) return 0;
+      return 2 * size(a) * b[0]! * b[1]! * b[2]!;
+    }
+    case 'Conv2DBackpropFilter': {
+      // inputs (x, dy), output the filter [kh, kw, ci, co]
+      if (!b || !out) return 0;
+      return 2 * size(b) * out[0]! * out[1]! * out[2]!;
+    }
+    case 'DepthwiseConv2dNative':
+    case 'FusedDepthwiseConv2D': {
+      if (!b || !out) return 0;
+      return 2 * size(out) * b[0]! * b[1]!;
+    }
+    case 'DepthwiseConv2dNativeBackpropInput': {
+      // inputs (dy, filter)
+      if (!a || !b) return 0;
+      return 2 * size(a) * b[0]! * b[1]!;
+    }
+    case 'DepthwiseConv2dNativeBackpropFilter': {
+      // inputs (x, dy), output the filter
+      if (!b || !out) return 0;
+      return 2 * size(b) * out[0]! * out[1]!;
+    }
+    default:
+      return 0;
+  }
+}
+
+export interface KernelSummary {
+  /** Kernel name, or kernel name and input shapes (per-shape breakdown). */
+  name: string;
+  calls: number;
+  ms: number;
+  gflop: number;
+}
+
+/** Total FLOPs, and time and FLOPs per kernel name and per kernel name + input shapes (slowest first). */
+export function summarise(kernels: KernelRecord[]): { flops: number; byKernel: KernelSummary[]; byShape: KernelSummary[] } {
+  const by = new Map<string, KernelSummary>();
+  const byShape = new Map<string, KernelSummary>();
+  let flops = 0;
+  const add = (map: Map<string, KernelSummary>, name: string, ms: number, f: number) => {
+    const e = map.get(name) ?? { name, calls: 0, ms: 0, gflop: 0 };
+    e.calls++;
+    e.ms += ms;
+    e.gflop += f / 1e9;
+    map.set(name, e);
+  };
+  for (const k of kernels) {
+    const f = kernelFlops(k);
+    flops += f;
+    const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    add(by, k.name, ms, f);
+    add(byShape, `${k.name} ${k.inputShapes.map((s) => `[${s?.join(',') ?? ''}]`).join(' ')}`, ms, f);
+  }
+  const slowest = (m: Map<string, KernelSummary>) => [...m.values()].sort((x, y) => y.ms - x.ms);
+  return { flops, byKernel: slowest(by), byShape: slowest(byShape) };
+}
