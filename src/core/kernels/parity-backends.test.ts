@@ -8,8 +8,8 @@ import { Registry, type RegisterFunction } from '../registry/registry.js';
 import { samMaskHeadParity } from '../segment/sam-mask-head-parity.js';
 import { clearTransposeCache } from './index.js';
 import { onBackend } from './testing.js';
+import { FIXTURES } from '../../../test/support/fixtures.js';
 
-const FIXTURES = process.env.PEFT_FIXTURES ?? '/work/shared/fixtures';
 
 const PLUGINS: Record<string, () => Promise<{ register: RegisterFunction }>> = {
   'backbone-efficient-sam': () => import('../../../plugins/backbone-efficient-sam/index.js'),
