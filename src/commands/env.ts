@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { BaseCommand } from '../cli/base-command.js';
+import { nativeEnvLines } from '../core/native/index.js';
 
 const require = createRequire(import.meta.url);
 
@@ -21,6 +22,7 @@ export default class Env extends BaseCommand {
     const lines = [`backend: ${report.active}`];
     for (const a of report.attempts) lines.push(`  ${a.ok ? 'ok  ' : 'skip'} ${a.name}${a.reason ? `: ${a.reason}` : ''}`);
     if (report.wasm) lines.push(`wasm: SIMD ${report.wasm.simd ? 'yes' : 'no'}, threads ${report.wasm.threads ? 'yes' : 'no'}`);
+    lines.push(...nativeEnvLines());
     lines.push(
       `peftjs ${(require('../../../package.json') as { version: string }).version}`,
       `node ${process.version} (${os.platform()} ${os.arch()}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB)`,

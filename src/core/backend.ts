@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import { PeftError } from './errors.js';
 import { registerExtraKernels } from './kernels/index.js';
+import { registerNativeKernels } from './native/index.js';
 
 export const BACKEND_ORDER = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_ORDER)[number];
@@ -88,6 +89,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   }
   report = { active: chosen.name, attempts };
   registerExtraKernels(report.active);
+  registerNativeKernels(report.active);
   if (chosen.name === 'wasm') {
     const env = tf.env();
     report.wasm = {

@@ -1,0 +1,37 @@
+/** The addon's functions. Operands are Float32Arrays with element offsets (the wasm heap may be passed whole). */
+export interface PeftNativeAddon {
+  /**
+   * A batch of products C_i = op(A_i) op(B_i) (+ bias on every row), row-major.
+   * dims = [batch, m, n, k, transA, transB, aOff, aStride, bOff, bStride, cOff, biasOff];
+   * matrix i of a starts at aOff + (aIdx ? aIdx[i] : i * aStride), likewise b; C_i at cOff + i * m * n.
+   */
+  gemm(a: Float32Array, b: Float32Array, c: Float32Array, dims: Int32Array, bias?: Float32Array | null, aIdx?: Int32Array | null, bIdx?: Int32Array | null): void;
+  /**
+   * NHWC convolutions; params = [batch, inH, inW, ci, outH, outW, co, kh, kw, sh, sw, dh, dw, padTop, padLeft,
+   * off0, off1, off2] with off0..2 the element offsets of the three arrays in argument order.
+   */
+  conv2d(x: Float32Array, filter: Float32Array, y: Float32Array, params: Int32Array): void;
+  conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, params: Int32Array): void;
+  conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dFilter: Float32Array, params: Int32Array): void;
+  depthwise(x: Float32Array, filter: Float32Array, y: Float32Array, params: Int32Array): void;
+  depthwiseBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, params: Int32Array): void;
+  depthwiseBackpropFilter(x: Float32Array, dy: Float32Array, dFilter: Float32Array, params: Int32Array): void;
+  /** Threads for OpenBLAS and for the addon's own loops. */
+  setThreads(n: number): void;
+  info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number };
+}
+
+export interface BuildStatus {
+  ok: boolean;
+  reason?: string;
+  log?: string;
+  openblas?: string;
+}
+
+/** The addon; throws an Error saying why when it was not built. */
+export function load(): PeftNativeAddon;
+/** What the install script recorded, if it ran. */
+export function buildStatus(): BuildStatus | undefined;
+/** The OpenBLAS library found on this machine (the one the build links), if any. */
+export function findOpenBlas(): string | undefined;
+export const ADDON_FILE: string;

@@ -1,0 +1,38 @@
+// @peftjs/native: loads the OpenBLAS addon built at install time.
+//
+//   const native = require('@peftjs/native');
+//   const addon = native.load();   // throws an Error saying why when there is none
+//
+// The addon's functions take Float32Arrays with element offsets, so that a
+// caller can pass the wasm backend's whole heap and the offsets of tensors in
+// it (see index.d.ts). OpenBLAS's worker threads are set to sleep soon after a
+// call (OPENBLAS_THREAD_TIMEOUT) unless the user chose otherwise, so that they
+// do not spin on a core while JavaScript or wasm code runs between calls.
+'use strict';
+const fs = require('node:fs');
+const { ADDON_FILE, STATUS_FILE, findOpenBlas } = require('./locate.js');
+
+/** The install script's record: `{ ok, reason?, log? }`, or undefined when it has not run. */
+function buildStatus() {
+  try {
+    return JSON.parse(fs.readFileSync(STATUS_FILE, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+let cached;
+
+function load() {
+  if (cached) return cached;
+  if (!fs.existsSync(ADDON_FILE)) {
+    const status = buildStatus();
+    const why = status && !status.ok ? status.reason : 'the addon was not built (npm rebuild @peftjs/native)';
+    throw Object.assign(new Error(why), { code: 'EPEFTNATIVE_NOT_BUILT' });
+  }
+  if (process.env.OPENBLAS_THREAD_TIMEOUT === undefined) process.env.OPENBLAS_THREAD_TIMEOUT = '4';
+  cached = require(ADDON_FILE);
+  return cached;
+}
+
+module.exports = { load, buildStatus, findOpenBlas, ADDON_FILE };
