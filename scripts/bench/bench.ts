@@ -7,7 +7,7 @@
 //   npm run bench                                   all workloads x methods
 //   npm run bench -- --workload w2 --method lora --json
 //   options: --workload w1,w2  --method lora,adapter  --backend wasm|cpu|...
-//            --backprop core|low-memory  --steps 5  --forwards 3  --kernels
+//            --backprop core|low-memory|engine  --steps 5  --forwards 3  --kernels
 //            --out file.json  --json
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -25,7 +25,7 @@ interface Args {
   kernels: boolean;
   json: boolean;
   out?: string;
-  backprop?: 'core' | 'low-memory';
+  backprop?: 'core' | 'low-memory' | 'engine';
 }
 
 function parseArgs(argv: string[]): Args {
@@ -58,7 +58,7 @@ function parseArgs(argv: string[]): Args {
         break;
       case '--backprop': {
         const v = value();
-        if (v !== 'core' && v !== 'low-memory') throw new Error(`--backprop must be core or low-memory, got '${v}'`);
+        if (v !== 'core' && v !== 'low-memory' && v !== 'engine') throw new Error(`--backprop must be core, low-memory or engine, got '${v}'`);
         args.backprop = v;
         break;
       }
@@ -76,7 +76,7 @@ function parseArgs(argv: string[]): Args {
       case '--help':
       case '-h':
         process.stdout.write(
-          'usage: npm run bench -- [--workload w1,w2] [--method lora,adapter,adalora] [--backend wasm] [--backprop core|low-memory] [--steps 5] [--forwards 3] [--kernels] [--json] [--out file.json]\n',
+          'usage: npm run bench -- [--workload w1,w2] [--method lora,adapter,adalora] [--backend wasm] [--backprop core|low-memory|engine] [--steps 5] [--forwards 3] [--kernels] [--json] [--out file.json]\n',
         );
         process.exit(0);
       default:

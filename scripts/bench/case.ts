@@ -22,8 +22,8 @@ export interface CaseOptions {
   forwards: number;
   /** Keep the per-kernel profile in the result. */
   kernels: boolean;
-  /** Backward pass: core `valueAndGrads` (what the trainer uses) or the low-memory one. */
-  backprop?: 'core' | 'low-memory';
+  /** Backward pass: `core` = core `valueAndGrads`, what the trainer uses (the low-memory walk); `engine` = tfjs's own `engine().gradients`, for comparison. */
+  backprop?: 'core' | 'low-memory' | 'engine';
 }
 
 export interface CaseResult {
@@ -132,8 +132,8 @@ export async function runCase(workload: Workload, method: MethodCase, options: C
   const backprop = options.backprop ?? 'core';
   const gradientsOf = (f: () => tf.Scalar, xs: tf.Tensor[]): { value: tf.Scalar; grads: tf.Tensor[] } => {
     if (backprop === 'core') return valueAndGrads(f, xs);
-    const r = valueAndGradsLowMemory(f, xs);
-    return { value: r.value, grads: r.grads.map((g, i) => g ?? tf.zerosLike(xs[i]!)) };
+    const r = backprop === 'engine' ? tf.engine().gradients(f, xs, undefined, true) : valueAndGradsLowMemory(f, xs);
+    return { value: r.value as tf.Scalar, grads: r.grads.map((g, i) => g ?? tf.zerosLike(xs[i]!)) };
   };
   const losses: number[] = [];
 
