@@ -160,7 +160,8 @@ export abstract class CachedDataset implements Dataset {
 }
 
 function checkSide(name: string, v: number): number {
-  if (!Number.isInteger(v) || v < 8 || v > 4096) throw new PeftError(`${name} must be an integer between 8 and 4096, got ${v}`);
+  const flag = name === 'imageSize' ? ' (--image-size)' : name === 'outSize' ? ' (--out-size)' : '';
+  if (!Number.isInteger(v) || v < 8 || v > 4096) throw new PeftError(`${name}${flag} must be an integer between 8 and 4096, got ${v}`);
   return v;
 }
 

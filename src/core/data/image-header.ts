@@ -19,10 +19,14 @@ export const imageLimits = {
   maxPixels: 16384 * 16384,
   /** Largest file read from disk. */
   maxFileBytes: 512 * 1024 * 1024,
-  /** Pixels any JPEG may have whatever its size (compressed flat images are tiny). */
-  jpegFreePixels: 1 << 22,
-  /** Pixels a JPEG may declare per byte of file beyond that (no real JPEG comes near). */
-  jpegPixelsPerByte: 2048,
+  /** Pixels any JPEG may have whatever its size (a 256x256 image). */
+  jpegFreePixels: 1 << 16,
+  /**
+   * Pixels a JPEG may declare per byte of file beyond that. Every 8x8 block
+   * costs at least one bit of entropy-coded data (a DC code), so no JPEG holds
+   * more than 512 pixels per byte; twice that is allowed.
+   */
+  jpegPixelsPerByte: 1024,
   /** Deflate cannot expand more than ~1032:1; PNG raw data beyond that ratio cannot be present. */
   deflateMaxRatio: 1032,
 } as const;

@@ -119,6 +119,19 @@ export async function saveAdapter(dir: string, source: AdapterSource, options: S
   return { configPath, weightsPath, tensors: [...toWrite.keys()].sort(), bytes: bytes.byteLength };
 }
 
+/** A value or name for an error message, cut short (a hostile file can hold megabytes in one field). */
+function brief(v: unknown, max = 80): string {
+  let text: string | undefined;
+  try {
+    text = typeof v === 'string' ? v : JSON.stringify(v);
+  } catch {
+    text = String(v);
+  }
+  if (text === undefined) return String(v);
+  text = text.replace(/[\u0000-\u001f\u007f]/g, '?');
+  return text.length > max ? `${text.slice(0, max)}…(${text.length} chars)` : text;
+}
+
 function stringList(v: unknown): v is string[] {
   return Array.isArray(v) && v.every((s) => typeof s === 'string');
 }
@@ -138,8 +151,8 @@ export function readAdapterConfig(dir: string): AdapterConfigFile {
   };
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad('(root)', 'must be a JSON object');
   const j = raw as Record<string, unknown>;
-  if (j.format !== ADAPTER_FORMAT) bad('format', `must be '${ADAPTER_FORMAT}', got ${JSON.stringify(j.format)}`);
-  if (j.version !== ADAPTER_FORMAT_VERSION) bad('version', `${JSON.stringify(j.version)} is not supported (expected ${ADAPTER_FORMAT_VERSION})`);
+  if (j.format !== ADAPTER_FORMAT) bad('format', `must be '${ADAPTER_FORMAT}', got ${brief(j.format)}`);
+  if (j.version !== ADAPTER_FORMAT_VERSION) bad('version', `${brief(j.version)} is not supported (expected ${ADAPTER_FORMAT_VERSION})`);
   if (typeof j.method !== 'string' || !j.method) bad('method', 'must be a method id');
   if (typeof j.config !== 'object' || j.config === null || Array.isArray(j.config)) bad('config', 'must be an object');
   const b = j.backbone;
@@ -178,54 +191,70 @@ export interface LoadAdapterResult {
  * Loads `dir` into `target` (a model with the saved method already injected,
  * with the same config): checks the method and config, restores the method's
  * state (AdaLoRA rebuilds pruned shapes), then assigns every tensor. Nothing is
- * assigned unless every tensor fits.
+ * assigned unless every tensor fits. A load that fails after the method's
+ * state was restored (a rank pattern that disagrees with the weights) leaves
+ * that state in the model: discard the model then.
  */
 export function loadAdapter(dir: string, target: AdapterTarget, options: LoadAdapterOptions = {}): LoadAdapterResult {
   const cfg = readAdapterConfig(dir);
   const cfgPath = join(dir, ADAPTER_CONFIG_FILE);
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
   if (cfg.method !== target.method.id) {
-    throw new PeftError(`${cfgPath}: 'method' is '${cfg.method}' but the model's method is '${target.method.id}'`);
+    throw new PeftError(`${cfgPath}: 'method' is '${brief(cfg.method)}' but the model's method is '${target.method.id}'`);
   }
   if (options.checkConfig ?? true) {
     const mine = target.method.config as Record<string, unknown>;
     for (const key of new Set([...Object.keys(cfg.config), ...Object.keys(mine)])) {
       const a = JSON.stringify(cfg.config[key]);
       const b = JSON.stringify(mine[key]);
-      if (a !== b) throw new PeftError(`${cfgPath}: 'config.${key}' is ${a ?? 'absent'} but the model's ${cfg.method} has ${b ?? 'none'}`);
+      if (a !== b) {
+        throw new PeftError(`${cfgPath}: 'config.${brief(key)}' is ${a === undefined ? 'absent' : brief(cfg.config[key])} but the model's ${cfg.method} has ${b === undefined ? 'none' : brief(mine[key])}`);
+      }
     }
   }
   if (cfg.backbone && target.backbone && cfg.backbone.id !== target.backbone.id) {
-    throw new PeftError(`${cfgPath}: 'backbone.id' is '${cfg.backbone.id}' but the model is '${target.backbone.id}'`);
+    throw new PeftError(`${cfgPath}: 'backbone.id' is '${brief(cfg.backbone.id)}' but the model is '${target.backbone.id}'`);
   }
   const file = readSafetensors(weightsPath);
   for (const key of [...cfg.method_tensors, ...cfg.trainable_tensors]) {
-    if (!file.tensors.has(key)) throw new PeftError(`${weightsPath}: missing tensor '${key}' (listed in ${ADAPTER_CONFIG_FILE})`);
+    if (!file.tensors.has(key)) throw new PeftError(`${weightsPath}: missing tensor '${brief(key)}' (listed in ${ADAPTER_CONFIG_FILE})`);
+  }
+  // everything that does not depend on the method's state is checked before the state changes the model
+  const names = new Set([...target.model.namedTensors()].map(([k]) => k));
+  for (const [key, raw] of file.tensors) {
+    if (!names.has(key)) throw new PeftError(`${weightsPath}: unexpected tensor '${brief(key)}' (the model has no such parameter)`);
+    if (!['F32', 'I32', 'I64'].includes(raw.dtype)) throw new PeftError(`${weightsPath}: tensor '${brief(key)}' has dtype ${raw.dtype}; adapters are saved as F32`);
   }
   if (target.method.loadAdapterState && Object.keys(cfg.state).length > 0) {
     try {
       target.method.loadAdapterState(target.model, cfg.state);
     } catch (err) {
-      if (err instanceof PeftError) throw new PeftError(`${cfgPath}: 'state': ${err.message}`);
+      if (err instanceof PeftError) throw new PeftError(`${cfgPath}: 'state': ${brief(err.message, 240)}`);
       throw err;
     }
   }
   const own = new Map(target.model.namedTensors());
   for (const key of target.methodKeys ?? []) {
-    if (own.has(key) && !file.tensors.has(key)) throw new PeftError(`${weightsPath}: missing tensor '${key}' (a parameter of the method)`);
+    if (own.has(key) && !file.tensors.has(key)) throw new PeftError(`${weightsPath}: missing tensor '${brief(key)}' (a parameter of the method)`);
   }
   for (const [key, raw] of file.tensors) {
     const p = own.get(key);
-    if (!p) throw new PeftError(`${weightsPath}: unexpected tensor '${key}' (the model has no such parameter)`);
+    if (!p) throw new PeftError(`${weightsPath}: unexpected tensor '${brief(key)}' (the model has no such parameter)`);
     if (raw.shape.join(',') !== p.shape.join(',')) {
-      throw new PeftError(`${weightsPath}: tensor '${key}' has shape [${raw.shape}] but the model expects [${p.shape}]`);
+      throw new PeftError(`${weightsPath}: tensor '${brief(key)}' has shape [${brief(raw.shape.join(','))}] but the model expects [${p.shape}]`);
     }
-    if (!['F32', 'I32', 'I64'].includes(raw.dtype)) throw new PeftError(`${weightsPath}: tensor '${key}' has dtype ${raw.dtype}; adapters are saved as F32`);
+  }
+  // convert every tensor first (an int64 value may not fit), then assign them all
+  const ready: [string, tf.Tensor][] = [];
+  try {
+    for (const [key, raw] of file.tensors) ready.push([key, toTensor(raw, `${weightsPath}: ${brief(key)}`)]);
+  } catch (err) {
+    tf.dispose(ready.map(([, t]) => t));
+    throw err;
   }
   const loaded: string[] = [];
-  for (const [key, raw] of file.tensors) {
+  for (const [key, t] of ready) {
     const p = own.get(key)!;
-    const t = toTensor(raw, `${weightsPath}: ${key}`);
     tf.tidy(() => p.assign(t.dtype === p.dtype ? t : tf.cast(t, p.dtype)));
     t.dispose();
     loaded.push(key);

@@ -30,6 +30,18 @@ function fail(source: string, what: string): never {
   throw new PeftError(`${source}: not a valid safetensors file: ${what}`);
 }
 
+/** A value for an error message, cut short: a hostile header can hold megabytes in one field. */
+function brief(v: unknown, max = 60): string {
+  let s: string;
+  try {
+    s = typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v));
+  } catch {
+    s = String(v);
+  }
+  s = s.replace(/[\u0000-\u001f\u007f]/g, '?');
+  return s.length > max ? `${s.slice(0, max)}…(${s.length} chars)` : s;
+}
+
 /** Parses a safetensors buffer. `source` names it in errors. */
 export function parseSafetensors(buf: Uint8Array, source = 'safetensors'): SafetensorsFile {
   if (buf.byteLength < 8) fail(source, `${buf.byteLength} bytes is shorter than the 8-byte header length`);
@@ -51,39 +63,40 @@ export function parseSafetensors(buf: Uint8Array, source = 'safetensors'): Safet
   const tensors = new Map<string, RawTensor>();
   let metadata: Record<string, string> = {};
   const spans: [number, number, string][] = [];
-  for (const [key, entry] of Object.entries(header as Record<string, unknown>)) {
-    if (key === '__metadata__') {
+  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
+    const key = brief(name);
+    if (name === '__metadata__') {
       if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail(source, '__metadata__ is not an object');
       for (const [k, v] of Object.entries(entry as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail(source, `__metadata__.${k} is not a string`);
+        if (typeof v !== 'string') fail(source, `__metadata__.${brief(k)} is not a string`);
       }
       metadata = entry as Record<string, string>;
       continue;
     }
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e !== 'object' || e === null) fail(source, `'${key}' is not an object`);
-    if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) fail(source, `'${key}' has unsupported dtype ${JSON.stringify(e.dtype)}`);
+    if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, e.dtype)) fail(source, `'${key}' has unsupported dtype ${brief(e.dtype)}`);
     const dtype = e.dtype as SafeDtype;
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail(source, `'${key}' has an invalid shape ${JSON.stringify(e.shape)}`);
+      fail(source, `'${key}' has an invalid shape ${brief(e.shape)}`);
     }
     const shape = e.shape as number[];
     const offs = e.data_offsets;
     if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-      fail(source, `'${key}' has invalid data_offsets ${JSON.stringify(offs)}`);
+      fail(source, `'${key}' has invalid data_offsets ${brief(offs)}`);
     }
     const [begin, end] = offs as [number, number];
     if (end < begin || end > dataLen) fail(source, `'${key}' data_offsets [${begin}, ${end}] lie outside the data (${dataLen} bytes)`);
     let count = shape.includes(0) ? 0 : 1;
     for (const d of count === 0 ? [] : shape) {
       count *= d;
-      if (count * DTYPE_BYTES[dtype] > dataLen) fail(source, `'${key}' shape [${shape}] needs more bytes than the file holds`);
+      if (count * DTYPE_BYTES[dtype] > dataLen) fail(source, `'${key}' shape ${brief(shape)} needs more bytes than the file holds`);
     }
     if (count * DTYPE_BYTES[dtype] !== end - begin) {
-      fail(source, `'${key}' is ${dtype} [${shape}] (${count * DTYPE_BYTES[dtype]} bytes) but its offsets span ${end - begin} bytes`);
+      fail(source, `'${key}' is ${dtype} ${brief(shape)} (${count * DTYPE_BYTES[dtype]} bytes) but its offsets span ${end - begin} bytes`);
     }
     spans.push([begin, end, key]);
-    tensors.set(key, { dtype, shape, bytes: buf.subarray(dataStart + begin, dataStart + end) });
+    tensors.set(name, { dtype, shape, bytes: buf.subarray(dataStart + begin, dataStart + end) });
   }
   spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   for (let i = 1; i < spans.length; i++) {
@@ -169,7 +182,12 @@ export function toTensor(t: RawTensor, key = 'tensor'): tf.Tensor {
 export function loadTensors(path: string, filter: (key: string) => boolean = () => true): Map<string, tf.Tensor> {
   const file = readSafetensors(path);
   const out = new Map<string, tf.Tensor>();
-  for (const [key, raw] of file.tensors) if (filter(key)) out.set(key, toTensor(raw, `${path}: ${key}`));
+  try {
+    for (const [key, raw] of file.tensors) if (filter(key)) out.set(key, toTensor(raw, `${path}: ${brief(key)}`));
+  } catch (err) {
+    tf.dispose([...out.values()]);
+    throw err;
+  }
   return out;
 }
 

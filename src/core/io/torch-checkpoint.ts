@@ -106,6 +106,9 @@ export function parseTorchCheckpoint(buf: Uint8Array, source = 'checkpoint'): Ma
 /** The allowed globals and the storage loader of a torch.save archive. */
 function torchHooks(zip: ZipArchive, prefix: string, source: string, fileBytes: number) {
   const entryBytes = new Map<string, Uint8Array>();
+  // strided views are gathered into copies: together they may not copy more than the file could hold
+  const copyBudget = Math.max(2 * fileBytes, 1 << 20);
+  let copied = 0;
   const fail = (what: string): never => {
     throw new PeftError(`${source}: data.pkl: ${what}`);
   };
@@ -143,6 +146,8 @@ function torchHooks(zip: ZipArchive, prefix: string, source: string, fileBytes: 
     }
     if (contiguous) return new TorchTensor(storage.dtype, shape, storage.bytes.subarray(offset * item, (offset + numel) * item));
     // gather a strided view into a new contiguous buffer
+    copied += numel * item;
+    if (copied > copyBudget) fail(`strided tensors would copy ${copied} bytes, more than a ${fileBytes}-byte file can hold`);
     const out = new Uint8Array(numel * item);
     const index = new Array<number>(shape.length).fill(0);
     let src = offset;
@@ -183,7 +188,7 @@ function torchHooks(zip: ZipArchive, prefix: string, source: string, fileBytes: 
       if (module === 'collections' && name === 'OrderedDict') return orderedDict;
       if (module === 'torch._utils' && name === '_rebuild_tensor_v2') return rebuildTensor;
       if (module === 'torch._utils' && name === '_rebuild_parameter') return rebuildParameter;
-      if (module === 'torch' && name in TORCH_STORAGE_DTYPES) return new StorageType(name, TORCH_STORAGE_DTYPES[name]!);
+      if (module === 'torch' && Object.hasOwn(TORCH_STORAGE_DTYPES, name)) return new StorageType(name, TORCH_STORAGE_DTYPES[name]!);
       throw new PeftError(`${source}: data.pkl: global '${module}.${name}' is not allowed in a checkpoint (unpickling never runs code)`);
     },
     persistentLoad(pid: unknown): unknown {

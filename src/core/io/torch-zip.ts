@@ -2,8 +2,12 @@
 // locates every entry, stored entries are views into the file's buffer (no
 // copy), deflated ones are inflated with fflate into a buffer whose size the
 // directory declares. ZIP64 records are understood (large checkpoints use
-// them). Every offset and size is checked against the buffer before use.
+// them). Every offset and size is checked against the buffer before use;
+// entry names must be plain relative UTF-8 paths; entries may not overlap
+// (overlapping entries are how zip bombs multiply one compressed stream); an
+// entry's CRC-32, when the archive records one, is verified on read.
 import { inflateSync } from 'fflate';
+import * as zlib from 'node:zlib';
 import { PeftError } from '../errors.js';
 
 export interface ZipEntry {
@@ -13,6 +17,44 @@ export interface ZipEntry {
   compressedSize: number;
   size: number;
   localHeaderOffset: number;
+  /** CRC-32 of the plain bytes as the directory records it (0: not recorded, not checked). */
+  crc32?: number;
+}
+
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/** CRC-32 (zip's): node's native one when present (Node >= 20.15), else a table. */
+export function crc32(data: Uint8Array): number {
+  const native = (zlib as { crc32?: (d: Uint8Array) => number }).crc32;
+  if (typeof native === 'function') return native(data) >>> 0;
+  let c = 0xffffffff;
+  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** An entry name for a message: printable, cut short. */
+function shown(name: string): string {
+  const s = name.replace(/[\u0000-\u001f\u007f]/g, '?');
+  return s.length > 80 ? `${s.slice(0, 80)}…` : s;
+}
+
+/** A plain relative path: no absolute or drive prefix, no '.' or '..' segments, no backslash or control characters. */
+function unsafeName(name: string): string | undefined {
+  if (name.length === 0) return 'an empty name';
+  if (/[\u0000-\u001f\u007f]/.test(name)) return 'control characters';
+  if (name.includes('\\')) return 'a backslash';
+  if (name.startsWith('/') || /^[A-Za-z]:/.test(name)) return 'an absolute path';
+  const parts = name.split('/');
+  if (parts.some((p, i) => p === '..' || p === '.' || (p === '' && i < parts.length - 1))) return "'.', '..' or empty path segments";
+  return undefined;
 }
 
 const EOCD = 0x06054b50;
@@ -35,30 +77,36 @@ export class ZipArchive {
   /** The entry's bytes: a view into the file for stored entries, a new buffer for deflated ones. */
   read(name: string): Uint8Array {
     const e = this.entries.get(name);
-    if (!e) throw new PeftError(`${this.source}: zip archive has no entry '${name}'`);
+    if (!e) throw new PeftError(`${this.source}: zip archive has no entry '${shown(name)}'`);
     const view = dataView(this.buf);
     const at = e.localHeaderOffset;
     if (at + 30 > this.buf.byteLength || view.getUint32(at, true) !== LOCAL) {
-      this.fail(`entry '${name}' has no local header at offset ${at}`);
+      this.fail(`entry '${shown(name)}' has no local header at offset ${at}`);
     }
     const start = at + 30 + view.getUint16(at + 26, true) + view.getUint16(at + 28, true);
     const end = start + e.compressedSize;
-    if (end > this.buf.byteLength) this.fail(`entry '${name}' runs past the end of the file (truncated?)`);
+    if (end > this.buf.byteLength) this.fail(`entry '${shown(name)}' runs past the end of the file (truncated?)`);
     const raw = this.buf.subarray(start, end);
     if (e.method === 0) {
-      if (e.compressedSize !== e.size) this.fail(`stored entry '${name}' has different compressed and plain sizes`);
-      return raw;
+      if (e.compressedSize !== e.size) this.fail(`stored entry '${shown(name)}' has different compressed and plain sizes`);
+      return this.checked(e, raw);
     }
     // deflate cannot expand data by more than ~1032x: refuse sizes that cannot be genuine
-    if (e.size > Math.max(1024, e.compressedSize * 1032)) this.fail(`entry '${name}' declares an impossible size ${e.size}`);
+    if (e.size > Math.max(1024, e.compressedSize * 1032)) this.fail(`entry '${shown(name)}' declares an impossible size ${e.size}`);
     try {
       const out = inflateSync(raw, { out: new Uint8Array(e.size) });
-      if (out.byteLength !== e.size) this.fail(`entry '${name}' inflates to ${out.byteLength} bytes, not ${e.size}`);
-      return out;
+      if (out.byteLength !== e.size) this.fail(`entry '${shown(name)}' inflates to ${out.byteLength} bytes, not ${e.size}`);
+      return this.checked(e, out);
     } catch (err) {
       if (err instanceof PeftError) throw err;
-      this.fail(`entry '${name}' does not inflate (${(err as Error).message})`);
+      this.fail(`entry '${shown(name)}' does not inflate (${(err as Error).message})`);
     }
+  }
+
+  /** The bytes, after checking them against the recorded CRC-32 (when there is one). */
+  private checked(e: ZipEntry, bytes: Uint8Array): Uint8Array {
+    if (e.crc32 && crc32(bytes) !== e.crc32) this.fail(`entry '${shown(e.name)}' is corrupt (CRC-32 mismatch)`);
+    return bytes;
   }
 
   private fail(what: string): never {
@@ -109,7 +157,9 @@ export function openZip(buf: Uint8Array, source: string): ZipArchive {
   // every central record is at least 46 bytes: the count cannot exceed what fits
   if (count * 46 > cdSize) fail(`${count} entries cannot fit in a ${cdSize}-byte directory`);
   const entries = new Map<string, ZipEntry>();
-  const decoder = new TextDecoder('utf-8');
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  /** Each entry's smallest footprint: local header (30 + name) and its data. */
+  const spans: [number, number, string][] = [];
   let p = cdOffset;
   const end = cdOffset + cdSize;
   for (let i = 0; i < count; i++) {
@@ -124,18 +174,26 @@ export function openZip(buf: Uint8Array, source: string): ZipArchive {
     let localHeaderOffset = view.getUint32(p + 42, true);
     const next = p + 46 + nameLen + extraLen + commentLen;
     if (next > end) fail(`central directory record ${i} runs past the directory`);
-    const name = decoder.decode(buf.subarray(p + 46, p + 46 + nameLen));
+    let name = '';
+    try {
+      name = decoder.decode(buf.subarray(p + 46, p + 46 + nameLen));
+    } catch {
+      fail(`entry ${i} has a name that is not valid UTF-8`);
+    }
+    const unsafe = unsafeName(name);
+    if (unsafe) fail(`entry '${shown(name)}' has an unsafe name (${unsafe})`);
+    const crc = view.getUint32(p + 16, true);
     // ZIP64 extended information: the 0xffffffff fields, in this order
     let q = p + 46 + nameLen;
     const extraEnd = q + extraLen;
     while (q + 4 <= extraEnd) {
       const id = view.getUint16(q, true);
       const n = view.getUint16(q + 2, true);
-      if (q + 4 + n > extraEnd) fail(`entry '${name}' has a damaged extra field`);
+      if (q + 4 + n > extraEnd) fail(`entry '${shown(name)}' has a damaged extra field`);
       if (id === 0x0001) {
         let r = q + 4;
         const take = (): number => {
-          if (r + 8 > q + 4 + n) fail(`entry '${name}' has a short ZIP64 field`);
+          if (r + 8 > q + 4 + n) fail(`entry '${shown(name)}' has a short ZIP64 field`);
           const v = u64(view, r);
           r += 8;
           return v;
@@ -146,11 +204,17 @@ export function openZip(buf: Uint8Array, source: string): ZipArchive {
       }
       q += 4 + n;
     }
-    if (flags & 1) fail(`entry '${name}' is encrypted`);
-    if (method !== 0 && method !== 8) fail(`entry '${name}' uses compression method ${method} (only stored and deflate are read)`);
-    if (localHeaderOffset + compressedSize > len) fail(`entry '${name}' lies outside the file (truncated?)`);
-    entries.set(name, { name, method, compressedSize, size, localHeaderOffset });
+    if (flags & 1) fail(`entry '${shown(name)}' is encrypted`);
+    if (method !== 0 && method !== 8) fail(`entry '${shown(name)}' uses compression method ${method} (only stored and deflate are read)`);
+    if (localHeaderOffset + compressedSize > len) fail(`entry '${shown(name)}' lies outside the file (truncated?)`);
+    if (entries.has(name)) fail(`entry '${shown(name)}' appears twice`);
+    entries.set(name, { name, method, compressedSize, size, localHeaderOffset, crc32: crc });
+    spans.push([localHeaderOffset, localHeaderOffset + 30 + nameLen + compressedSize, name]);
     p = next;
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i]![0] < spans[i - 1]![1]) fail(`entries '${shown(spans[i - 1]![2])}' and '${shown(spans[i]![2])}' overlap (a zip bomb or a damaged archive)`);
   }
   return new ZipArchive(source, buf, entries);
 }

@@ -76,6 +76,26 @@ export function meanDice(r: EvalResult): number {
   return v.reduce((a, b) => a + b, 0) / v.length;
 }
 
+/** Checks the options a run is given (each names its `peft train` flag). */
+export function validateTrainOptions(options: TrainOptions): void {
+  const int = (v: number | undefined, flag: string, min: number) => {
+    if (v === undefined) return;
+    if (!Number.isSafeInteger(v) || v < min) throw new PeftError(`${flag} must be an integer of at least ${min}, got ${v}`);
+  };
+  if (!(Number.isSafeInteger(options.batch) && options.batch >= 1)) throw new PeftError(`--batch must be at least 1, got ${options.batch}`);
+  if (!(options.lr > 0 && Number.isFinite(options.lr))) throw new PeftError(`--lr must be a positive number, got ${options.lr}`);
+  int(options.epochs, '--epochs', 1);
+  int(options.steps, '--steps', 1);
+  int(options.valEvery, '--val-every', 0);
+  int(options.saveEvery, '--save-every', 0);
+  if (!Number.isSafeInteger(options.seed)) throw new PeftError(`--seed must be an integer between ${Number.MIN_SAFE_INTEGER} and ${Number.MAX_SAFE_INTEGER}, got ${options.seed}`);
+}
+
+/** Lets pending I/O and signal handlers (SIGINT, SIGTERM) run between steps. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 export async function runTraining(
   peft: PeftModel,
   data: { train: Dataset; val?: Dataset },
@@ -87,31 +107,79 @@ export async function runTraining(
   const started = performance.now();
   const { train } = data;
   if (train.length === 0) throw new PeftError('the training set is empty');
-  if (!(options.batch >= 1)) throw new PeftError(`--batch must be at least 1, got ${options.batch}`);
+  validateTrainOptions(options);
+  if (options.batch > train.length) throw new PeftError(`--batch ${options.batch} is larger than the training set (${train.length} samples)`);
   const stepsPerEpoch = Math.ceil(train.length / options.batch);
   const totalSteps = options.steps ?? stepsPerEpoch * (options.epochs ?? 1);
   const totalEpochs = Math.ceil(totalSteps / stepsPerEpoch);
+  /** Epochs completed once `step` steps are done (the last, partial one counts at totalSteps). */
+  const epochsDoneAt = (step: number) => (step >= totalSteps ? totalEpochs : Math.floor(step / stepsPerEpoch));
   const lossFn = createLoss(options.loss);
   const adam = new Adam({ lr: options.lr });
   const log = new RunLog(join(runDir, 'log.jsonl'));
   const meter = new MemoryMeter();
   let state: TrainerState = { step: 0, epoch: 0, bestDice: null, bestStep: null };
-  if (resume) {
-    if (!checkpointDir(join(runDir, LAST))) throw new PeftError(`${runDir}: no checkpoint to resume from (expected ${LAST}/)`);
-    state = loadTrainingCheckpoint(join(runDir, LAST), peft, adam);
-    log.write({ type: 'info', step: state.step, message: 'resumed' });
+  try {
+    if (resume) {
+      if (checkpointDir(join(runDir, LAST))) {
+        state = loadTrainingCheckpoint(join(runDir, LAST), peft, adam);
+        // the log goes back to what it held at the checkpoint: later steps are done again
+        log.truncate(state.logBytes, state.step);
+        log.write({ type: 'info', step: state.step, message: 'resumed' });
+      } else {
+        // stopped before the first checkpoint: the run starts again from the beginning
+        log.truncate(0, 0);
+        log.write({ type: 'info', step: 0, message: 'resumed from the start (no checkpoint was written yet)' });
+      }
+    }
+  } catch (err) {
+    adam.dispose();
+    throw err;
   }
-  const save = async (dir: string, s: TrainerState) => saveTrainingCheckpoint(join(runDir, dir), peft, adam, s);
+  const save = async (dir: string, s: TrainerState) => saveTrainingCheckpoint(join(runDir, dir), peft, adam, { ...s, logBytes: log.size() });
   const validate = async (): Promise<EvalResult | undefined> => {
     const set = data.val ?? train;
     return evaluate(peft, set, { batch: options.batch, prompt: options.prompt, seed: options.seed });
   };
   let lastDice: number | undefined;
-  let final: EvalResult | undefined;
+  let final: EvalResult | undefined = state.final;
   let stopped = false;
+
+  /** The epoch that ended at `state.step` is finished: validate, keep the best, save the last. */
+  const endEpoch = async () => {
+    state = { ...state, epoch: epochsDoneAt(state.step) };
+    const isLast = state.step >= totalSteps;
+    if ((options.valEvery > 0 && state.epoch % options.valEvery === 0) || isLast) {
+      peft.model.eval();
+      const r = await validate();
+      peft.model.train();
+      if (r) {
+        const d = meanDice(r);
+        lastDice = d;
+        const best = state.bestDice === null || d > state.bestDice;
+        if (best) state = { ...state, bestDice: d, bestStep: state.step, dice: r.dice, iou: r.iou };
+        if (isLast) {
+          final = r;
+          state = { ...state, final: { dice: r.dice, iou: r.iou, dice05: r.dice05, iou05: r.iou05, loss: r.loss, count: r.count } };
+        }
+        log.write({ type: 'val', step: state.step, epoch: state.epoch, dice: r.dice, iou: r.iou, loss: r.loss });
+        callbacks.onValidation?.({ step: state.step, epoch: state.epoch, result: r, best });
+        if (best) await save(BEST, state);
+      }
+    }
+    await save(LAST, state);
+  };
+
   peft.model.train();
   try {
-    while (state.step < totalSteps) {
+    for (;;) {
+      // a stop saves at once; an epoch end it skipped is done first on resume
+      if (stopped) break;
+      if (state.epoch < epochsDoneAt(state.step)) {
+        await endEpoch();
+        continue;
+      }
+      if (state.step >= totalSteps) break;
       const epoch = Math.floor(state.step / stepsPerEpoch);
       const order = epochOrder(train.length, options.seed, epoch);
       const first = (state.step % stepsPerEpoch) * options.batch;
@@ -135,33 +203,14 @@ export async function runTraining(
         meter.sample();
         log.write({ type: 'step', step, epoch, loss: result.loss, regulariser: result.regulariser || undefined, lr: options.lr, ms: Math.round(ms) });
         callbacks.onStep?.({ step, totalSteps, epoch, loss: result.loss, regulariser: result.regulariser, ms, lastDice });
-        if (options.saveEvery && step % options.saveEvery === 0 && step % stepsPerEpoch !== 0) await save(LAST, state);
+        // every n steps, except where an epoch end saves anyway
+        if (options.saveEvery && step % options.saveEvery === 0 && epochsDoneAt(step) === state.epoch) await save(LAST, state);
+        await yieldToEventLoop();
         if (callbacks.shouldStop?.()) {
           stopped = true;
           break;
         }
       }
-      if (stopped) break;
-      const epochDone = state.step % stepsPerEpoch === 0 || state.step === totalSteps;
-      if (!epochDone) continue;
-      state = { ...state, epoch: epoch + 1 };
-      const isLast = state.step >= totalSteps;
-      if ((options.valEvery > 0 && state.epoch % options.valEvery === 0) || isLast) {
-        peft.model.eval();
-        const r = await validate();
-        peft.model.train();
-        if (r) {
-          const d = meanDice(r);
-          lastDice = d;
-          const best = state.bestDice === null || d > state.bestDice;
-          if (best) state = { ...state, bestDice: d, bestStep: state.step, dice: r.dice, iou: r.iou };
-          log.write({ type: 'val', step: state.step, epoch: state.epoch, dice: r.dice, iou: r.iou, loss: r.loss });
-          callbacks.onValidation?.({ step: state.step, epoch: state.epoch, result: r, best });
-          if (best) await save(BEST, state);
-          if (isLast) final = r;
-        }
-      }
-      await save(LAST, state);
     }
     if (stopped) await save(LAST, state);
   } finally {

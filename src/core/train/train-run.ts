@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import { backendReport } from '../backend.js';
 import { PeftError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import type { InjectionSite } from '../peft/injection-site.js';
+import type { LayerInjector } from '../peft/layer-injector.js';
 import type { Registry } from '../registry/registry.js';
 import { buildPeftModel, openDatasets, readRunSpec, RUN_FILE, writeRunSpec, type RunSpec } from './run-spec.js';
-import { runTraining, type TrainCallbacks, type TrainSummary } from './run-training.js';
+import { runTraining, validateTrainOptions, type TrainCallbacks, type TrainSummary } from './run-training.js';
 
 export const SUMMARY_FILE = 'summary.json';
 
@@ -20,6 +22,60 @@ export interface RunSummaryFile extends Omit<TrainSummary, 'final'> {
   backend: string;
 }
 
+/** A site's adapter may hold at most this many times the parameters of the layer it adapts. */
+export const MAX_ADAPTER_TO_LAYER = 4;
+
+/**
+ * Checks, when the method selects its sites and before it allocates anything,
+ * that its size fits the backbone: a rank (`r`, `init_r`, `rank`) no larger
+ * than min(in, out) of each adapted linear layer (per output group for fused
+ * projections), and no site given more than MAX_ADAPTER_TO_LAYER times the
+ * parameters of its layer. A rank of 100000 is a clear error, not hours of
+ * allocation.
+ */
+export function checkMethodFits(method: LayerInjector, sites: InjectionSite[]): void {
+  const config = method.config as Record<string, unknown>;
+  const rankKey = ['r', 'init_r', 'rank'].find((k) => typeof config[k] === 'number');
+  for (const site of sites) {
+    if (site.kind === 'linear') {
+      const out = site.groups?.length ? site.out / site.groups.length : site.out;
+      const bound = Math.min(site.in, out);
+      if (rankKey && (config[rankKey] as number) > bound) {
+        throw new PeftError(`method '${method.id}': ${rankKey}=${config[rankKey]} is larger than min(in, out) = ${bound} of '${site.path}' (${site.in} -> ${out})`);
+      }
+    }
+    const layer = site.kind === 'linear' ? site.in * site.out : 12 * site.dim * site.dim; // a transformer block: ~12 dim^2
+    const added = method.parameterCount(site);
+    if (added > MAX_ADAPTER_TO_LAYER * layer) {
+      throw new PeftError(
+        `method '${method.id}' would add ${added.toLocaleString('en')} parameters to '${site.path}', more than ${MAX_ADAPTER_TO_LAYER}x the ${layer.toLocaleString('en')} of the layer (check its size keys: ${Object.keys(config).join(', ')})`,
+      );
+    }
+  }
+}
+
+/** The registry, but every method it creates checks `checkMethodFits` on the sites it selects. */
+function fittingRegistry(registry: Registry): Registry {
+  return new Proxy(registry, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target) as unknown;
+      if (prop === 'createMethod') {
+        return (...args: Parameters<Registry['createMethod']>) => {
+          const method = target.createMethod(...args);
+          const select = method.select.bind(method);
+          method.select = (sites: InjectionSite[]) => {
+            const chosen = select(sites);
+            checkMethodFits(method, chosen);
+            return chosen;
+          };
+          return method;
+        };
+      }
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
 /** Refuses to train into a directory that holds anything but a previous run of the same spec. */
 function prepareRunDir(dir: string, resume: boolean): void {
   if (resume) {
@@ -29,7 +85,11 @@ function prepareRunDir(dir: string, resume: boolean): void {
   if (existsSync(dir) && readdirSync(dir).length > 0) {
     throw new PeftError(`${dir} already exists and is not empty: choose another --exp-name, or --resume it`);
   }
-  mkdirSync(dir, { recursive: true });
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new PeftError(`${dir}: cannot create the run folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
 }
 
 export async function trainRun(
@@ -39,9 +99,13 @@ export async function trainRun(
   callbacks: TrainCallbacks & { onReady?(info: { spec: RunSpec; report: ReturnType<import('../peft/compose.js').PeftModel['report']>; trainSize: number; valSize: number; dataRoot: string }): void } = {},
   resume = false,
 ): Promise<RunSummaryFile> {
+  if (!resume) {
+    validateTrainOptions(spec.options);
+    if (spec.dataset.valPath && spec.dataset.kind !== 'isic') throw new PeftError(`--val-path is for --dataset isic; --dataset ${spec.dataset.kind} finds its validation split itself`);
+  }
   prepareRunDir(runDir, resume);
   const effective = resume ? readRunSpec(runDir) : spec;
-  const peft = buildPeftModel(registry, effective);
+  const peft = buildPeftModel(fittingRegistry(registry), effective);
   try {
     const data = await openDatasets(effective);
     if (!resume) writeRunSpec(runDir, effective);
