@@ -70,7 +70,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     const outSize = flags['out-size'] ?? imageSize / 4;
     if (!Number.isInteger(outSize) || outSize < 1) throw new PeftError(`--out-size must be a positive integer, got ${outSize}`);
     const name = flags['exp-name'] ?? `${backboneDef.id}-${preset}-${methodDef.id}-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
-    if (/[\\/]|^\.\.?$/.test(name)) throw new PeftError(`--exp-name '${name}' must be a plain folder name`);
+    if (!name.trim() || /[\\/]|^\.\.?$/.test(name)) throw new PeftError(`--exp-name '${name}' must be a plain folder name`);
     const runDir = resolve(flags.out, name);
     const spec: RunSpec = {
       version: 1,

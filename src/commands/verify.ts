@@ -2,6 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { methodConfigFromFlags, methodFlags } from '../cli/model-flags.js';
 import { formatLawResult, verifyMethod } from '../core/testing/laws.js';
+import { PeftError } from '../core/errors.js';
 
 export default class Verify extends BaseCommand {
   static override summary = "Check a PEFT method's laws (identity at init, frozen base, merge/unmerge, save/load, parameter counts, AdaLoRA's rank budget) with property-based tests.";
@@ -26,6 +27,8 @@ export default class Verify extends BaseCommand {
     const { args, flags } = await this.parse(Verify);
     await this.backend(flags.backend);
     const registry = await this.registry();
+    if (flags.runs < 1) throw new PeftError(`--runs must be at least 1, got ${flags.runs}`);
+    if (flags['time-limit'] <= 0) throw new PeftError(`--time-limit must be positive, got ${flags['time-limit']}`);
     const def = registry.method(args.method);
     const fixed = methodConfigFromFlags(def, flags);
     const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 31);

@@ -147,16 +147,30 @@ function hookContext(config: unknown, name: string) {
  * error (thrown, duplicate id, invalid definition) everything it registered is
  * removed and the error is returned.
  */
-export async function loadOnePlugin(registry: Registry, origin: string, register: (registry: Registry) => unknown): Promise<string | undefined> {
+/** How long a plugin's `register` may take before it is reported as hung. */
+export const PLUGIN_REGISTER_TIMEOUT_MS = 10_000;
+
+export async function loadOnePlugin(
+  registry: Registry,
+  origin: string,
+  register: (registry: Registry) => unknown,
+  timeoutMs = PLUGIN_REGISTER_TIMEOUT_MS,
+): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
   try {
     await registry.load(origin, async (r) => {
-      await register(r);
+      const hung = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`register() did not finish within ${timeoutMs / 1000} s`)), timeoutMs);
+      });
+      await Promise.race([Promise.resolve(register(r)), hung]);
     });
     validateRegistered(registry, origin);
     return undefined;
   } catch (err) {
     registry.unregisterOrigin(origin);
     return oneLine(err);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
