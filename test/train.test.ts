@@ -77,10 +77,17 @@ describe('training', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  it('trains AdaLoRA with its schedule on the global step and saves the rank pattern', async () => {
+  it('trains AdaLoRA with its schedule on the global step, saves the rank pattern, and resumes exactly', async () => {
     const dir = join(tmp, 'adalora');
     const s = await trainRun(registry, spec({}, 'adalora'), dir);
     expect(s.steps).toBe(4);
+    // interrupted after step 2 (before the final-phase masks), resumed: the same curve and metrics
+    const cut = join(tmp, 'adalora-cut');
+    let n = 0;
+    await trainRun(registry, spec({}, 'adalora'), cut, { shouldStop: () => ++n >= 2 });
+    const resumed = await trainRun(registry, spec({}, 'adalora'), cut, {}, true);
+    expect(losses(cut)).toEqual(losses(dir));
+    expect(resumed.final).toEqual(s.final);
     const cfg = JSON.parse(readFileSync(join(dir, 'checkpoints/last/adapter_config.json'), 'utf8'));
     const pattern = JSON.stringify(cfg.state);
     expect(pattern.length).toBeGreaterThan(2);

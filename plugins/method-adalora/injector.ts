@@ -90,6 +90,17 @@ export class AdaloraInjector implements LayerInjector {
     this.lastAllocation = { step: ctx.step, ...result };
   }
 
+  trainingState(): Map<string, tf.Tensor> {
+    return this.allocator?.state() ?? new Map();
+  }
+
+  loadTrainingState(model: Module, state: Map<string, tf.Tensor>): void {
+    const layers = triplets(model);
+    this.allocator?.dispose();
+    this.allocator = new RankAllocator(this.config, this.config.init_r * layers.length, this.config.target_r * layers.length);
+    this.allocator.loadState(state);
+  }
+
   merge(model: Module): void {
     for (const [, l] of svdLayers(model)) l.merge();
   }

@@ -126,6 +126,28 @@ export class RankAllocator {
     }
   }
 
+  /** The importance averages by `ipt/<key>` and `unc/<key>` (live tensors). */
+  state(): Map<string, tf.Tensor> {
+    const out = new Map<string, tf.Tensor>();
+    for (const [key, e] of this.ema) {
+      out.set(`ipt/${key}`, e.ipt);
+      out.set(`unc/${key}`, e.unc);
+    }
+    return out;
+  }
+
+  /** Restores what `state()` returned (copies the tensors). */
+  loadState(state: Map<string, tf.Tensor>): void {
+    this.dispose();
+    for (const [name, t] of state) {
+      if (!name.startsWith('ipt/')) continue;
+      const key = name.slice(4);
+      const unc = state.get(`unc/${key}`);
+      if (!unc) throw new PeftError(`adalora: training state has ipt/${key} but no unc/${key}`);
+      this.ema.set(key, { ipt: t.clone(), unc: unc.clone() });
+    }
+  }
+
   /** Element scores `ema * unc` of one parameter (zeros before any importance update). */
   private score(key: string, p: Parameter): tf.Tensor {
     const e = this.ema.get(key);

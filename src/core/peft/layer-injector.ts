@@ -34,6 +34,14 @@ export interface LayerInjector {
   unmerge?(model: Module): void;
   /** Extra state to save with the adapter (AdaLoRA's rank pattern). */
   adapterState?(model: Module): Record<string, unknown>;
+  /**
+   * Training state the method keeps outside the model (AdaLoRA's importance
+   * averages), saved with training checkpoints so a resumed run continues
+   * exactly. Live tensors: the caller does not dispose them.
+   */
+  trainingState?(): Map<string, tf.Tensor>;
+  /** Restores `trainingState` (copies the tensors; the caller disposes its own). */
+  loadTrainingState?(model: Module, state: Map<string, tf.Tensor>): void;
   /** Frees tensors the injector holds outside the model (AdaLoRA's importance statistics). */
   dispose?(): void;
   /** Restores what `adapterState` saved, before weights are loaded (may reshape parameters). */

@@ -32,6 +32,8 @@ export const TRAINER_STATE_FILE = 'trainer_state.json';
  * training left them, in the shapes Adam's moments have.
  */
 export const LIVE_PREFIX = 'param/';
+/** The method's own training state (AdaLoRA's importance averages) in optimizer.safetensors. */
+export const METHOD_STATE_PREFIX = 'method/';
 
 export interface TrainerState {
   /** Global optimiser steps completed. */
@@ -95,6 +97,7 @@ export async function saveTrainingCheckpoint(dir: string, peft: PeftModel, adam:
       const p = own.get(key);
       if (p) tensors.set(`${LIVE_PREFIX}${key}`, p.variable);
     }
+    for (const [k, t] of peft.method.trainingState?.() ?? []) tensors.set(`${METHOD_STATE_PREFIX}${k}`, t);
     await saveTensors(join(tmp, OPTIMIZER_FILE), tensors, { step: String(adam.step) });
     // written last: its presence marks a complete checkpoint
     writeFileAtomic(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify({ ...state, adamStep: adam.step }, null, 2)}\n`);
@@ -174,6 +177,11 @@ export function loadTrainingCheckpoint(dir: string, peft: PeftModel, adam: Adam)
         const t = opt.get(k)!;
         tf.tidy(() => p.assign(t.dtype === p.dtype ? t : tf.cast(t, p.dtype)));
       }
+    }
+    const methodState = new Map([...opt].filter(([k]) => k.startsWith(METHOD_STATE_PREFIX)).map(([k, t]) => [k.slice(METHOD_STATE_PREFIX.length), t]));
+    if (methodState.size > 0) {
+      if (!peft.method.loadTrainingState) throw new PeftError(`${optPath}: holds training state of method '${peft.method.id}', which cannot restore it`);
+      peft.method.loadTrainingState(peft.model, methodState);
     }
     adam.load(state.adamStep, opt);
   } finally {
