@@ -86,15 +86,24 @@ export const MOBILE_SAM_PRESETS: Record<string, Partial<TinyVitInput>> = {
     window_sizes: [7, 7, 14, 7],
     num_classes: 1000,
   },
-  /** A small encoder for CPU experiments at 128 px (output 8x8x256). */
+  /**
+   * A small encoder for CPU experiments at 128 px (output 8x8x64, patch 16):
+   * three stages (MBConv at 32x32, attention at 16x16 and 8x8). The windows
+   * are as small, relative to the feature map, as MobileSAM's at 1024 px (7 of
+   * 128, 14 and 7 of 64 tokens): with 8-token windows a randomly initialised
+   * encoder averages each window away and its features lose where the
+   * structures are. The 64-channel neck (as sam's tiny) keeps the mask
+   * decoder small. See docs/results.md.
+   */
   tiny: {
     img_size: 128,
-    embed_dims: [32, 64, 96, 320],
-    depths: [1, 1, 2, 1],
-    num_heads: [1, 2, 3, 5],
-    window_sizes: [8, 8, 8, 8],
+    embed_dims: [32, 64, 128],
+    depths: [1, 1, 2],
+    num_heads: [1, 2, 4],
+    window_sizes: [8, 2, 1],
     mlp_ratio: 2,
     mbconv_expand_ratio: 2,
+    out_chans: 64,
     num_classes: 0,
   },
 };

@@ -167,7 +167,7 @@ describe('mobile_sam backbone', () => {
     expect(bb.imageSize).toBe(128);
     const x = tf.randomNormal([1, 128, 128, 3], 0, 1, 'float32', 5) as tf.Tensor4D;
     const emb = bb.encode(x);
-    expect(emb.shape).toEqual([1, 8, 8, 256]);
+    expect(emb.shape).toEqual([1, 8, 8, 64]);
     const prompts = { points: { coords: tf.tensor3d([[[64, 64]]]), labels: tf.tensor2d([[1]]) } };
     const out = bb.decode(emb, prompts, false);
     expect(out.masks.shape).toEqual([1, 32, 32, 1]);
