@@ -34,15 +34,16 @@ function spec(method: RunSpec['method'] = { id: 'lora', config: {} }): RunSpec {
     outSize: 16,
     dataset: { kind: 'refuge', path: data },
     augment: true,
-    // 6 samples, batch 2: 3 steps an epoch, 2 epochs; the last checkpoint every 2 steps as well
-    options: { batch: 2, lr: 1e-3, steps: 6, valEvery: 1, seed: 5, loss: 'bce', prompt: 'click', saveEvery: 2 },
+    // 6 samples, batch 2: 3 steps an epoch, 2 epochs; the last checkpoint every 2 steps as well;
+    // a cosine schedule, so that a resume must also take the same rate at every step
+    options: { batch: 2, lr: 1e-3, steps: 6, valEvery: 1, seed: 5, loss: 'bce', prompt: 'click', saveEvery: 2, lrSchedule: 'cosine' },
   };
 }
 
 /** The log without times: step losses and validations, in order (info records aside). */
 function logOf(runDir: string): string[] {
   return RunLog.read(join(runDir, 'log.jsonl')).flatMap((r) => {
-    if (r.type === 'step') return [`step ${r.step} epoch ${r.epoch} loss ${r.loss}`];
+    if (r.type === 'step') return [`step ${r.step} epoch ${r.epoch} lr ${r.lr} loss ${r.loss}`];
     if (r.type === 'val') return [`val ${r.step} epoch ${r.epoch} dice ${JSON.stringify(r.dice)} iou ${JSON.stringify(r.iou)} loss ${r.loss}`];
     return [];
   });
@@ -88,6 +89,8 @@ beforeAll(async () => {
   const summary = await trainRun(registry, spec(), dir);
   reference = { summary, log: logOf(dir) };
   expect(reference.log.filter((l) => l.startsWith('step'))).toHaveLength(6);
+  expect(reference.log[0]).toMatch(/^step 1 epoch 0 lr 0\.001 /);
+  expect(reference.log.at(-2)).toMatch(/^step 6 epoch 1 lr 0\.0000669872981077806\d* /); // 1e-3 (1 + cos(5 pi / 6)) / 2
   expect(reference.log.filter((l) => l.startsWith('val'))).toHaveLength(2);
   started = performance.now();
 });

@@ -12,7 +12,8 @@ export interface AdamOptions {
 }
 
 export class Adam {
-  readonly lr: number;
+  /** The rate of the next step (a schedule sets it before each step). */
+  lr: number;
   readonly beta1: number;
   readonly beta2: number;
   readonly eps: number;

@@ -11,6 +11,7 @@ import { Adam } from './adam.js';
 import { checkpointDir, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainerState } from './checkpoint.js';
 import { evaluate, type EvalResult } from './evaluate.js';
 import { createLoss } from './losses.js';
+import { checkLrSchedule, lrAt, type LrSchedule } from './lr-schedule.js';
 import { MemoryMeter } from './memory-meter.js';
 import { buildPrompts, disposePrompts, type PromptMode } from './prompts.js';
 import { RunLog } from './run-log.js';
@@ -30,6 +31,8 @@ export interface TrainOptions {
   prompt: PromptMode;
   /** Write the last checkpoint every n steps as well as at every epoch end (0 = epoch ends only). */
   saveEvery?: number;
+  /** How the learning rate changes over the run (default constant, the reference's). */
+  lrSchedule?: LrSchedule;
 }
 
 export interface StepEvent {
@@ -88,6 +91,7 @@ export function validateTrainOptions(options: TrainOptions): void {
   int(options.steps, '--steps', 1);
   int(options.valEvery, '--val-every', 0);
   int(options.saveEvery, '--save-every', 0);
+  if (options.lrSchedule !== undefined) checkLrSchedule(options.lrSchedule);
   if (!Number.isSafeInteger(options.seed)) throw new PeftError(`--seed must be an integer between ${Number.MIN_SAFE_INTEGER} and ${Number.MAX_SAFE_INTEGER}, got ${options.seed}`);
 }
 
@@ -191,6 +195,7 @@ export async function runTraining(
         for (const i of idx) samples.push(await train.get(i, new Rng(options.seed, 'augment', epoch, i)));
         const prompts = buildPrompts(samples, options.prompt, new Rng(options.seed, 'prompt', step));
         const batch = makeBatch(peft, samples, prompts);
+        adam.lr = lrAt(options.lrSchedule ?? 'constant', options.lr, step, totalSteps);
         let result;
         try {
           result = trainStep(peft, adam, batch, lossFn, step);
@@ -201,7 +206,7 @@ export async function runTraining(
         state = { ...state, step };
         const ms = performance.now() - t0;
         meter.sample();
-        log.write({ type: 'step', step, epoch, loss: result.loss, regulariser: result.regulariser || undefined, lr: options.lr, ms: Math.round(ms) });
+        log.write({ type: 'step', step, epoch, loss: result.loss, regulariser: result.regulariser || undefined, lr: adam.lr, ms: Math.round(ms) });
         callbacks.onStep?.({ step, totalSteps, epoch, loss: result.loss, regulariser: result.regulariser, ms, lastDice });
         // every n steps, except where an epoch end saves anyway
         if (options.saveEvery && step % options.saveEvery === 0 && epochsDoneAt(step) === state.epoch) await save(LAST, state);
