@@ -9,8 +9,9 @@
 //   options: --workload w1,w2  --method lora,adapter  --backend wasm|cpu|...
 //            --backprop core|low-memory|engine  --steps 5  --forwards 3  --kernels
 //            --out file.json  --json
+//            --torch   also run the PyTorch reference (torch/step.py) per case: "torch ms" columns
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runCase, type CaseResult } from './case.js';
@@ -26,10 +27,11 @@ interface Args {
   json: boolean;
   out?: string;
   backprop?: 'core' | 'low-memory' | 'engine';
+  torch: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { workloads: [], methods: [], steps: 5, forwards: 3, kernels: false, json: false };
+  const args: Args = { workloads: [], methods: [], steps: 5, forwards: 3, kernels: false, json: false, torch: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -68,6 +70,9 @@ function parseArgs(argv: string[]): Args {
       case '--json':
         args.json = true;
         break;
+      case '--torch':
+        args.torch = true;
+        break;
       case '--out':
         args.out = value();
         break;
@@ -76,7 +81,7 @@ function parseArgs(argv: string[]): Args {
       case '--help':
       case '-h':
         process.stdout.write(
-          'usage: npm run bench -- [--workload w1,w2] [--method lora,adapter,adalora] [--backend wasm] [--backprop core|low-memory|engine] [--steps 5] [--forwards 3] [--kernels] [--json] [--out file.json]\n',
+          'usage: npm run bench -- [--workload w1,w2] [--method lora,adapter,adalora] [--backend wasm] [--backprop core|low-memory|engine] [--steps 5] [--forwards 3] [--kernels] [--json] [--out file.json] [--torch]\n',
         );
         process.exit(0);
       default:
@@ -92,6 +97,43 @@ function parseArgs(argv: string[]): Args {
 const launcher = process.env.PEFT_BENCH_LAUNCHER ?? resolve(process.cwd(), 'scripts/bench/run.mjs');
 /** scripts/bench/ in the source tree. */
 const benchDir = dirname(launcher);
+
+/** The PyTorch reference's figures for a case (torch/step.py --json), or why it did not run. */
+interface TorchFigures {
+  stepMs?: number;
+  stepCpuMs?: number;
+  threads?: number;
+  countsMatch?: boolean;
+  error?: string;
+}
+
+type Row = (CaseResult | { workload: string; method: string; error: string }) & { torch?: TorchFigures };
+
+/** Set once the reference cannot run at all (no Python, no torch): said once, then skipped. */
+let torchUnavailable: string | undefined;
+
+function runTorch(workload: string, method: string, args: Args, ours?: CaseResult): TorchFigures | undefined {
+  if (torchUnavailable !== undefined) return undefined;
+  // Debian's python3-torch lives in the system Python, which a pyenv python3 on PATH would hide
+  const python = process.env.PEFT_BENCH_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+  const argv = [resolve(benchDir, 'torch/step.py'), '--workload', workload, '--method', method, '--json'];
+  argv.push('--steps', String(args.steps), '--forwards', String(args.forwards));
+  if (ours) argv.push('--expect-trainable', String(ours.trainableParameters), '--expect-total', String(ours.totalParameters));
+  const r = spawnSync(python, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const stderr = (r.stderr ?? '').trim();
+  if (r.error || /No module named '?torch/.test(stderr)) {
+    torchUnavailable = r.error ? `${python}: ${r.error.message}` : `${python} has no torch (Debian: apt-get install python3-torch; or set PEFT_BENCH_PYTHON)`;
+    process.stderr.write(`bench: --torch skipped: ${torchUnavailable}\n`);
+    return undefined;
+  }
+  if (stderr.includes('MISMATCH')) process.stderr.write(`${stderr}\n`);
+  try {
+    const t = JSON.parse((r.stdout ?? '').trim().split('\n').pop() ?? '') as TorchFigures;
+    return { stepMs: t.stepMs, stepCpuMs: t.stepCpuMs, threads: t.threads, countsMatch: t.countsMatch };
+  } catch {
+    return { error: stderr.split('\n').filter(Boolean).slice(-2).join(' | ').slice(0, 300) || `exit ${r.status}` };
+  }
+}
 
 function runChild(workload: string, method: string, args: Args): CaseResult | { workload: string; method: string; error: string } {
   const argv = [launcher, '--no-build', '--workload', workload, '--method', method, '--json', '--steps', String(args.steps), '--forwards', String(args.forwards)];
@@ -112,8 +154,17 @@ function runChild(workload: string, method: string, args: Args): CaseResult | { 
   return { workload, method, error: why.slice(0, 400) };
 }
 
-function table(results: (CaseResult | { workload: string; method: string; error: string })[]): string {
+function table(results: Row[]): string {
+  const withTorch = results.some((r) => r.torch);
   const head = ['workload', 'method', 'backend', 'step ms', 'step cpu ms', 'first ms', 'infer ms', 'GFLOP/step', 'GFLOP/s', 'peak RSS MB', 'peak tensor MB', 'leak'];
+  if (withTorch) head.push('torch ms', 'torch cpu ms', 'x torch');
+  const torchCells = (r: Row): string[] => {
+    const t = r.torch;
+    if (!withTorch) return [];
+    if (!t || t.stepMs === undefined) return [t?.error ? 'error' : '-', '-', '-'];
+    const ratio = 'error' in r ? '-' : (r.stepMs / t.stepMs).toFixed(2);
+    return [`${t.stepMs.toFixed(0)} (${t.threads}t)${t.countsMatch === false ? ' !params' : ''}`, t.stepCpuMs!.toFixed(0), ratio];
+  };
   const rows = results.map((r) =>
     'error' in r
       ? [r.workload, r.method, 'error: ' + r.error]
@@ -130,6 +181,7 @@ function table(results: (CaseResult | { workload: string; method: string; error:
           r.peakRssMB.toFixed(0),
           r.peakTensorMB.toFixed(0),
           String(r.tensorsLeaked),
+          ...torchCells(r),
         ],
   );
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r.length === head.length ? (r[i] ?? '').length : 0))));
@@ -148,23 +200,26 @@ async function main(): Promise<void> {
       kernels: args.kernels,
       backprop: args.backprop,
     });
-    if (args.out) writeJson(args.out, result);
-    if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
+    const row: Row = args.torch ? { ...result, torch: runTorch(result.workload, result.method, args, result) } : result;
+    if (args.out) writeJson(args.out, row);
+    if (args.json) process.stdout.write(JSON.stringify(row) + '\n');
     else {
-      process.stdout.write(table([result]) + '\n');
+      process.stdout.write(table([row]) + '\n');
       if (result.kernels) printKernels(result);
     }
     return;
   }
   const workloads = args.workloads.length ? args.workloads : WORKLOADS.filter((w) => w.id !== 'w0').map((w) => w.id);
   const methods = args.methods.length ? args.methods : METHODS.map((m) => m.id);
-  const results = [];
+  const results: Row[] = [];
   for (const w of workloads) {
     for (const m of methods) {
       process.stderr.write(`bench: ${w} ${m} ...\n`);
-      const r = runChild(w, m, args);
+      const r: Row = runChild(w, m, args);
+      if (args.torch) r.torch = runTorch(w, m, args, 'error' in r ? undefined : r);
       results.push(r);
-      if (!args.json) process.stderr.write(`  ${'error' in r ? 'error: ' + r.error : `${r.stepMs} ms/step`}\n`);
+      const torchNote = r.torch?.stepMs !== undefined ? `, torch ${r.torch.stepMs} ms/step` : '';
+      if (!args.json) process.stderr.write(`  ${'error' in r ? 'error: ' + r.error : `${r.stepMs} ms/step`}${torchNote}\n`);
     }
   }
   const out = args.out ?? resolve(benchDir, 'out/latest.json');
@@ -173,6 +228,7 @@ async function main(): Promise<void> {
   else {
     process.stdout.write(table(results) + '\n');
     for (const r of results) if (!('error' in r) && r.kernels) printKernels(r);
+    if (results.some((r) => r.torch)) process.stdout.write('torch: the PyTorch reference (scripts/bench/torch/step.py), same workload and method; x torch = step ms / torch ms\n');
     process.stdout.write(`results: ${out}\n`);
   }
 }
