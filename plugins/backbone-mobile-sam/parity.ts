@@ -4,6 +4,7 @@
 // `adalora` methods with this encoder's own sites, as `compose()` does.
 import {
   PeftError,
+  loadParamsExcept,
   dotLoss,
   gradsByName,
   tf,
@@ -52,21 +53,7 @@ export function applyTinyVitMod(registry: Registry, mod: TinyVitMod, rank: numbe
 const UNUSED = /(^|\.)Depth_Adapter\./;
 
 function loadParams(model: Module, fixture: Fixture): void {
-  const params = fixture.group('param/');
-  try {
-    const report = model.loadStateDict(params, { strict: false, source: fixture.name });
-    const unexpected = report.unexpected.filter((k) => !UNUSED.test(k));
-    if (report.missing.length || report.mismatched.length || unexpected.length) {
-      const parts = [
-        report.missing.length ? `missing: ${report.missing.join(', ')}` : '',
-        report.mismatched.length ? `shape mismatch: ${report.mismatched.map((m) => `${m.key} expected [${m.expected}] got [${m.got}]`).join(', ')}` : '',
-        unexpected.length ? `unexpected: ${unexpected.join(', ')}` : '',
-      ].filter(Boolean);
-      throw new PeftError(`${fixture.name}: state dict does not fit the model (${parts.join('; ')})`);
-    }
-  } finally {
-    tf.dispose([...params.values()]);
-  }
+  loadParamsExcept(model, fixture.group('param/'), fixture.name, UNUSED);
 }
 
 export const tinyVitKind: ParityKind = {

@@ -4,6 +4,7 @@
 // same way `compose()` does for a whole model.
 import {
   PeftError,
+  loadParamsExcept,
   dotLoss,
   gradsByName,
   tf,
@@ -50,17 +51,7 @@ const UNUSED = /(^|\.)Depth_Adapter\./;
 
 /** Loads a fixture's `param/` state dict (MSA names), tolerating only the reference's unused keys. */
 function loadParams(model: Module, fixture: Fixture): void {
-  const params = renameKeys(fixture.group('param/'), msaKeyToOfficial);
-  const report = model.loadStateDict(params, { strict: false, source: fixture.name });
-  const unexpected = report.unexpected.filter((k) => !UNUSED.test(k));
-  if (report.missing.length || report.mismatched.length || unexpected.length) {
-    const parts = [
-      report.missing.length ? `missing: ${report.missing.join(', ')}` : '',
-      report.mismatched.length ? `shape mismatch: ${report.mismatched.map((m) => `${m.key} expected [${m.expected}] got [${m.got}]`).join(', ')}` : '',
-      unexpected.length ? `unexpected: ${unexpected.join(', ')}` : '',
-    ].filter(Boolean);
-    throw new PeftError(`${fixture.name}: state dict does not fit the model (${parts.join('; ')})`);
-  }
+  loadParamsExcept(model, renameKeys(fixture.group('param/'), msaKeyToOfficial), fixture.name, UNUSED);
 }
 
 /** Runs `forward` with the fixture's `input/upstream` loss; grads (MSA names) only when the fixture holds some. */

@@ -4,7 +4,7 @@
 // allocator's update for t, and report every lora_E as `step/<t>/expect/<key>`;
 // per step it also reports `budget`, `threshold` and `orth_regu` (on the
 // stored parameters, before the update) as scalars.
-import { Linear, Module, PeftError, dotLoss, gradsByName, tf, type Fixture, type ParityKind, type ScalarCheck } from '../../src/index.js';
+import { Linear, Module, PeftError, runLayerFixture, tf, type Fixture, type ParityKind, type ScalarCheck } from '../../src/index.js';
 import { SVDLinear } from './layer.js';
 import { RankAllocator, type SvdTriplets } from './rank-allocator.js';
 import { orthogonalRegulariser } from './regulariser.js';
@@ -37,31 +37,8 @@ export const svdLinearParity: ParityKind = {
     const r = int(fixture, 'r', 0);
     const bias = fixture.config.bias ?? true;
     if (typeof bias !== 'boolean') throw new PeftError(`${fixture.name}: config 'bias' must be true or false`);
-    const layer = svdLinear(inF, outF, r, num(fixture, 'lora_alpha', 1), bias);
-    try {
-      const params = fixture.group('param/');
-      // the reference creates no A, E, B at rank 0
-      layer.loadStateDict(params, { source: fixture.name, strict: r > 0 });
-      for (const t of params.values()) t.dispose();
-      const x = fixture.tensor('input/x');
-      const tensors = new Map<string, tf.Tensor>();
-      if (!fixture.has('input/upstream')) {
-        tensors.set('output/y', layer.forward(x));
-        return { tensors };
-      }
-      const upstream = fixture.tensor('input/upstream');
-      let y: tf.Tensor | undefined;
-      const { value, grads } = gradsByName(layer, () => {
-        y = tf.keep(layer.forward(x));
-        return dotLoss(y, upstream);
-      });
-      value.dispose();
-      for (const [k, g] of grads) tensors.set(k, g);
-      tensors.set('output/y', y!);
-      return { tensors };
-    } finally {
-      layer.dispose();
-    }
+    // the reference creates no A, E, B at rank 0
+    return runLayerFixture(svdLinear(inF, outF, r, num(fixture, 'lora_alpha', 1), bias), fixture, { strict: r > 0 });
   },
 };
 

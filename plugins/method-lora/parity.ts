@@ -4,13 +4,10 @@
 import {
   Linear,
   PeftError,
-  dotLoss,
-  gradsByName,
+  runLayerFixture,
   tf,
   type Fixture,
-  type Module,
   type ParityKind,
-  type ParityOutput,
 } from '../../src/index.js';
 import { GroupedLoraLinear, LoraLinear, baseParamsOf } from './layer.js';
 
@@ -42,41 +39,6 @@ function baseLinear(inF: number, outF: number, bias: boolean, fanInFanOut: boole
   return base;
 }
 
-/** Loads `param/` strictly, runs `input/x` with grads for every parameter, adds `extra` outputs, disposes `layer`. */
-export function runLayerFixture(
-  layer: Module & { forward(x: tf.Tensor): tf.Tensor },
-  fixture: Fixture,
-  extra: (tensors: Map<string, tf.Tensor>) => void = () => {},
-): ParityOutput {
-  const params = fixture.group('param/');
-  try {
-    layer.loadStateDict(params, { source: fixture.name });
-  } finally {
-    for (const t of params.values()) t.dispose();
-  }
-  const x = fixture.tensor('input/x');
-  const tensors = new Map<string, tf.Tensor>();
-  if (fixture.has('input/upstream')) {
-    const upstream = fixture.tensor('input/upstream');
-    let y: tf.Tensor | undefined;
-    const { value, grads } = gradsByName(layer, () => {
-      y = tf.keep(layer.forward(x));
-      return dotLoss(y, upstream);
-    });
-    value.dispose();
-    for (const [k, g] of grads) tensors.set(k, g);
-    tensors.set('output/y', y!);
-  } else {
-    tensors.set('output/y', layer.forward(x));
-  }
-  try {
-    extra(tensors);
-  } finally {
-    layer.dispose();
-  }
-  return { tensors };
-}
-
 export const loraLinearParity: ParityKind = {
   kind: 'lora.Linear',
   summary: "loralib's Linear: y = x W^T + b + x A^T B^T * alpha / r, merged weight, grads",
@@ -88,11 +50,11 @@ export const loraLinearParity: ParityKind = {
     const fanInFanOut = configBool(fixture, 'fan_in_fan_out', false);
     const base = baseLinear(inF, outF, configBool(fixture, 'bias', true), fanInFanOut);
     const layer = new LoraLinear(baseParamsOf(base), { r, scaling: alpha / r, fanInFanOut });
-    return runLayerFixture(layer, fixture, (tensors) => {
+    return runLayerFixture(layer, fixture, { extra: (tensors) => {
       layer.merge();
       tensors.set('output/merged_weight', tf.clone(layer.param('weight').variable));
       layer.unmerge();
-    });
+    } });
   },
 };
 
@@ -111,11 +73,11 @@ export const loraMergedLinearParity: ParityKind = {
     const fanInFanOut = configBool(fixture, 'fan_in_fan_out', false);
     const base = baseLinear(inF, outF, configBool(fixture, 'bias', true), fanInFanOut);
     const layer = new GroupedLoraLinear(baseParamsOf(base), { r, scaling: alpha / r, fanInFanOut, enabled });
-    return runLayerFixture(layer, fixture, (tensors) => {
+    return runLayerFixture(layer, fixture, { extra: (tensors) => {
       if (!fixture.has('output/merged_weight')) return;
       layer.merge();
       tensors.set('output/merged_weight', tf.clone(layer.param('weight').variable));
       layer.unmerge();
-    });
+    } });
   },
 };

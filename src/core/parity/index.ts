@@ -3,3 +3,5 @@ export * from './parity-kind.js';
 export * from './compare.js';
 export * from './run-parity.js';
 export * from './grads.js';
+export * from './layer-fixture.js';
+export * from './load-params.js';
