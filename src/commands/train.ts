@@ -126,7 +126,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
             this.log(`data: ${dataRoot} (${trainSize} train, ${valSize} validation), backend ${backend.active}, run ${runDir}`);
             if (!sp.checkpoint && !sp.adapter && flags.lr === Train.flags.lr.default && !flags.resume) {
               // lr 1e-4 is the reference's, for a pretrained SAM; a random backbone barely moves at it
-              this.log('note: no --checkpoint, so the backbone starts from random weights; at the default --lr 1e-4 (for pretrained SAM) it learns slowly: --lr 1e-3 --steps 3000 reach disc Dice ~0.85 on the embedded data (docs/results.md)');
+              this.log('note: no --checkpoint, so the backbone starts from random weights; at the default --lr 1e-4 (for pretrained SAM) it learns slowly: --lr 1e-3 --lr-schedule cosine --steps 3000 reach disc Dice ~0.85 on the embedded data (docs/results.md)');
             }
           },
           onStep: (e) => {

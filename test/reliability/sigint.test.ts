@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ensureDefaultDataset } from '../../src/core/data/synth-output.js';
 import { RunLog } from '../../src/core/train/run-log.js';
 import { recordTable } from './fuzz-harness.js';
 
@@ -15,7 +16,9 @@ const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'peft-sigint-'));
 const out = join(tmp, 'runs');
 const env = { ...process.env, PEFT_BACKEND: 'cpu', PEFT_CACHE: join(tmp, 'cache'), PEFT_PLUGINS: '' };
-const trainArgs = (name: string, ...more: string[]) => ['train', '--backbone', 'sam', '--preset', 'tiny', '--image-size', '64', '--steps', '6', '--save-every', '3', '--batch', '2', '--seed', '7', '--out', out, '--exp-name', name, ...more];
+// a small dataset: the runs here are about signals, not data
+const data = ensureDefaultDataset(join(tmp, 'cache'), { n: 20, size: 64, seed: 7 });
+const trainArgs = (name: string, ...more: string[]) => ['train', '--data-path', data, '--backbone', 'sam', '--preset', 'tiny', '--image-size', '64', '--steps', '6', '--save-every', '3', '--batch', '2', '--seed', '7', '--out', out, '--exp-name', name, ...more];
 
 function peftSync(args: string[]) {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env, timeout: 300_000 });

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { synthesize } from '../../core/data/synth-output.js';
+import { defaultSynthOptions, synthesize } from '../../core/data/synth-output.js';
 
 export default class DataSynth extends BaseCommand {
   static override summary = 'Write a synthetic fundus dataset in the REFUGE layout (deterministic from the seed).';
@@ -11,9 +11,9 @@ export default class DataSynth extends BaseCommand {
   static override examples = ['<%= config.bin %> data synth --out data/synth', '<%= config.bin %> data synth --out /tmp/fundus --n 400 --size 512 --seed 7'];
   static override flags = {
     out: Flags.string({ description: 'output folder', required: true }),
-    n: Flags.integer({ description: 'number of samples (train + test)', default: 40 }),
-    size: Flags.integer({ description: 'image side in pixels', default: 256 }),
-    seed: Flags.integer({ description: 'random seed', default: 0 }),
+    n: Flags.integer({ description: 'number of samples (train + test)', default: defaultSynthOptions.n }),
+    size: Flags.integer({ description: 'image side in pixels', default: defaultSynthOptions.size }),
+    seed: Flags.integer({ description: 'random seed', default: defaultSynthOptions.seed }),
     force: Flags.boolean({ description: 'write into a non-empty folder that is not a previous synth output (never overwrites its files)', default: false }),
   };
 

@@ -125,8 +125,13 @@ export function defaultCacheDir(): string {
   return process.env.PEFT_CACHE || join(homedir(), '.cache', 'peftjs');
 }
 
-/** The options of the default (embedded) dataset used when `peft train` has no `--data-path`. */
-export const defaultSynthOptions = { n: 40, size: 256, seed: 0 } as const;
+/**
+ * The options of the default (embedded) dataset used when `peft train` has no
+ * `--data-path`, and of `peft data synth`: 800 training and 200 test samples
+ * at 128 px, the size of the `tiny` presets (docs/results.md: with 160
+ * training images the models overfit). Generated once into the cache.
+ */
+export const defaultSynthOptions = { n: 1000, size: 128, seed: 0 } as const;
 
 /**
  * Generates a small synthetic dataset once into the cache and returns its
