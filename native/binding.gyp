@@ -2,9 +2,14 @@
   "targets": [
     {
       "target_name": "peftjs_native",
-      "sources": ["src/addon.cc", "src/gemm.cc", "src/conv.cc", "src/depthwise.cc", "src/parallel.cc"],
+      "sources": [
+        "src/addon.cc", "src/napi_args.cc", "src/gemm.cc", "src/conv.cc", "src/depthwise.cc", "src/parallel.cc",
+        "src/fused_entry.cc", "src/gelu.cc", "src/layernorm.cc", "src/softmax.cc", "src/transpose.cc"
+      ],
       "defines": ["NAPI_VERSION=8"],
-      "cflags_cc": ["-O3", "-std=c++17", "-fno-exceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      # -fno-trapping-math: nothing here reads the floating-point exception flags, and without it GCC
+      # will not if-convert (so not vectorise) the clamps and selects of the fused kernels' exp and erf
+      "cflags_cc": ["-O3", "-std=c++17", "-fno-exceptions", "-fno-trapping-math", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc!": ["-fno-rtti", "-std=gnu++17", "-std=gnu++1y"],
       "libraries": ["-lopenblas", "-lpthread"]
     }

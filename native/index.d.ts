@@ -16,6 +16,31 @@ export interface PeftNativeAddon {
   depthwise(x: Float32Array, filter: Float32Array, y: Float32Array, params: Int32Array): void;
   depthwiseBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, params: Int32Array): void;
   depthwiseBackpropFilter(x: Float32Array, dy: Float32Array, dFilter: Float32Array, params: Int32Array): void;
+  /**
+   * Fused kernels over rows (the last axis): params = [rows, cols, offset of each array in argument order]
+   * (0 for an absent one); an array spans rows * cols elements, or rows (mean, rstd), or cols (weight, bias
+   * and their gradients). GELU is exact (erf); layerNorm writes y and each row's mean and 1/sqrt(var + eps);
+   * layerNormGrad gives dx and, when their arrays are given, dWeight and dBias (sums over the rows);
+   * softmaxGrad: dx = dy y - sum(dy y) y from softmax's output y.
+   */
+  gelu(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  geluGrad(x: Float32Array, dy: Float32Array, dx: Float32Array, params: Int32Array): void;
+  layerNorm(x: Float32Array, weight: Float32Array | null, bias: Float32Array | null, y: Float32Array, mean: Float32Array, rstd: Float32Array, params: Int32Array, eps: number): void;
+  layerNormGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    weight: Float32Array | null,
+    dx: Float32Array,
+    dWeight: Float32Array | null,
+    dBias: Float32Array | null,
+    params: Int32Array,
+  ): void;
+  softmax(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  softmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, params: Int32Array): void;
+  /** y = x with axes permuted (output axis d = input axis perm[d]); params = [rank <= 8, xOff, yOff, ...shape, ...perm]. */
+  transpose(x: Float32Array, y: Float32Array, params: Int32Array): void;
   /** Threads for OpenBLAS and for the addon's own loops. */
   setThreads(n: number): void;
   info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number };

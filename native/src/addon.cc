@@ -2,6 +2,7 @@
 // into it, so that the wasm backend can pass its whole heap (HEAPF32) and the
 // offsets of its tensors: the kernels read and write the tensors in place.
 // Shapes are checked against the arrays' lengths before any pointer is formed.
+// The fused elementwise kernels' entry points are in fused_entry.cc.
 #include <node_api.h>
 
 #include <cstdint>
@@ -10,77 +11,20 @@
 
 #include "blas.h"
 #include "conv.h"
+#include "fused_entry.h"
 #include "gemm.h"
+#include "napi_args.h"
 #include "parallel.h"
 
 namespace {
 
-bool fail(napi_env env, const std::string& message) {
-  napi_throw_range_error(env, "EPEFTNATIVE", message.c_str());
-  return false;
-}
-
-struct F32 {
-  float* data = nullptr;
-  int64_t length = 0;
-};
-
-bool typedArray(napi_env env, napi_value v, napi_typedarray_type want, void** data, int64_t* length,
-                const char* what) {
-  bool is = false;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return fail(env, std::string(what) + ": expected a typed array");
-  napi_typedarray_type type;
-  size_t len = 0;
-  void* ptr = nullptr;
-  napi_value buffer;
-  size_t byteOffset = 0;
-  if (napi_get_typedarray_info(env, v, &type, &len, &ptr, &buffer, &byteOffset) != napi_ok) {
-    return fail(env, std::string(what) + ": cannot read the typed array");
-  }
-  if (type != want) {
-    return fail(env, std::string(what) + (want == napi_float32_array ? ": expected a Float32Array" : ": expected an Int32Array"));
-  }
-  *data = ptr;  // already adjusted by byteOffset
-  *length = static_cast<int64_t>(len);
-  return true;
-}
-
-bool f32(napi_env env, napi_value v, F32* out, const char* what) {
-  void* p = nullptr;
-  if (!typedArray(env, v, napi_float32_array, &p, &out->length, what)) return false;
-  out->data = static_cast<float*>(p);
-  return true;
-}
-
-bool i32(napi_env env, napi_value v, std::vector<int64_t>* out, int64_t expected, const char* what) {
-  void* p = nullptr;
-  int64_t len = 0;
-  if (!typedArray(env, v, napi_int32_array, &p, &len, what)) return false;
-  if (expected >= 0 && len != expected) return fail(env, std::string(what) + ": wrong length");
-  const int32_t* src = static_cast<const int32_t*>(p);
-  out->assign(src, src + len);
-  return true;
-}
-
-bool isNullish(napi_env env, napi_value v) {
-  napi_valuetype t;
-  napi_typeof(env, v, &t);
-  return t == napi_undefined || t == napi_null;
-}
-
-bool inside(napi_env env, const F32& a, int64_t offset, int64_t size, const char* what) {
-  if (offset < 0 || size < 0 || offset + size > a.length) {
-    return fail(env, std::string(what) + ": range [" + std::to_string(offset) + ", " + std::to_string(offset + size) +
-                         ") outside the array (" + std::to_string(a.length) + " elements)");
-  }
-  return true;
-}
-
-napi_value undefinedValue(napi_env env) {
-  napi_value u;
-  napi_get_undefined(env, &u);
-  return u;
-}
+using peft::F32;
+using peft::f32;
+using peft::fail;
+using peft::i32;
+using peft::inside;
+using peft::isNullish;
+using peft::undefinedValue;
 
 // gemm(a, b, c, dims, bias?, aIdx?, bIdx?)
 // dims = [batch, m, n, k, transA, transB, aOff, aStride, bOff, bStride, cOff, biasOff]
@@ -244,6 +188,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  peft::defineFusedKernels(env, exports);
   peft::setThreadCount(openblas_get_num_threads());
   return exports;
 }

@@ -11,12 +11,7 @@
 
 #include "conv.h"
 #include "parallel.h"
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PEFT_CLONES __attribute__((target_clones("arch=haswell", "default")))
-#else
-#define PEFT_CLONES
-#endif
+#include "simd.h"
 
 namespace peft {
 namespace {

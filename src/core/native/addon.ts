@@ -17,6 +17,23 @@ export interface NativeAddon {
   depthwise(x: Float32Array, filter: Float32Array, y: Float32Array, params: Int32Array): void;
   depthwiseBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, params: Int32Array): void;
   depthwiseBackpropFilter(x: Float32Array, dy: Float32Array, dFilter: Float32Array, params: Int32Array): void;
+  gelu(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  geluGrad(x: Float32Array, dy: Float32Array, dx: Float32Array, params: Int32Array): void;
+  layerNorm(x: Float32Array, weight: Float32Array | null, bias: Float32Array | null, y: Float32Array, mean: Float32Array, rstd: Float32Array, params: Int32Array, eps: number): void;
+  layerNormGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    weight: Float32Array | null,
+    dx: Float32Array,
+    dWeight: Float32Array | null,
+    dBias: Float32Array | null,
+    params: Int32Array,
+  ): void;
+  softmax(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  softmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, params: Int32Array): void;
+  transpose(x: Float32Array, y: Float32Array, params: Int32Array): void;
   setThreads(n: number): void;
   info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number };
 }

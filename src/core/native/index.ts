@@ -1,15 +1,19 @@
 // Native CPU kernels (issue 7): when the optional `@peftjs/native` addon is
-// built (OpenBLAS, see docs/native.md), its matrix products and convolutions
-// replace the wasm (or cpu) backend's kernels of the same names; everything
-// else stays on the backend. `initBackend` calls `registerNativeKernels` last,
-// after the wasm extra kernels, so the native ones win. PEFT_NATIVE=0 turns
+// built (OpenBLAS, see docs/native.md), its matrix products, convolutions,
+// Softmax and Transpose replace the wasm (or cpu) backend's kernels of the
+// same names, and its fused kernels (GELU, layer norm, softmax's gradient) are
+// registered beside them for src/core/nn to use; everything else stays on the
+// backend. `initBackend` calls `registerNativeKernels` last, after the wasm
+// extra kernels, so the native ones win. PEFT_NATIVE=0 turns
 // them off; `nativeStatus()` says whether they are active and why not.
 import * as tf from '@tensorflow/tfjs';
 import { registerExtraKernels } from '../kernels/index.js';
 import { loadAddon, type NativeAddon } from './addon.js';
 import { makeNativeKernels, nativeKernelNames } from './kernels.js';
+import { installSoftmaxGradient } from './softmax-grad.js';
 
 export { nativeProduct } from './kernels.js';
+export { FUSED_KERNEL_NAMES, fusedKernelActive } from './fused-names.js';
 export type { NativeAddon } from './addon.js';
 
 export interface NativeStatus {
@@ -58,6 +62,8 @@ function install(backendName: string, addon: NativeAddon): string[] {
   for (const name of nativeKernelNames(backendName)) saved.set(name, currentKernel(name, backendName));
   const kernels = makeNativeKernels(backendName, addon, (name) => saved.get(name)?.kernelFunc);
   for (const k of kernels) replace(k);
+  // Softmax's gradient runs PeftSoftmaxGrad where it is registered (tfjs's own elsewhere)
+  installSoftmaxGradient();
   replaced.set(backendName, saved);
   return kernels.map((k) => k.kernelName);
 }

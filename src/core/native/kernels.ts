@@ -1,11 +1,14 @@
 // The native kernels: matrix products (BatchMatMul, and PeftMatMul — core
-// `matMul`/`linear` on wasm) and NHWC convolutions (Conv2D, depthwise, each
-// with both gradients), run by the OpenBLAS addon on the tensors' memory in
-// place. A case a kernel does not cover (another dtype, NCHW, a bias that is
-// not a vector) goes to the kernel it replaced.
+// `matMul`/`linear` on wasm), NHWC convolutions (Conv2D, depthwise, each
+// with both gradients), the fused elementwise kernels (fused-kernels.ts) and
+// Transpose (transpose-kernel.ts), run by the OpenBLAS addon on the tensors'
+// memory in place. A case a kernel does not cover (another dtype, NCHW, a bias
+// that is not a vector) goes to the kernel it replaced.
 import * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.js';
+import { FUSED_NATIVE_KERNELS, makeFusedKernel } from './fused-kernels.js';
 import { storageFor, type Storage } from './storage.js';
+import { makeTransposeKernel } from './transpose-kernel.js';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
 type Original = tf.KernelFunc | undefined;
@@ -265,8 +268,8 @@ function convKernel(spec: ConvSpec, backendName: string, addon: NativeAddon, ori
 
 /** Names of the kernels registered on a backend (PeftMatMul only where it exists: wasm). */
 export function nativeKernelNames(backendName: string): string[] {
-  const names = ['BatchMatMul', ...CONVS.map((c) => c.kernelName)];
-  return backendName === 'wasm' ? ['BatchMatMul', 'PeftMatMul', ...names.slice(1)] : names;
+  const products = backendName === 'wasm' ? ['BatchMatMul', 'PeftMatMul'] : ['BatchMatMul'];
+  return [...products, ...CONVS.map((c) => c.kernelName), ...FUSED_NATIVE_KERNELS, 'Transpose'];
 }
 
 /** The kernel configs for a backend, each falling back to `original(name)`. */
@@ -274,7 +277,9 @@ export function makeNativeKernels(backendName: string, addon: NativeAddon, origi
   const kernels: tf.KernelConfig[] = [];
   for (const name of nativeKernelNames(backendName)) {
     const spec = CONVS.find((c) => c.kernelName === name);
-    kernels.push(spec ? convKernel(spec, backendName, addon, original(name)) : matMulKernel(name, backendName, addon, original(name)));
+    if (spec) kernels.push(convKernel(spec, backendName, addon, original(name)));
+    else if (name === 'Transpose') kernels.push(makeTransposeKernel(backendName, addon, original(name)));
+    else kernels.push(makeFusedKernel(name, backendName, addon, original(name)) ?? matMulKernel(name, backendName, addon, original(name)));
   }
   return kernels;
 }

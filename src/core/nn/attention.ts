@@ -2,6 +2,10 @@
 // `softmax(q k^T * scale + bias) v` over any leading (batch, window, head)
 // axes. On wasm every product — forward and backward — runs as one fast 2-D
 // product per matrix instead of the backend's slow batched/transposed loops.
+// tf.softmax is the fused one where the native kernels are on: the addon
+// replaces the Softmax kernel, and its gradient (src/core/native/softmax-grad.ts)
+// is one pass, dx = dy y - sum(dy y) y, instead of four kernels; so for the
+// plugins' attention blocks, which call tf.softmax themselves.
 import * as tf from '@tensorflow/tfjs';
 import { matMul } from './fast-matmul.js';
 

@@ -7,8 +7,13 @@
 // - `geluErf`, `geluTanh` and `layerNorm` compute exactly what their formulas
 //   say, with hand-written gradients: a few fused elementwise passes instead of
 //   the long chain autodiff records (and fewer tensors kept for the backward).
+// - `geluErf` and `layerNorm` run as one native kernel each way (forward and
+//   gradient, src/core/native/fused-kernels.ts) where the OpenBLAS addon's
+//   kernels are registered for the active backend; the composite forms below
+//   are the fallback, and the reference the native ones are tested against.
 import * as tf from '@tensorflow/tfjs';
 import { pruneTape } from '../kernels/index.js';
+import { PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, fusedKernelActive } from '../native/fused-names.js';
 import { fastMatMulActive, matMul } from './fast-matmul.js';
 
 export { fastMatMulActive, matMul } from './fast-matmul.js';
@@ -40,6 +45,14 @@ function customGrad1(f: (x: tf.Tensor, save: tf.GradSaveFunc) => GradResult): (x
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
+/** d/dx of exact GELU times dy, given erf(x / sqrt 2) `e`: dy (Phi(x) + x phi(x)). */
+function geluErfGrad(dy: tf.Tensor, x: tf.Tensor, e: tf.Tensor): tf.Tensor {
+  // Phi = 0.5 (1 + erf(x / sqrt 2)), phi = exp(-x^2 / 2) / sqrt(2 pi)
+  const cdf = tf.mul(tf.add(e, 1), 0.5);
+  const xpdf = tf.mul(tf.mul(x, tf.exp(tf.mul(tf.square(x), -0.5))), INV_SQRT_2PI);
+  return tf.mul(dy, tf.add(cdf, xpdf));
+}
+
 const geluErfOp = customGrad1((x, save) => {
   // 0.5 x (1 + erf(x / sqrt 2)); erf's value is kept for the backward pass
   const e = tf.erf(tf.mul(x, Math.SQRT1_2));
@@ -49,10 +62,21 @@ const geluErfOp = customGrad1((x, save) => {
     value,
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [xs, es] = saved as [tf.Tensor, tf.Tensor];
-      // d/dx = Phi(x) + x phi(x): Phi = 0.5 (1 + erf(x / sqrt 2)), phi = exp(-x^2 / 2) / sqrt(2 pi)
-      const cdf = tf.mul(tf.add(es, 1), 0.5);
-      const xpdf = tf.mul(tf.mul(xs, tf.exp(tf.mul(tf.square(xs), -0.5))), INV_SQRT_2PI);
-      return tf.mul(dy, tf.add(cdf, xpdf));
+      return geluErfGrad(dy, xs, es);
+    },
+  };
+});
+
+/** The same on the native kernels: only x is kept, the gradient recomputes erf in its one pass. */
+const geluErfNativeOp = customGrad1((x, save) => {
+  save([x]);
+  return {
+    value: tf.engine().runKernel(PEFT_GELU, { x }) as tf.Tensor,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const xs = saved[0]!;
+      if (fusedKernelActive(PEFT_GELU_GRAD)) return tf.engine().runKernel(PEFT_GELU_GRAD, { x: xs, dy }) as tf.Tensor;
+      // the native kernels were turned off between the forward and the backward pass
+      return geluErfGrad(dy, xs, tf.erf(tf.mul(xs, Math.SQRT1_2)));
     },
   };
 });
@@ -60,7 +84,7 @@ const geluErfOp = customGrad1((x, save) => {
 /** Exact GELU: `0.5 x (1 + erf(x / sqrt 2))`. */
 export function geluErf(x: tf.Tensor): tf.Tensor {
   pruneTape();
-  return geluErfOp(x);
+  return x.dtype === 'float32' && fusedKernelActive(PEFT_GELU) ? geluErfNativeOp(x) : geluErfOp(x);
 }
 
 const geluTanhOp = customGrad1((x, save) => {
@@ -140,6 +164,40 @@ function layerNormOp(eps: number, hasWeight: boolean, hasBias: boolean): (...arg
   return op;
 }
 
+/** The layer norm on the native kernels: keeps x, each row's mean and rstd (and the weight). */
+function layerNormNativeOp(eps: number, hasWeight: boolean, hasBias: boolean): (...args: tf.Tensor[]) => tf.Tensor {
+  const key = `native|${eps}|${hasWeight}|${hasBias}`;
+  let op = layerNormCache.get(key);
+  if (op) return op;
+  op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const [x, w, b] = [args[0] as tf.Tensor, hasWeight ? (args[1] as tf.Tensor) : undefined, hasBias ? (args[hasWeight ? 2 : 1] as tf.Tensor) : undefined];
+    const inputs: tf.NamedTensorMap = { x, ...(w ? { weight: w } : {}), ...(b ? { bias: b } : {}) };
+    const [value, mean, rstd] = tf.engine().runKernel(PEFT_LAYER_NORM, inputs, { eps }) as tf.Tensor[];
+    save(w ? [x, mean!, rstd!, w] : [x, mean!, rstd!]);
+    return {
+      value: value!,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, ms, rs, ws] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor | undefined];
+        if (fusedKernelActive(PEFT_LAYER_NORM_GRAD)) {
+          const gradInputs: tf.NamedTensorMap = { dy, x: xs, mean: ms, rstd: rs, ...(ws ? { weight: ws } : {}) };
+          return tf.engine().runKernel(PEFT_LAYER_NORM_GRAD, gradInputs, { biasGrad: hasBias }) as tf.Tensor[];
+        }
+        // the native kernels were turned off between the forward and the backward pass
+        const rowShape = [...xs.shape.slice(0, -1), 1];
+        const xh = tf.mul(tf.sub(xs, tf.reshape(ms, rowShape)), tf.reshape(rs, rowShape));
+        const g = ws ? tf.mul(dy, ws) : dy;
+        const grads: tf.Tensor[] = [normaliseGrad(g, xh, tf.reshape(rs, rowShape))];
+        if (hasWeight) grads.push(tf.sum(tf.mul(dy, xh), leadAxes(dy)));
+        if (hasBias) grads.push(tf.sum(dy, leadAxes(dy)));
+        return grads;
+      },
+    };
+  }) as unknown as (...args: tf.Tensor[]) => tf.Tensor;
+  layerNormCache.set(key, op);
+  return op;
+}
+
 /** Normalises over the last axis: `(x - mean) / sqrt(var + eps) * w + b` (biased variance). */
 export function layerNorm(x: tf.Tensor, weight: tf.Tensor | undefined, bias: tf.Tensor | undefined, eps: number): tf.Tensor {
   pruneTape();
@@ -154,5 +212,6 @@ export function layerNorm(x: tf.Tensor, weight: tf.Tensor | undefined, bias: tf.
     });
   }
   const args = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  return layerNormOp(eps, Boolean(weight), Boolean(bias))(...args);
+  const native = x.size > 0 && args.every((t) => t.dtype === 'float32') && fusedKernelActive(PEFT_LAYER_NORM);
+  return (native ? layerNormNativeOp : layerNormOp)(eps, Boolean(weight), Boolean(bias))(...args);
 }

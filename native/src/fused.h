@@ -1,0 +1,35 @@
+// Fused elementwise and row kernels for the training step (issue 7): each
+// replaces a chain of tfjs kernels (one pass over memory each) by one or two
+// passes. Rows are the last axis of a tensor; `rows` x `cols` row-major.
+#pragma once
+#include <cstdint>
+
+namespace peft {
+
+// Exact GELU, y = 0.5 x (1 + erf(x / sqrt 2)).
+void geluForward(int64_t n, const float* x, float* y);
+// dx = dy * (Phi(x) + x phi(x)), from x alone (nothing saved but x).
+void geluBackward(int64_t n, const float* x, const float* dy, float* dx);
+
+struct LayerNormShape {
+  int64_t rows, cols;
+  float eps;
+};
+// y = (x - mean) * rstd * w + b over each row (w, b may be null); writes each
+// row's mean and rstd = 1 / sqrt(var + eps) (biased variance) for the backward.
+void layerNormForward(const LayerNormShape& s, const float* x, const float* w, const float* b, float* y, float* mean,
+                      float* rstd);
+// dx, and dw = sum over rows of dy * xhat, db = sum over rows of dy (each may be null).
+void layerNormBackward(const LayerNormShape& s, const float* dy, const float* x, const float* mean, const float* rstd,
+                       const float* w, float* dx, float* dw, float* db);
+
+// Softmax over each row, and its gradient dx = dy * y - sum(dy * y) * y.
+void softmaxForward(int64_t rows, int64_t cols, const float* x, float* y);
+void softmaxBackward(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx);
+
+// Items per thread at least: ~64k elements (tens of microseconds), well above
+// what starting a thread costs.
+constexpr int64_t kElementGrain = int64_t{1} << 16;
+inline int64_t rowGrainFor(int64_t cols) { return cols > 0 && cols < kElementGrain ? kElementGrain / cols : 1; }
+
+}  // namespace peft

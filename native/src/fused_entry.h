@@ -1,0 +1,7 @@
+#pragma once
+#include <node_api.h>
+
+namespace peft {
+// Adds gelu, geluGrad, layerNorm, layerNormGrad, softmax, softmaxGrad and transpose to the exports.
+void defineFusedKernels(napi_env env, napi_value exports);
+}  // namespace peft

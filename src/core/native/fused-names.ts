@@ -1,0 +1,24 @@
+// Names of the fused kernels the native addon registers (beside the tfjs
+// kernels it replaces), and whether one is registered for the active backend.
+// Kept apart from the kernels themselves so that the layers (src/core/nn) can
+// ask without loading the addon.
+import * as tf from '@tensorflow/tfjs';
+
+/** Exact GELU: `{x}` → y. */
+export const PEFT_GELU = 'PeftGelu';
+/** GELU's gradient from x: `{x, dy}` → dx. */
+export const PEFT_GELU_GRAD = 'PeftGeluGrad';
+/** Layer norm over the last axis: `{x, weight?, bias?}`, attrs `{eps}` → [y, mean, rstd] (mean and rstd per row). */
+export const PEFT_LAYER_NORM = 'PeftLayerNorm';
+/** Its gradient: `{dy, x, mean, rstd, weight?}`, attrs `{biasGrad}` → [dx, dweight (with a weight), dbias (biasGrad)]. */
+export const PEFT_LAYER_NORM_GRAD = 'PeftLayerNormGrad';
+/** Softmax's gradient over the last axis from its output: `{y, dy}` → dx = dy y - sum(dy y) y. */
+export const PEFT_SOFTMAX_GRAD = 'PeftSoftmaxGrad';
+
+export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD] as const;
+
+/** Whether `name` is registered for the active backend (the native kernels are on there). */
+export function fusedKernelActive(name: string): boolean {
+  const backend = tf.getBackend();
+  return backend !== undefined && tf.getKernel(name, backend) !== undefined;
+}
