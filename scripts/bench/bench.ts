@@ -118,6 +118,9 @@ function runTorch(workload: string, method: string, args: Args, ours?: CaseResul
   const python = process.env.PEFT_BENCH_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
   const argv = [resolve(benchDir, 'torch/step.py'), '--workload', workload, '--method', method, '--json'];
   argv.push('--steps', String(args.steps), '--forwards', String(args.forwards));
+  // the same thread count as ours (the native kernels'), else torch's default: the cores
+  const threads = process.env.PEFT_NATIVE_THREADS ?? process.env.OPENBLAS_NUM_THREADS;
+  if (threads) argv.push('--threads', threads);
   if (ours) argv.push('--expect-trainable', String(ours.trainableParameters), '--expect-total', String(ours.totalParameters));
   const r = spawnSync(python, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const stderr = (r.stderr ?? '').trim();
