@@ -8,11 +8,14 @@ import { fileURLToPath } from 'node:url';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ensureDefaultDataset } from '../../src/core/data/synth-output.js';
 import { recordTable } from './fuzz-harness.js';
 
 const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'peft-cli-flags-'));
 const out = join(tmp, 'runs');
+// a small dataset (the embedded default has 1000 samples: generating it is not what these cases test)
+const data = ensureDefaultDataset(join(tmp, 'cache'), { n: 6, size: 64, seed: 1 });
 const textFile = join(tmp, 'notes.txt');
 writeFileSync(textFile, 'not a checkpoint, not a dataset\n');
 const emptyDir = join(tmp, 'empty');
@@ -26,7 +29,7 @@ type Case = [string[], RegExp];
 
 /** `peft train` on the tiny preset; a flag given in `a` replaces the default one. */
 const train = (...a: string[]) => {
-  const base: [string, string][] = [['--backbone', 'sam'], ['--preset', 'tiny'], ['--image-size', '64'], ['--steps', '1'], ['--out', out], ['--backend', 'cpu']];
+  const base: [string, string][] = [['--data-path', data], ['--backbone', 'sam'], ['--preset', 'tiny'], ['--image-size', '64'], ['--steps', '1'], ['--out', out], ['--backend', 'cpu']];
   return ['train', ...base.filter(([f]) => !a.includes(f)).flat(), ...a];
 };
 
