@@ -62,6 +62,10 @@ describe('peft CLI', () => {
     expect(plan.methodParameters).toBe(plan.sites.reduce((n: number, s: { parameters: number }) => n + s.parameters, 0));
     expect(plan.methodConfig.r).toBe(2);
     expect(peft('plan', '--method', 'adapter', '--rank', '4').stderr).toMatch(/--rank does not apply to method 'adapter'/);
+    const huge = peft('plan', '--backbone', 'sam', '--preset', 'tiny', '--method', 'lora', '--rank', '100000');
+    expect(huge.code).toBe(2);
+    expect(huge.stderr.trim().split('\n')).toHaveLength(1);
+    expect(huge.stderr).toMatch(/r=100000 is larger than min\(in, out\)/);
   });
 
   it('verify runs the laws of a method', () => {

@@ -3,6 +3,7 @@ import { BaseCommand } from '../cli/base-command.js';
 import { formatTable } from '../cli/table.js';
 import { backboneFlags, backboneOverrides, methodConfigFromFlags, methodFlags } from '../cli/model-flags.js';
 import { compose } from '../core/peft/compose.js';
+import { checkMethodFits } from '../core/peft/method-fits.js';
 
 export default class Plan extends BaseCommand {
   static override summary = 'Compose a backbone with a PEFT method and show what would train, without training.';
@@ -26,6 +27,7 @@ export default class Plan extends BaseCommand {
     const method = registry.createMethod(methodDef.id, methodConfigFromFlags(methodDef, flags));
     const backbone = registry.createBackbone(flags.backbone, flags.preset, backboneOverrides(flags));
     try {
+      checkMethodFits(method, method.select(backbone.sites()));
       const peft = compose(backbone, method, { trainDecoder: !flags['freeze-decoder'] });
       const r = peft.report();
       if (flags.json) {

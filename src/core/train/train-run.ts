@@ -7,10 +7,12 @@ import { backendReport } from '../backend.js';
 import { PeftError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { InjectionSite } from '../peft/injection-site.js';
-import type { LayerInjector } from '../peft/layer-injector.js';
+import { checkMethodFits } from '../peft/method-fits.js';
 import type { Registry } from '../registry/registry.js';
 import { buildPeftModel, openDatasets, readRunSpec, RUN_FILE, writeRunSpec, type RunSpec } from './run-spec.js';
 import { runTraining, validateTrainOptions, type TrainCallbacks, type TrainSummary } from './run-training.js';
+
+export { checkMethodFits, MAX_ADAPTER_TO_LAYER } from '../peft/method-fits.js';
 
 export const SUMMARY_FILE = 'summary.json';
 
@@ -20,38 +22,6 @@ export interface RunSummaryFile extends Omit<TrainSummary, 'final'> {
   trainableParameters: number;
   totalParameters: number;
   backend: string;
-}
-
-/** A site's adapter may hold at most this many times the parameters of the layer it adapts. */
-export const MAX_ADAPTER_TO_LAYER = 4;
-
-/**
- * Checks, when the method selects its sites and before it allocates anything,
- * that its size fits the backbone: a rank (`r`, `init_r`, `rank`) no larger
- * than min(in, out) of each adapted linear layer (per output group for fused
- * projections), and no site given more than MAX_ADAPTER_TO_LAYER times the
- * parameters of its layer. A rank of 100000 is a clear error, not hours of
- * allocation.
- */
-export function checkMethodFits(method: LayerInjector, sites: InjectionSite[]): void {
-  const config = method.config as Record<string, unknown>;
-  const rankKey = ['r', 'init_r', 'rank'].find((k) => typeof config[k] === 'number');
-  for (const site of sites) {
-    if (site.kind === 'linear') {
-      const out = site.groups?.length ? site.out / site.groups.length : site.out;
-      const bound = Math.min(site.in, out);
-      if (rankKey && (config[rankKey] as number) > bound) {
-        throw new PeftError(`method '${method.id}': ${rankKey}=${config[rankKey]} is larger than min(in, out) = ${bound} of '${site.path}' (${site.in} -> ${out})`);
-      }
-    }
-    const layer = site.kind === 'linear' ? site.in * site.out : 12 * site.dim * site.dim; // a transformer block: ~12 dim^2
-    const added = method.parameterCount(site);
-    if (added > MAX_ADAPTER_TO_LAYER * layer) {
-      throw new PeftError(
-        `method '${method.id}' would add ${added.toLocaleString('en')} parameters to '${site.path}', more than ${MAX_ADAPTER_TO_LAYER}x the ${layer.toLocaleString('en')} of the layer (check its size keys: ${Object.keys(config).join(', ')})`,
-      );
-    }
-  }
 }
 
 /** The registry, but every method it creates checks `checkMethodFits` on the sites it selects. */
