@@ -8,16 +8,11 @@ import fc from 'fast-check';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ensureWasmBackend, onBackend } from '../kernels/testing.js';
 import { runPeftMatMul } from '../kernels/index.js';
-import { loadAddon } from './addon.js';
-import { nativeDisabledByEnv, nativeEnvLines, nativeStatus, registerNativeKernels, setNativeKernelsEnabled } from './index.js';
+import { nativeDisabledByEnv, nativeEnvLines, nativeStatus, registerNativeKernels } from './index.js';
+import { RUNS, built, close, expectBuiltWhereOpenBlasIs, load, rand, whyNotBuilt, without } from './test-support.js';
 
-const load = loadAddon();
-const built = Boolean(load.addon) && !nativeDisabledByEnv();
-const why = nativeDisabledByEnv() ? 'PEFT_NATIVE=0' : (load.addon ? '' : (load as { reason: string }).reason);
-if (!built) console.log(`native kernel tests skipped: ${why}`);
+if (!built) console.log(`native kernel tests skipped: ${whyNotBuilt}`);
 const wasmOk = await ensureWasmBackend();
-
-const RUNS = Number(process.env.PEFT_PROPERTY_RUNS ?? 25);
 
 describe('native addon status', () => {
   it('is reported with a reason when off', () => {
@@ -32,38 +27,13 @@ describe('native addon status', () => {
   });
 
   it.skipIf(!process.env.CI || nativeDisabledByEnv())('is built under CI when OpenBLAS is installed', () => {
-    const openblas = load.addon ? true : (load as { openblasInstalled: boolean }).openblasInstalled;
-    if (openblas) expect(load.addon, `libopenblas-dev is installed but the addon did not build: ${why}`).toBeDefined();
+    expectBuiltWhereOpenBlasIs();
   });
 
   it.skipIf(!built)('is active on the cpu backend the tests use', () => {
     expect(nativeStatus('cpu').active).toBe(true);
   });
 });
-
-function rand(shape: number[], seed: number): tf.Tensor {
-  return tf.randomUniform(shape, -1, 1, 'float32', seed);
-}
-
-/** Runs `f` with the native kernels of the active backend off, then puts them back. */
-function without<T>(f: () => T): T {
-  const backend = tf.getBackend();
-  setNativeKernelsEnabled(false, backend);
-  try {
-    return f();
-  } finally {
-    setNativeKernelsEnabled(true, backend);
-  }
-}
-
-function close(actual: tf.Tensor, expected: tf.Tensor, scale = 1, label = ''): void {
-  expect(actual.shape, label).toEqual(expected.shape);
-  const a = actual.dataSync();
-  const e = expected.dataSync();
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - e[i]!) - 1e-5 * Math.abs(e[i]!));
-  expect(worst, label).toBeLessThanOrEqual(2e-6 * scale + 1e-6);
-}
 
 // leading axes: equal, one side's all 1 or absent, or a general broadcast
 const leads = fc.constantFrom<[number[], number[]]>([[], []], [[3], [3]], [[2, 3], [2, 3]], [[4], []], [[], [2]], [[2, 2], [1]], [[1], [3]], [[2, 1], [1, 3]], [[3, 1, 2], [2, 1]]);
