@@ -41,6 +41,22 @@ export interface PeftNativeAddon {
   softmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, params: Int32Array): void;
   /** y = x with axes permuted (output axis d = input axis perm[d]); params = [rank <= 8, xOff, yOff, ...shape, ...perm]. */
   transpose(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  /**
+   * One Adam update in float32, bit-identical to peftjs's composite form: params = [rows, cols, offsets of the
+   * 7 arrays]; scalars = [beta1, 1 - beta1, beta2, 1 - beta2, sqrt(bc2), eps, lr / bc1], each rounded to float32.
+   * m' = m b1 + g (1 - b1), v' = v b2 + g g (1 - b2), p' = p - m' / (sqrt(v') / sqrt(bc2) + eps) (lr / bc1).
+   */
+  adam(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    pOut: Float32Array,
+    mOut: Float32Array,
+    vOut: Float32Array,
+    params: Int32Array,
+    scalars: Float64Array,
+  ): void;
   /** Threads for OpenBLAS and for the addon's own loops. */
   setThreads(n: number): void;
   info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number };

@@ -26,6 +26,21 @@ void layerNormBackward(const LayerNormShape& s, const float* dy, const float* x,
 // Softmax over each row, and its gradient dx = dy * y - sum(dy * y) * y.
 void softmaxForward(int64_t rows, int64_t cols, const float* x, float* y);
 void softmaxBackward(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx);
+// The same on the calling thread only (x, y, dy, dx distinct).
+void softmaxRowsSerial(int64_t rows, int64_t cols, const float* x, float* y);
+void softmaxGradRowsSerial(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx);
+
+// Adam's update of one parameter (src/core/train/adam.ts), in float32 with one
+// rounding per operation in the composite form's order and no fused multiply-adds,
+// so bit-identical to it:
+//   m' = m b1 + g (1 - b1),  v' = v b2 + (g g)(1 - b2),
+//   p' = p - (m' / (sqrt(v') / sqrt(bc2) + eps)) (lr / bc1).
+// The scalars are given rounded to float32. The outputs may not overlap the inputs.
+struct AdamScalars {
+  float beta1, oneMinusBeta1, beta2, oneMinusBeta2, sqrtBc2, eps, stepSize;  // stepSize = lr / bc1
+};
+void adamUpdate(int64_t n, const float* p, const float* g, const float* m, const float* v, float* pOut, float* mOut,
+                float* vOut, const AdamScalars& s);
 
 // Items per thread at least: ~64k elements (tens of microseconds), well above
 // what starting a thread costs.

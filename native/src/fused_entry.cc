@@ -7,6 +7,7 @@
 // elements, or rows (per-row statistics), or cols (a weight over the last
 // axis). Optional operands may be null or undefined (their offset is then
 // ignored). Every range is checked against its array before a pointer is formed.
+// adam(...) passes its scalars after params as a Float64Array instead of one number.
 // transpose(x, y, params) has its own layout (below).
 #include "fused_entry.h"
 
@@ -31,24 +32,47 @@ struct Operand {
 };
 
 constexpr int kMaxOperands = 10;
+constexpr int kMaxScalars = 8;
 
 struct Call {
   int64_t rows = 0, cols = 0;
   float* p[kMaxOperands] = {};
   double scalar = 0;
+  double scalars[kMaxScalars] = {};
 };
+
+// A Float64Array of exactly `count` numbers into `out`.
+bool f64s(napi_env env, napi_value v, double* out, size_t count, const std::string& what) {
+  bool typed = false;
+  napi_typedarray_type type = napi_int8_array;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_is_typedarray(env, v, &typed) != napi_ok || !typed ||
+      napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array) {
+    return fail(env, what + ": expected a Float64Array");
+  }
+  if (length != count) {
+    return fail(env, what + ": wrong length " + std::to_string(length) + ", expected " + std::to_string(count));
+  }
+  const double* d = static_cast<const double*>(data);
+  for (size_t i = 0; i < count; i++) out[i] = d[i];
+  return true;
+}
 
 using FusedFn = void (*)(const Call&);
 
+// scalarCount > 0: after params comes a Float64Array of that many scalars (hasScalar is then false).
 napi_value run(napi_env env, napi_callback_info info, const char* name, std::initializer_list<Operand> spec,
-               bool hasScalar, FusedFn fn) {
+               bool hasScalar, FusedFn fn, size_t scalarCount = 0) {
   const size_t k = spec.size();
   size_t argc = kMaxOperands + 2;
   napi_value argv[kMaxOperands + 2];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   const std::string n(name);
-  if (argc < k + 1 + (hasScalar ? 1 : 0)) {
-    fail(env, n + ": expected " + std::to_string(k) + " arrays, params" + (hasScalar ? ", eps" : ""));
+  if (argc < k + 1 + (hasScalar || scalarCount > 0 ? 1 : 0)) {
+    fail(env, n + ": expected " + std::to_string(k) + " arrays, params" + (hasScalar ? ", eps" : "") +
+                  (scalarCount > 0 ? ", a Float64Array of " + std::to_string(scalarCount) + " scalars" : ""));
     return nullptr;
   }
   std::vector<int64_t> params;
@@ -64,6 +88,11 @@ napi_value run(napi_env env, napi_callback_info info, const char* name, std::ini
     fail(env, n + ": expected a number after params");
     return nullptr;
   }
+  if (scalarCount > kMaxScalars) {
+    fail(env, n + ": too many scalars");
+    return nullptr;
+  }
+  if (scalarCount > 0 && !f64s(env, argv[k + 1], call.scalars, scalarCount, n + " scalars")) return nullptr;
   size_t i = 0;
   for (const Operand& o : spec) {
     const std::string what = n + " " + o.name;
@@ -141,6 +170,29 @@ napi_value SoftmaxGrad(napi_env env, napi_callback_info info) {
   return run(env, info, "softmaxGrad", {{"y", kAll, false}, {"dy", kAll, false}, {"dx", kAll, false}}, false,
              [](const Call& c) { softmaxBackward(c.rows, c.cols, c.p[0], c.p[1], c.p[2]); });
 }
+// adam(p, g, m, v, pOut, mOut, vOut, [rows, cols, offsets...],
+//      Float64Array [beta1, 1 - beta1, beta2, 1 - beta2, sqrt(bc2), eps, lr / bc1])
+// (each scalar rounded to float32 here, as tfjs rounds a JS number to a scalar tensor)
+napi_value Adam(napi_env env, napi_callback_info info) {
+  return run(env, info, "adam",
+             {{"p", kAll, false},
+              {"g", kAll, false},
+              {"m", kAll, false},
+              {"v", kAll, false},
+              {"pOut", kAll, false},
+              {"mOut", kAll, false},
+              {"vOut", kAll, false}},
+             false,
+             [](const Call& c) {
+               const double* d = c.scalars;
+               const AdamScalars s{static_cast<float>(d[0]), static_cast<float>(d[1]), static_cast<float>(d[2]),
+                                   static_cast<float>(d[3]), static_cast<float>(d[4]), static_cast<float>(d[5]),
+                                   static_cast<float>(d[6])};
+               adamUpdate(c.rows * c.cols, c.p[0], c.p[1], c.p[2], c.p[3], c.p[4], c.p[5], c.p[6], s);
+             },
+             7);
+}
+
 // transpose(x, y, [rank, xOff, yOff, shape_0..shape_rank-1, perm_0..perm_rank-1])
 napi_value Transpose(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -196,6 +248,7 @@ void defineFusedKernels(napi_env env, napi_value exports) {
       {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"softmaxGrad", nullptr, SoftmaxGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"transpose", nullptr, Transpose, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
 }

@@ -2,6 +2,6 @@
 #include <node_api.h>
 
 namespace peft {
-// Adds gelu, geluGrad, layerNorm, layerNormGrad, softmax, softmaxGrad and transpose to the exports.
+// Adds gelu, geluGrad, layerNorm, layerNormGrad, softmax, softmaxGrad, transpose and adam to the exports.
 void defineFusedKernels(napi_env env, napi_value exports);
 }  // namespace peft

@@ -37,6 +37,14 @@ PEFT_CLONES void softmaxGradRows(int64_t n, int64_t begin, int64_t end, const fl
 }
 }  // namespace
 
+void softmaxRowsSerial(int64_t rows, int64_t cols, const float* x, float* y) {
+  if (cols > 0) softmaxRows(cols, 0, rows, x, y);
+}
+
+void softmaxGradRowsSerial(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx) {
+  if (cols > 0) softmaxGradRows(cols, 0, rows, y, dy, dx);
+}
+
 void softmaxForward(int64_t rows, int64_t cols, const float* x, float* y) {
   if (cols <= 0) return;
   parallelFor(rows, rowGrainFor(cols), [&](int64_t b, int64_t e) { softmaxRows(cols, b, e, x, y); });

@@ -5,8 +5,8 @@
 // Parameter names follow official SAM checkpoints: `qkv.*`, `proj.*`,
 // `rel_pos_h`, `rel_pos_w`. Medical-SAM-Adapter calls the tables `rel_h` and
 // `rel_w`; `keys.ts` maps between the two.
-import { Linear, Module, PeftError, tf, type LinearLike } from '../../src/index.js';
-import { addDecomposedRelPos, relPosTable } from './rel-pos.js';
+import { Linear, Module, PeftError, packedAttention, tf, type LinearLike } from '../../src/index.js';
+import { relPosTable } from './rel-pos.js';
 
 export interface AttentionOptions {
   qkvBias?: boolean;
@@ -69,26 +69,12 @@ export class Attention extends Module {
   attend(qkvOut: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
       const [b, h, w, c3] = qkvOut.shape;
-      const c = c3 / 3;
-      const n = h * w;
-      const heads = this.numHeads;
-      const hd = this.headDim;
-      // qkv's output splits as (3, heads, head_dim). Heads go first in the batch
-      // ([heads, B] rather than [B, heads]) so that q, k and v are contiguous
-      // slices: [B, N, 3*heads, hd] -> [3*heads, B, N, hd] -> 3 x [heads*B, N, hd].
-      const qkv = tf.transpose(tf.reshape(qkvOut, [b, n, 3 * heads, hd]), [2, 0, 1, 3]);
-      const [q, k, v] = [0, 1, 2].map((i) =>
-        tf.reshape(tf.slice(qkv, [i * heads, 0, 0, 0], [heads, b, n, hd]), [heads * b, n, hd]),
-      ) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
-      let logits = tf.matMul(tf.mul(q, this.scale), k, false, true) as tf.Tensor3D; // [heads*B, N, N]
-      if (this.useRelPos) {
-        const rh = relPosTable(this.param('rel_pos_h').variable, h, h);
-        const rw = relPosTable(this.param('rel_pos_w').variable, w, w);
-        logits = addDecomposedRelPos(logits, q, rh, rw, [h, w], [h, w]);
-      }
-      const out = tf.matMul(tf.softmax(logits), v); // [heads*B, N, hd]
-      // [heads, B, N, hd] -> [B, N, heads, hd] -> [B, H, W, C]
-      return tf.reshape(tf.transpose(tf.reshape(out, [heads, b, n, hd]), [1, 2, 0, 3]), [b, h, w, c]) as tf.Tensor4D;
+      // one kernel each way where the native kernels are on (core packedAttention)
+      const relPos = this.useRelPos
+        ? { rh: relPosTable(this.param('rel_pos_h').variable, h, h), rw: relPosTable(this.param('rel_pos_w').variable, w, w), grid: [h, w] as [number, number] }
+        : undefined;
+      const out = packedAttention(tf.reshape(qkvOut, [b, h * w, c3]), { heads: this.numHeads, scale: this.scale, scaleOn: 'query', relPos });
+      return tf.reshape(out, [b, h, w, c3 / 3]) as tf.Tensor4D;
     });
   }
 }

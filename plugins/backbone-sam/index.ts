@@ -20,4 +20,4 @@ export * from './keys.js';
 export { samBlockSites } from './sites.js';
 export { applyMod, samBlockKind, samEncoderKind, type SamMod } from './parity.js';
 export { windowPartition, windowUnpartition } from './window.js';
-export { addDecomposedRelPos, relPosLookupMatrix, relPosTable } from './rel-pos.js';
+export { relPosLookupMatrix, relPosTable } from './rel-pos.js';

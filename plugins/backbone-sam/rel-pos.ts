@@ -8,8 +8,8 @@
 //   rows) is one constant matrix product: `P [q*k, L] · table [L, C]`, where P
 //   composes the linear resize (PyTorch `F.interpolate(mode="linear")`) with
 //   the one-hot row selection;
-// - the two einsums are batched matrix products over the query row (or
-//   column), with the batch of windows and heads folded into the rows.
+// - the two einsums (adding the bias to the logits) are part of core
+//   `packedAttention`, which takes the looked-up tables.
 import { interpolationMatrix, tf } from '../../src/index.js';
 
 const lookupCache = new Map<string, Float32Array>();
@@ -48,38 +48,5 @@ export function relPosTable(table: tf.Tensor, qSize: number, kSize: number): tf.
     const [len, c] = table.shape as [number, number];
     const p = tf.tensor2d(relPosLookupMatrix(qSize, kSize, len), [qSize * kSize, len]);
     return tf.reshape(tf.matMul(p, table), [qSize, kSize, c]) as tf.Tensor3D;
-  });
-}
-
-/**
- * `add_decomposed_rel_pos`: adds `q · Rh[qh, kh] + q · Rw[qw, kw]` to the
- * attention logits.
- *
- * @param attn logits `[N, qh*qw, kh*kw]` (N = batch × windows × heads)
- * @param q    the *unscaled* queries `[N, qh*qw, C]`
- * @param rh   `[qh, kh, C]` from {@link relPosTable}
- * @param rw   `[qw, kw, C]`
- */
-export function addDecomposedRelPos(
-  attn: tf.Tensor3D,
-  q: tf.Tensor3D,
-  rh: tf.Tensor3D,
-  rw: tf.Tensor3D,
-  qSize: [number, number],
-  kSize: [number, number],
-): tf.Tensor3D {
-  return tf.tidy(() => {
-    const [n, , c] = q.shape;
-    const [qh, qw] = qSize;
-    const [kh, kw] = kSize;
-    const rq = tf.reshape(q, [n, qh, qw, c]);
-    // rel_h[n, y, x, k] = sum_c q[n, y, x, c] Rh[y, k, c]: batch over the query row y.
-    const byRow = tf.reshape(tf.transpose(rq, [1, 0, 2, 3]), [qh, n * qw, c]); // [qh, N*qw, C]
-    const relH = tf.transpose(tf.reshape(tf.matMul(byRow, rh, false, true), [qh, n, qw, kh]), [1, 0, 2, 3]); // [N, qh, qw, kh]
-    // rel_w[n, y, x, k] = sum_c q[n, y, x, c] Rw[x, k, c]: batch over the query column x.
-    const byCol = tf.reshape(tf.transpose(rq, [2, 0, 1, 3]), [qw, n * qh, c]); // [qw, N*qh, C]
-    const relW = tf.transpose(tf.reshape(tf.matMul(byCol, rw, false, true), [qw, n, qh, kw]), [1, 2, 0, 3]); // [N, qh, qw, kw]
-    const bias = tf.add(tf.reshape(relH, [n, qh * qw, kh, 1]), tf.reshape(relW, [n, qh * qw, 1, kw])); // [N, Q, kh, kw]
-    return tf.add(attn, tf.reshape(bias, [n, qh * qw, kh * kw])) as tf.Tensor3D;
   });
 }

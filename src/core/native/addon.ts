@@ -34,6 +34,38 @@ export interface NativeAddon {
   softmax(x: Float32Array, y: Float32Array, params: Int32Array): void;
   softmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, params: Int32Array): void;
   transpose(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  /**
+   * One Adam update: params = [rows, cols, offsets of the 7 arrays]; scalars =
+   * [beta1, 1 - beta1, beta2, 1 - beta2, sqrt(bc2), eps, lr / bc1] (each rounded to float32).
+   */
+  adam(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    pOut: Float32Array,
+    mOut: Float32Array,
+    vOut: Float32Array,
+    params: Int32Array,
+    scalars: Float64Array,
+  ): void;
+  /** y [outer, inner] = x [outer, reduced, inner] summed over the middle axis; params = [outer, reduced, inner, xOff, yOff]. */
+  sum(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, offsets of the 5 arrays]. */
+  attention(qkv: Float32Array, rh: Float32Array | null, rw: Float32Array | null, out: Float32Array, probs: Float32Array, params: Int32Array, scale: number): void;
+  /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, offsets of the 8 arrays]. */
+  attentionGrad(
+    dout: Float32Array,
+    qkv: Float32Array,
+    probs: Float32Array,
+    rh: Float32Array | null,
+    rw: Float32Array | null,
+    dqkv: Float32Array,
+    drh: Float32Array | null,
+    drw: Float32Array | null,
+    params: Int32Array,
+    scale: number,
+  ): void;
   setThreads(n: number): void;
   info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number };
 }

@@ -4,10 +4,12 @@
 // of ./softmax-grad.ts). Like the products, they run on the tensors' memory in
 // place (see storage.ts). GELU and layer norm have no tfjs kernel to fall back
 // to: the layers only call them for float32 tensors, and the kernels throw
-// otherwise; Softmax falls back to the kernel it replaced.
+// otherwise; Softmax falls back to the kernel it replaced. PeftAdam is Adam's
+// update of one parameter (used by src/core/train/adam.ts), bit-identical to
+// the composite form there.
 import * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.js';
-import { PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD } from './fused-names.js';
+import { PEFT_ADAM, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD } from './fused-names.js';
 import { storageFor, type Storage, type View } from './storage.js';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
@@ -152,8 +154,55 @@ function softmaxGrad(backendName: string, addon: NativeAddon): tf.KernelConfig {
   });
 }
 
+export interface AdamAttrs {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** The step being taken (1 for the first), for the bias corrections. */
+  step: number;
+}
+
+/**
+ * The update's scalars, computed in double exactly as the composite form in
+ * src/core/train/adam.ts computes them (the addon rounds each to float32, as
+ * tfjs does when it makes a scalar tensor of a JS number).
+ */
+export function adamScalars(a: AdamAttrs): Float64Array {
+  const bc1 = 1 - a.beta1 ** a.step;
+  const bc2 = 1 - a.beta2 ** a.step;
+  return Float64Array.of(a.beta1, 1 - a.beta1, a.beta2, 1 - a.beta2, Math.sqrt(bc2), a.eps, a.lr / bc1);
+}
+
+function adamAttrs(attrs: tf.NamedAttrMap | undefined): AdamAttrs {
+  const a = (attrs ?? {}) as Partial<Record<keyof AdamAttrs, unknown>>;
+  for (const k of ['lr', 'beta1', 'beta2', 'eps', 'step'] as const) {
+    if (typeof a[k] !== 'number') throw new Error(`${PEFT_ADAM}: attr ${k} must be a number, got ${typeof a[k]}`);
+  }
+  return a as AdamAttrs;
+}
+
+/** Adam's update of one parameter: `{p, g, m, v}` (one shape), attrs AdamAttrs → [p', m', v']. */
+function adam(backendName: string, addon: NativeAddon): tf.KernelConfig {
+  return kernel(PEFT_ADAM, backendName, ({ inputs, attrs }, st) => {
+    const { p, g, m, v } = inputs as { p: tf.TensorInfo; g: tf.TensorInfo; m: tf.TensorInfo; v: tf.TensorInfo };
+    const scalars = adamScalars(adamAttrs(attrs));
+    check(PEFT_ADAM, st, [p, g, m, v]);
+    if (![g, m, v].every((t) => sameShape(t.shape, p.shape))) {
+      throw new Error(`${PEFT_ADAM}: shapes p ${p.shape}, g ${g.shape}, m ${m.shape}, v ${v.shape} differ`);
+    }
+    const out = [st.alloc(p.shape), st.alloc(p.shape), st.alloc(p.shape)];
+    const [rows, cols] = rowsCols(p.shape);
+    if (rows * cols > 0) {
+      const vs = [p, g, m, v, ...out].map((t) => st.view(t));
+      addon.adam(vs[0]!.array, vs[1]!.array, vs[2]!.array, vs[3]!.array, vs[4]!.array, vs[5]!.array, vs[6]!.array, params(rows, cols, vs), scalars);
+    }
+    return out;
+  });
+}
+
 /** Kernel names this module registers ('Softmax' replaces the backend's). */
-export const FUSED_NATIVE_KERNELS = ['Softmax', PEFT_SOFTMAX_GRAD, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD];
+export const FUSED_NATIVE_KERNELS = ['Softmax', PEFT_SOFTMAX_GRAD, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_ADAM];
 
 /** The config of one of FUSED_NATIVE_KERNELS, or undefined for another name. */
 export function makeFusedKernel(name: string, backendName: string, addon: NativeAddon, original: Original): tf.KernelConfig | undefined {
@@ -170,6 +219,8 @@ export function makeFusedKernel(name: string, backendName: string, addon: Native
       return layerNorm(backendName, addon);
     case PEFT_LAYER_NORM_GRAD:
       return layerNormGrad(backendName, addon);
+    case PEFT_ADAM:
+      return adam(backendName, addon);
     default:
       return undefined;
   }

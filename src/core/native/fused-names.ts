@@ -15,7 +15,22 @@ export const PEFT_LAYER_NORM_GRAD = 'PeftLayerNormGrad';
 /** Softmax's gradient over the last axis from its output: `{y, dy}` → dx = dy y - sum(dy y) y. */
 export const PEFT_SOFTMAX_GRAD = 'PeftSoftmaxGrad';
 
-export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD] as const;
+/**
+ * Multi-head self-attention over packed qkv `[nb, N, 3C]` (core `packedAttention`):
+ * `{qkv, rh?, rw?}` (decomposed rel-pos tables `[qh, kh, hd]`, `[qw, kw, hd]`),
+ * attrs `{heads, scale, scaleOnQuery, grid: [qh, qw]}` → [out `[nb, N, C]`, probs `[nb, heads, N, N]`].
+ */
+export const PEFT_ATTENTION = 'PeftAttention';
+/** Its gradient: `{dout, qkv, probs, rh?, rw?}`, same attrs → [dqkv, drh, drw] (the last two with rh, rw). */
+export const PEFT_ATTENTION_GRAD = 'PeftAttentionGrad';
+
+/**
+ * One Adam update of a parameter (src/core/train/adam.ts), bit-identical to its composite form:
+ * `{p, g, m, v}`, attrs `{lr, beta1, beta2, eps, step}` → [p', m', v'].
+ */
+export const PEFT_ADAM = 'PeftAdam';
+
+export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD, PEFT_ATTENTION, PEFT_ATTENTION_GRAD, PEFT_ADAM] as const;
 
 /** Whether `name` is registered for the active backend (the native kernels are on there). */
 export function fusedKernelActive(name: string): boolean {

@@ -1,11 +1,14 @@
 // The native kernels: matrix products (BatchMatMul, and PeftMatMul — core
 // `matMul`/`linear` on wasm), NHWC convolutions (Conv2D, depthwise, each
-// with both gradients), the fused elementwise kernels (fused-kernels.ts) and
-// Transpose (transpose-kernel.ts), run by the OpenBLAS addon on the tensors'
-// memory in place. A case a kernel does not cover (another dtype, NCHW, a bias
+// with both gradients), the fused elementwise kernels (fused-kernels.ts),
+// the packed attention (attention-kernel.ts), Transpose (transpose-kernel.ts)
+// and Sum (sum-kernel.ts), run by the OpenBLAS addon on the tensors' memory in
+// place. A case a kernel does not cover (another dtype, NCHW, a bias
 // that is not a vector) goes to the kernel it replaced.
 import * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.js';
+import { ATTENTION_KERNELS, makeAttentionKernel } from './attention-kernel.js';
+import { makeSumKernel } from './sum-kernel.js';
 import { FUSED_NATIVE_KERNELS, makeFusedKernel } from './fused-kernels.js';
 import { storageFor, type Storage } from './storage.js';
 import { makeTransposeKernel } from './transpose-kernel.js';
@@ -269,7 +272,7 @@ function convKernel(spec: ConvSpec, backendName: string, addon: NativeAddon, ori
 /** Names of the kernels registered on a backend (PeftMatMul only where it exists: wasm). */
 export function nativeKernelNames(backendName: string): string[] {
   const products = backendName === 'wasm' ? ['BatchMatMul', 'PeftMatMul'] : ['BatchMatMul'];
-  return [...products, ...CONVS.map((c) => c.kernelName), ...FUSED_NATIVE_KERNELS, 'Transpose'];
+  return [...products, ...CONVS.map((c) => c.kernelName), ...FUSED_NATIVE_KERNELS, ...ATTENTION_KERNELS, 'Transpose', 'Sum'];
 }
 
 /** The kernel configs for a backend, each falling back to `original(name)`. */
@@ -279,6 +282,8 @@ export function makeNativeKernels(backendName: string, addon: NativeAddon, origi
     const spec = CONVS.find((c) => c.kernelName === name);
     if (spec) kernels.push(convKernel(spec, backendName, addon, original(name)));
     else if (name === 'Transpose') kernels.push(makeTransposeKernel(backendName, addon, original(name)));
+    else if (name === 'Sum') kernels.push(makeSumKernel(backendName, addon, original(name)));
+    else if (ATTENTION_KERNELS.includes(name)) kernels.push(makeAttentionKernel(name, backendName, addon)!);
     else kernels.push(makeFusedKernel(name, backendName, addon, original(name)) ?? matMulKernel(name, backendName, addon, original(name)));
   }
   return kernels;

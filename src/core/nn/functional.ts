@@ -18,6 +18,7 @@ import { fastMatMulActive, matMul } from './fast-matmul.js';
 
 export { fastMatMulActive, matMul } from './fast-matmul.js';
 export { attention, type AttentionOptions } from './attention.js';
+export { packedAttention, packedAttentionComposite, type PackedAttentionOptions } from './packed-attention.js';
 
 /** `y = x W^T + b` for `x [..., in]`, `W [out, in]` (PyTorch's layout). */
 export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor {

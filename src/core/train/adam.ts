@@ -1,7 +1,10 @@
 // Adam, as PyTorch's torch.optim.Adam (no weight decay, bias-corrected),
 // with its state (step, first and second moments by parameter name) exposed
-// so that checkpoints resume exactly.
+// so that checkpoints resume exactly. Where the native kernels are on, each
+// parameter's update is one kernel (PeftAdam, bit-identical to the composite
+// form below, which stays the fallback and the reference).
 import * as tf from '@tensorflow/tfjs';
+import { PEFT_ADAM, fusedKernelActive } from '../native/fused-names.js';
 import type { Parameter } from '../nn/parameter.js';
 
 export interface AdamOptions {
@@ -33,11 +36,22 @@ export class Adam {
     this.step++;
     const bc1 = 1 - this.beta1 ** this.step;
     const bc2 = 1 - this.beta2 ** this.step;
+    const native = fusedKernelActive(PEFT_ADAM);
+    const attrs = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, step: this.step };
     for (const [name, p] of params) {
       const g = grads.get(name);
       if (!g) continue;
       const m = this.moment(this.m, name, p);
       const v = this.moment(this.v, name, p);
+      if (native && fusable(p.variable, g, m, v)) {
+        tf.tidy(() => {
+          const [pNew, mNew, vNew] = tf.engine().runKernel(PEFT_ADAM, { p: p.variable, g, m, v }, attrs) as tf.Tensor[];
+          m.assign(mNew!);
+          v.assign(vNew!);
+          p.assign(pNew!);
+        });
+        continue;
+      }
       tf.tidy(() => {
         m.assign(tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1)));
         v.assign(tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2)));
@@ -80,4 +94,9 @@ export class Adam {
     this.m.clear();
     this.v.clear();
   }
+}
+
+/** Whether PeftAdam takes these: float32, one shape (else the composite form, which also broadcasts). */
+function fusable(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor): boolean {
+  return [p, g, m, v].every((t) => t.dtype === 'float32' && t.shape.length === p.shape.length && t.shape.every((d, i) => d === p.shape[i]));
 }

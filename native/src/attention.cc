@@ -1,0 +1,260 @@
+// Multi-head self-attention over packed qkv (attention.h). Each (window or
+// image, head) pair is independent: its products run on OpenBLAS reading q, k
+// and v in place in qkv (leading dimension 3C), and writing out, dq, dk, dv in
+// place the same way, so nothing is transposed or sliced. The pairs are split
+// over the addon's threads; each product then runs on one OpenBLAS thread.
+//
+// Per pair, with L = logits, P = softmax(L), O = P v:
+//   forward:  L = (q s) k^T [+ relH[i, a] + relW[i, b] at key (a, b)],
+//             relH[i, a] = q_i . rh[y_i, a], relW[i, b] = q_i . rw[x_i, b]
+//   backward: dP = dO v^T, dv = P^T dO, dL = P (dP - rowsum(dP P)),
+//             dq = s dL k + sum_a dRelH rh + sum_b dRelW rw, dk = dL^T (q s),
+//             dRelH[i, a] = sum_b dL[i, (a, b)], dRelW[i, b] = sum_a dL[i, (a, b)],
+//             drh[y, a] = sum over pairs and x of dRelH[(y, x), a] q_(y, x), drw alike.
+// The order of operations follows the composite tfjs form (scale q, then the
+// product; add relH + relW, then add that to the logits; softmax as tfjs's).
+#include "attention.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "blas.h"
+#include "fused.h"
+#include "parallel.h"
+#include "simd.h"
+
+namespace peft {
+namespace {
+
+// C[m, n] = alpha op(A) op(B) + beta C with explicit leading dimensions.
+void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(kRowMajor, transA ? kTrans : kNoTrans, transB ? kTrans : kNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
+              c, static_cast<int>(ldc));
+}
+
+// (inlined into the PEFT_CLONES loops that call them: a call across clones is an ifunc dispatch each time)
+PEFT_INLINE float dot(int64_t n, const float* __restrict a, const float* __restrict b) {
+  float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int l = 0; l < 8; l++) acc[l] += a[j + l] * b[j + l];
+  }
+  float tail = 0.0f;
+  for (; j < n; j++) tail += a[j] * b[j];
+  return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) + tail;
+}
+
+// y[0..n) += alpha x[0..n)
+PEFT_INLINE void axpy(int64_t n, float alpha, const float* __restrict x, float* __restrict y) {
+  for (int64_t j = 0; j < n; j++) y[j] += alpha * x[j];
+}
+
+struct Pair {
+  const float* q;  // rows of stride ld3 (3C)
+  const float* k;
+  const float* v;
+};
+
+Pair pairOf(const AttentionShape& s, const float* qkv, int64_t p) {
+  const int64_t b = p / s.heads;
+  const int64_t h = p % s.heads;
+  const int64_t c = s.heads * s.hd;
+  const float* base = qkv + b * s.n * 3 * c + h * s.hd;
+  return {base, base + c, base + 2 * c};
+}
+
+// scratch[i, c] = q[i, c] * scale (contiguous, leading dimension hd)
+void scaledQuery(const AttentionShape& s, const float* q, float* qs) {
+  const int64_t ld3 = 3 * s.heads * s.hd;
+  for (int64_t i = 0; i < s.n; i++) {
+    for (int64_t c = 0; c < s.hd; c++) qs[i * s.hd + c] = q[i * ld3 + c] * s.scale;
+  }
+}
+
+// relH [n, kh] and relW [n, kw] of one pair's queries
+PEFT_CLONES void relPosTerms(const AttentionShape& s, const float* q, const float* rh, const float* rw, float* relH, float* relW) {
+  const int64_t ld3 = 3 * s.heads * s.hd;
+  for (int64_t i = 0; i < s.n; i++) {
+    const int64_t y = i / s.qw;
+    const int64_t x = i % s.qw;
+    const float* qi = q + i * ld3;
+    for (int64_t a = 0; a < s.kh; a++) relH[i * s.kh + a] = dot(s.hd, qi, rh + (y * s.kh + a) * s.hd);
+    for (int64_t b = 0; b < s.kw; b++) relW[i * s.kw + b] = dot(s.hd, qi, rw + (x * s.kw + b) * s.hd);
+  }
+}
+
+// dq += dRelH rh + dRelW rw; drh += dRelH^T q and drw += dRelW^T q (each may be null)
+PEFT_CLONES void relPosBackward(const AttentionShape& s, const float* q, const float* rh, const float* rw,
+                                const float* dRelH, const float* dRelW, float* dq, float* drh, float* drw) {
+  const int64_t hd = s.hd, ld3 = 3 * s.heads * hd;
+  for (int64_t i = 0; i < s.n; i++) {
+    const int64_t y = i / s.qw, x = i % s.qw;
+    float* di = dq + i * ld3;
+    const float* qi = q + i * ld3;
+    for (int64_t a = 0; a < s.kh; a++) {
+      const float g = dRelH[i * s.kh + a];
+      axpy(hd, g, rh + (y * s.kh + a) * hd, di);
+      if (drh) axpy(hd, g, qi, drh + (y * s.kh + a) * hd);
+    }
+    for (int64_t b = 0; b < s.kw; b++) {
+      const float g = dRelW[i * s.kw + b];
+      axpy(hd, g, rw + (x * s.kw + b) * hd, di);
+      if (drw) axpy(hd, g, qi, drw + (x * s.kw + b) * hd);
+    }
+  }
+}
+
+// y[0..n) += x[0..n)
+PEFT_CLONES void addInto(int64_t n, const float* __restrict x, float* __restrict y) {
+  for (int64_t j = 0; j < n; j++) y[j] += x[j];
+}
+
+void forwardPair(const AttentionShape& s, const float* qkv, const float* rh, const float* rw, float* out,
+                 float* probs, int64_t p, std::vector<float>& scratch) {
+  const int64_t n = s.n, hd = s.hd, c = s.heads * hd, ld3 = 3 * c;
+  const Pair pr = pairOf(s, qkv, p);
+  const bool rel = rh != nullptr;
+  scratch.resize(n * n + n * hd + (rel ? n * (s.kh + s.kw) : 0));
+  float* logits = scratch.data();
+  float* qs = logits + n * n;
+  float* relH = qs + n * hd;
+  float* relW = relH + n * s.kh;
+  if (s.scaleOnQuery) {
+    scaledQuery(s, pr.q, qs);
+    gemm(false, true, n, n, hd, 1.0f, qs, hd, pr.k, ld3, 0.0f, logits, n);
+  } else {
+    gemm(false, true, n, n, hd, 1.0f, pr.q, ld3, pr.k, ld3, 0.0f, logits, n);
+    for (int64_t j = 0; j < n * n; j++) logits[j] = logits[j] * s.scale;
+  }
+  if (rel) {
+    relPosTerms(s, pr.q, rh, rw, relH, relW);
+    for (int64_t i = 0; i < n; i++) {
+      float* li = logits + i * n;
+      for (int64_t a = 0; a < s.kh; a++) {
+        const float h = relH[i * s.kh + a];
+        const float* w = relW + i * s.kw;
+        float* la = li + a * s.kw;
+        for (int64_t b = 0; b < s.kw; b++) la[b] = la[b] + (h + w[b]);
+      }
+    }
+  }
+  float* P = probs + p * n * n;
+  softmaxRowsSerial(n, n, logits, P);
+  const int64_t b = p / s.heads, h = p % s.heads;
+  gemm(false, false, n, hd, n, 1.0f, P, n, pr.v, ld3, 0.0f, out + b * n * c + h * hd, c);
+}
+
+void backwardPair(const AttentionShape& s, const float* dout, const float* qkv, const float* probs, const float* rh,
+                  const float* rw, float* dqkv, float* drh, float* drw, int64_t p, std::vector<float>& scratch) {
+  const int64_t n = s.n, hd = s.hd, c = s.heads * hd, ld3 = 3 * c;
+  const int64_t b = p / s.heads, h = p % s.heads;
+  const Pair pr = pairOf(s, qkv, p);
+  const bool rel = rh != nullptr;
+  scratch.resize(2 * n * n + n * hd + (rel ? n * (s.kh + s.kw) : 0));
+  float* dP = scratch.data();
+  float* dL = dP + n * n;
+  float* qs = dL + n * n;
+  float* dRelH = qs + n * hd;
+  float* dRelW = dRelH + n * s.kh;
+  const float* P = probs + p * n * n;
+  const float* dO = dout + b * n * c + h * hd;
+  float* dq = dqkv + b * n * ld3 + h * hd;
+  float* dk = dq + c;
+  float* dv = dq + 2 * c;
+
+  gemm(false, true, n, n, hd, 1.0f, dO, c, pr.v, ld3, 0.0f, dP, n);  // dP = dO v^T
+  gemm(true, false, n, hd, n, 1.0f, P, n, dO, c, 0.0f, dv, ld3);      // dv = P^T dO
+  softmaxGradRowsSerial(n, n, P, dP, dL);
+  if (rel) {
+    for (int64_t i = 0; i < n; i++) {
+      const float* li = dL + i * n;
+      float* rH = dRelH + i * s.kh;
+      float* rW = dRelW + i * s.kw;
+      for (int64_t bb = 0; bb < s.kw; bb++) rW[bb] = 0.0f;
+      for (int64_t a = 0; a < s.kh; a++) {
+        const float* la = li + a * s.kw;
+        float sum = 0.0f;
+        for (int64_t bb = 0; bb < s.kw; bb++) {
+          sum += la[bb];
+          rW[bb] += la[bb];
+        }
+        rH[a] = sum;
+      }
+    }
+  }
+  if (s.scaleOnQuery) {
+    scaledQuery(s, pr.q, qs);
+    gemm(false, false, n, hd, n, 1.0f, dL, n, pr.k, ld3, 0.0f, dq, ld3);  // d(q s) = dL k
+    for (int64_t i = 0; i < n; i++) {
+      float* di = dq + i * ld3;
+      for (int64_t cc = 0; cc < hd; cc++) di[cc] = di[cc] * s.scale;
+    }
+    gemm(true, false, n, hd, n, 1.0f, dL, n, qs, hd, 0.0f, dk, ld3);  // dk = dL^T (q s)
+  } else {
+    for (int64_t j = 0; j < n * n; j++) dL[j] = dL[j] * s.scale;
+    gemm(false, false, n, hd, n, 1.0f, dL, n, pr.k, ld3, 0.0f, dq, ld3);
+    gemm(true, false, n, hd, n, 1.0f, dL, n, pr.q, ld3, 0.0f, dk, ld3);
+  }
+  if (rel) relPosBackward(s, pr.q, rh, rw, dRelH, dRelW, dq, drh, drw);
+}
+
+// The pairs split over at most threadCount() parts, each with its own scratch
+// (and its own rel-pos table gradients, summed at the end).
+int partsFor(int64_t pairs) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threadCount(), pairs)));
+}
+}  // namespace
+
+void attentionForward(const AttentionShape& s, const float* qkv, const float* rh, const float* rw, float* out,
+                      float* probs) {
+  const int64_t pairs = s.nb * s.heads;
+  if (pairs == 0 || s.n == 0) return;
+  const int parts = partsFor(pairs);
+  if (parts > 1) useBlasThreads(1);
+  parallelFor(parts, 1, [&](int64_t p0, int64_t p1) {
+    std::vector<float> scratch;
+    for (int64_t part = p0; part < p1; part++) {
+      for (int64_t p = part * pairs / parts; p < (part + 1) * pairs / parts; p++) {
+        forwardPair(s, qkv, rh, rw, out, probs, p, scratch);
+      }
+    }
+  });
+}
+
+void attentionBackward(const AttentionShape& s, const float* dout, const float* qkv, const float* probs,
+                       const float* rh, const float* rw, float* dqkv, float* drh, float* drw) {
+  const int64_t pairs = s.nb * s.heads;
+  const int64_t rhSize = s.qh * s.kh * s.hd, rwSize = s.qw * s.kw * s.hd;
+  const bool rel = rh != nullptr;
+  if (drh) std::fill(drh, drh + rhSize, 0.0f);
+  if (drw) std::fill(drw, drw + rwSize, 0.0f);
+  if (pairs == 0 || s.n == 0) return;
+  const int parts = partsFor(pairs);
+  if (parts > 1) useBlasThreads(1);
+  // part 0 accumulates into drh/drw themselves, the others into their own buffers
+  std::vector<std::vector<float>> partial(rel ? parts - 1 : 0);
+  parallelFor(parts, 1, [&](int64_t p0, int64_t p1) {
+    std::vector<float> scratch;
+    for (int64_t part = p0; part < p1; part++) {
+      float* ph = drh;
+      float* pw = drw;
+      if (rel && part > 0) {
+        std::vector<float>& buf = partial[part - 1];
+        buf.assign((drh ? rhSize : 0) + (drw ? rwSize : 0), 0.0f);
+        ph = drh ? buf.data() : nullptr;
+        pw = drw ? buf.data() + (drh ? rhSize : 0) : nullptr;
+      }
+      for (int64_t p = part * pairs / parts; p < (part + 1) * pairs / parts; p++) {
+        backwardPair(s, dout, qkv, probs, rh, rw, dqkv, ph, pw, p, scratch);
+      }
+    }
+  });
+  for (const std::vector<float>& buf : partial) {
+    if (drh) addInto(rhSize, buf.data(), drh);
+    if (drw) addInto(rwSize, buf.data() + (drh ? rhSize : 0), drw);
+  }
+}
+
+}  // namespace peft

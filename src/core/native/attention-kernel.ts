@@ -1,0 +1,114 @@
+// The packed-qkv attention kernels (PeftAttention, PeftAttentionGrad) on the
+// addon (native/src/attention.cc), used by core `packedAttention`
+// (src/core/nn/packed-attention.ts). Like the other native kernels they read
+// and write the tensors' memory in place; they have no tfjs kernel to fall back
+// to (packedAttention runs its composite form where they are not registered).
+import * as tf from '@tensorflow/tfjs';
+import type { NativeAddon } from './addon.js';
+import { PEFT_ATTENTION, PEFT_ATTENTION_GRAD } from './fused-names.js';
+import { storageFor, type Storage } from './storage.js';
+
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+
+const MAX_INT32 = 2 ** 31 - 1;
+
+export interface AttentionAttrs {
+  heads: number;
+  scale: number;
+  scaleOnQuery: boolean;
+  /** The token grid [qh, qw] of the rel-pos bias (needed with rh, rw). */
+  grid?: [number, number];
+}
+
+interface Shape {
+  nb: number;
+  n: number;
+  heads: number;
+  hd: number;
+  grid: [number, number, number, number];
+}
+
+function describe(name: string, qkv: tf.TensorInfo, rh: tf.TensorInfo | undefined, rw: tf.TensorInfo | undefined, attrs: AttentionAttrs): Shape {
+  if (qkv.shape.length !== 3) throw new Error(`${name}: qkv must be [batch, tokens, 3 * channels], got shape ${qkv.shape}`);
+  const [nb, n, c3] = qkv.shape as [number, number, number];
+  const heads = attrs.heads;
+  if (!Number.isInteger(heads) || heads < 1 || c3 % (3 * heads) !== 0) throw new Error(`${name}: qkv's last axis ${c3} is not 3 x heads (${heads}) x head size`);
+  const hd = c3 / (3 * heads);
+  if (Boolean(rh) !== Boolean(rw)) throw new Error(`${name}: the rel-pos tables rh and rw come together`);
+  let grid: Shape['grid'] = [0, 0, 0, 0];
+  if (rh && rw) {
+    const [qh, qw] = attrs.grid ?? [0, 0];
+    const ok = (t: tf.TensorInfo, rows: number) => t.shape.length === 3 && t.shape[0] === rows && t.shape[2] === hd;
+    if (!ok(rh, qh) || !ok(rw, qw)) throw new Error(`${name}: rel-pos tables ${rh.shape} and ${rw.shape} do not fit the grid ${qh}x${qw} with head size ${hd}`);
+    const kh = rh.shape[1]!;
+    const kw = rw.shape[1]!;
+    if (qh * qw !== n || kh * kw !== n) throw new Error(`${name}: the rel-pos grids ${qh}x${qw} and ${kh}x${kw} do not cover the ${n} tokens`);
+    grid = [qh, qw, kh, kw];
+  }
+  if (nb * heads * n * n > MAX_INT32 || nb * n * c3 > MAX_INT32) throw new Error(`${name}: tensors too large`);
+  return { nb, n, heads, hd, grid };
+}
+
+function check(name: string, st: Storage, tensors: (tf.TensorInfo | undefined)[]): void {
+  for (const t of tensors) if (t && !st.usable(t)) throw new Error(`${name} (native): expected float32 tensors on the backend, got ${t.dtype}`);
+}
+
+function params(s: Shape, attrs: AttentionAttrs, offsets: number[]): Int32Array {
+  return Int32Array.from([s.nb, s.n, s.heads, s.hd, ...s.grid, attrs.scaleOnQuery ? 1 : 0, ...offsets]);
+}
+
+function forward(backendName: string, addon: NativeAddon): tf.KernelConfig {
+  const kernelFunc = ({ inputs, backend, attrs }: KernelArgs) => {
+    const st = storageFor(backendName, backend);
+    const { qkv, rh, rw } = inputs as { qkv: tf.TensorInfo; rh?: tf.TensorInfo; rw?: tf.TensorInfo };
+    const a = attrs as unknown as AttentionAttrs;
+    check(PEFT_ATTENTION, st, [qkv, rh, rw]);
+    const s = describe(PEFT_ATTENTION, qkv, rh, rw, a);
+    const out = st.alloc([s.nb, s.n, s.heads * s.hd]);
+    const probs = st.alloc([s.nb, s.heads, s.n, s.n]);
+    const v = [qkv, rh, rw, out, probs].map((t) => (t ? st.view(t) : undefined));
+    addon.attention(v[0]!.array, v[1]?.array ?? null, v[2]?.array ?? null, v[3]!.array, v[4]!.array, params(s, a, v.map((x) => x?.offset ?? 0)), a.scale);
+    return [out, probs];
+  };
+  return { kernelName: PEFT_ATTENTION, backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc };
+}
+
+function backward(backendName: string, addon: NativeAddon): tf.KernelConfig {
+  const kernelFunc = ({ inputs, backend, attrs }: KernelArgs) => {
+    const st = storageFor(backendName, backend);
+    const { dout, qkv, probs, rh, rw } = inputs as { dout: tf.TensorInfo; qkv: tf.TensorInfo; probs: tf.TensorInfo; rh?: tf.TensorInfo; rw?: tf.TensorInfo };
+    const a = attrs as unknown as AttentionAttrs;
+    check(PEFT_ATTENTION_GRAD, st, [dout, qkv, probs, rh, rw]);
+    const s = describe(PEFT_ATTENTION_GRAD, qkv, rh, rw, a);
+    const same = (t: tf.TensorInfo, shape: number[]) => t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
+    if (!same(dout, [s.nb, s.n, s.heads * s.hd]) || !same(probs, [s.nb, s.heads, s.n, s.n])) {
+      throw new Error(`${PEFT_ATTENTION_GRAD}: dout ${dout.shape} or probs ${probs.shape} do not match qkv ${qkv.shape}`);
+    }
+    const dqkv = st.alloc(qkv.shape);
+    const drh = rh ? st.alloc(rh.shape) : undefined;
+    const drw = rw ? st.alloc(rw.shape) : undefined;
+    const v = [dout, qkv, probs, rh, rw, dqkv, drh, drw].map((t) => (t ? st.view(t) : undefined));
+    addon.attentionGrad(
+      v[0]!.array,
+      v[1]!.array,
+      v[2]!.array,
+      v[3]?.array ?? null,
+      v[4]?.array ?? null,
+      v[5]!.array,
+      v[6]?.array ?? null,
+      v[7]?.array ?? null,
+      params(s, a, v.map((x) => x?.offset ?? 0)),
+      a.scale,
+    );
+    return drh && drw ? [dqkv, drh, drw] : [dqkv];
+  };
+  return { kernelName: PEFT_ATTENTION_GRAD, backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc };
+}
+
+export const ATTENTION_KERNELS = [PEFT_ATTENTION, PEFT_ATTENTION_GRAD];
+
+export function makeAttentionKernel(name: string, backendName: string, addon: NativeAddon): tf.KernelConfig | undefined {
+  if (name === PEFT_ATTENTION) return forward(backendName, addon);
+  if (name === PEFT_ATTENTION_GRAD) return backward(backendName, addon);
+  return undefined;
+}
