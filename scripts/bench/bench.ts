@@ -10,6 +10,7 @@
 //            --backprop core|low-memory|engine  --steps 5  --forwards 3  --kernels
 //            --out file.json  --json
 //            --torch   also run the PyTorch reference (torch/step.py) per case: "torch ms" columns
+//            --rounds N   run each case N times (ours and torch in turn) and report medians
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -28,10 +29,12 @@ interface Args {
   out?: string;
   backprop?: 'core' | 'low-memory' | 'engine';
   torch: boolean;
+  /** Repeats of each case (with --torch: ours, then torch, in turn); the medians are reported. */
+  rounds: number;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { workloads: [], methods: [], steps: 5, forwards: 3, kernels: false, json: false, torch: false };
+  const args: Args = { workloads: [], methods: [], steps: 5, forwards: 3, kernels: false, json: false, torch: false, rounds: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -73,6 +76,9 @@ function parseArgs(argv: string[]): Args {
       case '--torch':
         args.torch = true;
         break;
+      case '--rounds':
+        args.rounds = Math.max(1, Number.parseInt(value(), 10));
+        break;
       case '--out':
         args.out = value();
         break;
@@ -81,7 +87,7 @@ function parseArgs(argv: string[]): Args {
       case '--help':
       case '-h':
         process.stdout.write(
-          'usage: npm run bench -- [--workload w1,w2] [--method lora,adapter,adalora] [--backend wasm] [--backprop core|low-memory|engine] [--steps 5] [--forwards 3] [--kernels] [--json] [--out file.json] [--torch]\n',
+          'usage: npm run bench -- [--workload w1,w2] [--method lora,adapter,adalora] [--backend wasm] [--backprop core|low-memory|engine] [--steps 5] [--forwards 3] [--kernels] [--json] [--out file.json] [--torch] [--rounds 1]\n',
         );
         process.exit(0);
       default:
@@ -107,7 +113,13 @@ interface TorchFigures {
   error?: string;
 }
 
-type Row = (CaseResult | { workload: string; method: string; error: string }) & { torch?: TorchFigures };
+/** One round of a case repeated with --rounds: our step ms and the reference's. */
+interface Round {
+  stepMs?: number;
+  torchMs?: number;
+}
+
+type Row = (CaseResult | { workload: string; method: string; error: string }) & { torch?: TorchFigures; rounds?: Round[] };
 
 /** Set once the reference cannot run at all (no Python, no torch): said once, then skipped. */
 let torchUnavailable: string | undefined;
@@ -157,6 +169,42 @@ function runChild(workload: string, method: string, args: Args): CaseResult | { 
   return { workload, method, error: why.slice(0, 400) };
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * A case run `args.rounds` times, ours and (with --torch) the reference's in
+ * turn, so that both see the same machine state; a row of the medians (step
+ * ms, step cpu ms; the other columns from the first round) with every round kept.
+ */
+function runRounds(w: string, m: string, args: Args): Row {
+  const ours: CaseResult[] = [];
+  const theirs: TorchFigures[] = [];
+  const rounds: Round[] = [];
+  let failed: Row | undefined;
+  for (let i = 0; i < args.rounds; i++) {
+    const r = runChild(w, m, args);
+    if ('error' in r) {
+      failed = r;
+      break;
+    }
+    ours.push(r);
+    const t = args.torch ? runTorch(w, m, args, r) : undefined;
+    if (t) theirs.push(t);
+    rounds.push({ stepMs: r.stepMs, ...(t?.stepMs !== undefined ? { torchMs: t.stepMs } : {}) });
+  }
+  if (failed || ours.length === 0) return failed ?? { workload: w, method: m, error: 'no round ran' };
+  const row: Row = { ...ours[0]!, stepMs: median(ours.map((r) => r.stepMs)), stepCpuMs: median(ours.map((r) => r.stepCpuMs)) };
+  const timed = theirs.filter((t) => t.stepMs !== undefined);
+  if (timed.length) row.torch = { ...timed[0]!, stepMs: median(timed.map((t) => t.stepMs!)), stepCpuMs: median(timed.map((t) => t.stepCpuMs!)) };
+  else if (theirs.length) row.torch = theirs[0];
+  if (args.rounds > 1) row.rounds = rounds;
+  return row;
+}
+
 function table(results: Row[]): string {
   const withTorch = results.some((r) => r.torch);
   const head = ['workload', 'method', 'backend', 'step ms', 'step cpu ms', 'first ms', 'infer ms', 'GFLOP/step', 'GFLOP/s', 'peak RSS MB', 'peak tensor MB', 'leak'];
@@ -165,7 +213,10 @@ function table(results: Row[]): string {
     const t = r.torch;
     if (!withTorch) return [];
     if (!t || t.stepMs === undefined) return [t?.error ? 'error' : '-', '-', '-'];
-    const ratio = 'error' in r ? '-' : (r.stepMs / t.stepMs).toFixed(2);
+    let ratio = 'error' in r ? '-' : (r.stepMs / t.stepMs).toFixed(2);
+    // with --rounds: the range of the rounds' own ratios
+    const each = (r.rounds ?? []).filter((x) => x.stepMs !== undefined && x.torchMs !== undefined).map((x) => x.stepMs! / x.torchMs!);
+    if (each.length > 1) ratio += ` (${Math.min(...each).toFixed(2)}-${Math.max(...each).toFixed(2)})`;
     return [`${t.stepMs.toFixed(0)} (${t.threads}t)${t.countsMatch === false ? ' !params' : ''}`, t.stepCpuMs!.toFixed(0), ratio];
   };
   const rows = results.map((r) =>
@@ -218,8 +269,7 @@ async function main(): Promise<void> {
   for (const w of workloads) {
     for (const m of methods) {
       process.stderr.write(`bench: ${w} ${m} ...\n`);
-      const r: Row = runChild(w, m, args);
-      if (args.torch) r.torch = runTorch(w, m, args, 'error' in r ? undefined : r);
+      const r = runRounds(w, m, args);
       results.push(r);
       const torchNote = r.torch?.stepMs !== undefined ? `, torch ${r.torch.stepMs} ms/step` : '';
       if (!args.json) process.stderr.write(`  ${'error' in r ? 'error: ' + r.error : `${r.stepMs} ms/step`}${torchNote}\n`);
@@ -232,6 +282,7 @@ async function main(): Promise<void> {
     process.stdout.write(table(results) + '\n');
     for (const r of results) if (!('error' in r) && r.kernels) printKernels(r);
     if (results.some((r) => r.torch)) process.stdout.write('torch: the PyTorch reference (scripts/bench/torch/step.py), same workload and method; x torch = step ms / torch ms\n');
+    if (args.rounds > 1) process.stdout.write(`rounds: ${args.rounds} per case (ours and torch in turn); step ms and torch ms are medians, x torch their ratio (the rounds' own ratios in brackets)\n`);
     process.stdout.write(`results: ${out}\n`);
   }
 }

@@ -26,6 +26,25 @@ export function kernelFlops(k: KernelRecord): number {
       const inner = (a[a.length - 1]! * a[a.length - 2]!) / m;
       return 2 * size(out) * inner;
     }
+    case 'PeftAttention': {
+      // qkv [nb, N, 3C], probs [nb, heads, N, N]: q k^T and P v, 2 * N^2 * hd MACs per (batch, head),
+      // plus the rel-pos terms (q . rh, q . rw) when the tables are given (b = rh)
+      const probs = k.outputShapes[1];
+      if (!a || !probs) return 0;
+      const c = a[2]! / 3;
+      const rel = b ? 2 * size(a.slice(0, 2)) * c * (b[1]! + (k.inputShapes[2]?.[1] ?? 0)) : 0;
+      return 4 * size(probs) * (c / probs[1]!) + rel;
+    }
+    case 'PeftAttentionGrad': {
+      // inputs (dout, qkv, probs, rh?, rw?): dP, dv, dq, dk (4 products), rel-pos dq and table grads
+      const qkv = b;
+      const probs = k.inputShapes[2];
+      if (!qkv || !probs) return 0;
+      const c = qkv[2]! / 3;
+      const rh = k.inputShapes[3];
+      const rel = rh ? 4 * size(qkv.slice(0, 2)) * c * (rh[1]! + (k.inputShapes[4]?.[1] ?? 0)) : 0;
+      return 8 * size(probs) * (c / probs[1]!) + rel;
+    }
     case 'Conv2D':
     case 'FusedConv2D': {
       // filter [kh, kw, ci, co]
