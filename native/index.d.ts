@@ -41,6 +41,27 @@ export interface PeftNativeAddon {
   softmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, params: Int32Array): void;
   /** y = x with axes permuted (output axis d = input axis perm[d]); params = [rank <= 8, xOff, yOff, ...shape, ...perm]. */
   transpose(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  /** y [outer, inner] = x [outer, reduced, inner] summed over the middle axis; params = [outer, reduced, inner, xOff, yOff]. */
+  sum(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  /**
+   * Multi-head self-attention over packed qkv [nb, n, 3, heads, hd] → out [nb, n, heads, hd] and the softmax
+   * probs [nb, heads, n, n], with the decomposed rel-pos bias when rh [qh, kh, hd] and rw [qw, kw, hd] are given;
+   * params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, offsets of the 5 arrays].
+   */
+  attention(qkv: Float32Array, rh: Float32Array | null, rw: Float32Array | null, out: Float32Array, probs: Float32Array, params: Int32Array, scale: number): void;
+  /** Its gradient: dqkv (and drh, drw with the tables); params as attention's, with the offsets of the 8 arrays. */
+  attentionGrad(
+    dout: Float32Array,
+    qkv: Float32Array,
+    probs: Float32Array,
+    rh: Float32Array | null,
+    rw: Float32Array | null,
+    dqkv: Float32Array,
+    drh: Float32Array | null,
+    drw: Float32Array | null,
+    params: Int32Array,
+    scale: number,
+  ): void;
   /**
    * One Adam update in float32, bit-identical to peftjs's composite form: params = [rows, cols, offsets of the
    * 7 arrays]; scalars = [beta1, 1 - beta1, beta2, 1 - beta2, sqrt(bc2), eps, lr / bc1], each rounded to float32.
