@@ -78,6 +78,22 @@ export interface PeftNativeAddon {
     params: Int32Array,
     scalars: Float64Array,
   ): void;
+  /**
+   * AdaLoRA's importance averages of one parameter in float32, bit-identical to peftjs's composite form:
+   * params = [rows, cols, offsets of the 6 arrays]; scalars = [beta1, 1 - beta1, beta2, 1 - beta2], each rounded
+   * to float32. ipt = |p g|, ema' = ema b1 + ipt (1 - b1), unc' = unc b2 + |ipt - ema'| (1 - b2); a null ema or
+   * unc stands for zeros (the first update).
+   */
+  importanceEma(
+    p: Float32Array,
+    g: Float32Array,
+    ema: Float32Array | null,
+    unc: Float32Array | null,
+    emaOut: Float32Array,
+    uncOut: Float32Array,
+    params: Int32Array,
+    scalars: Float64Array,
+  ): void;
   /** Threads for OpenBLAS and for the addon's own loops. */
   setThreads(n: number): void;
   info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number };

@@ -35,4 +35,5 @@ export * from './core/data/index.js';
 export * from './core/train/prompts.js';
 export * from './core/train/losses.js';
 export * from './core/train/metrics.js';
+export * from './core/train/importance.js';
 export * from './core/kernels/index.js';

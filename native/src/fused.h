@@ -42,6 +42,17 @@ struct AdamScalars {
 void adamUpdate(int64_t n, const float* p, const float* g, const float* m, const float* v, float* pOut, float* mOut,
                 float* vOut, const AdamScalars& s);
 
+// AdaLoRA's importance averages of one parameter (src/core/train/importance.ts),
+// bit-identical to the composite form there in the same way:
+//   ipt = |p g|,  ema' = ema b1 + ipt (1 - b1),  unc' = unc b2 + |ipt - ema'| (1 - b2).
+// ema and unc may be null (the first update: zeros). The scalars are given rounded to
+// float32. The outputs may not overlap the inputs.
+struct ImportanceScalars {
+  float beta1, oneMinusBeta1, beta2, oneMinusBeta2;
+};
+void importanceEma(int64_t n, const float* p, const float* g, const float* ema, const float* unc, float* emaOut,
+                   float* uncOut, const ImportanceScalars& s);
+
 // Items per thread at least: ~64k elements (tens of microseconds), well above
 // what starting a thread costs.
 constexpr int64_t kElementGrain = int64_t{1} << 16;

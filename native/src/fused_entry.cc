@@ -7,7 +7,7 @@
 // elements, or rows (per-row statistics), or cols (a weight over the last
 // axis). Optional operands may be null or undefined (their offset is then
 // ignored). Every range is checked against its array before a pointer is formed.
-// adam(...) passes its scalars after params as a Float64Array instead of one number.
+// adam(...) and importanceEma(...) pass their scalars after params as a Float64Array instead of one number.
 // transpose(x, y, params) has its own layout (below).
 #include "fused_entry.h"
 
@@ -193,6 +193,27 @@ napi_value Adam(napi_env env, napi_callback_info info) {
              7);
 }
 
+// importanceEma(p, g, ema?, unc?, emaOut, uncOut, [rows, cols, offsets...],
+//               Float64Array [beta1, 1 - beta1, beta2, 1 - beta2])
+// (each scalar rounded to float32 here; a null ema or unc is the first update's zeros)
+napi_value ImportanceEma(napi_env env, napi_callback_info info) {
+  return run(env, info, "importanceEma",
+             {{"p", kAll, false},
+              {"g", kAll, false},
+              {"ema", kAll, true},
+              {"unc", kAll, true},
+              {"emaOut", kAll, false},
+              {"uncOut", kAll, false}},
+             false,
+             [](const Call& c) {
+               const double* d = c.scalars;
+               const ImportanceScalars s{static_cast<float>(d[0]), static_cast<float>(d[1]), static_cast<float>(d[2]),
+                                         static_cast<float>(d[3])};
+               importanceEma(c.rows * c.cols, c.p[0], c.p[1], c.p[2], c.p[3], c.p[4], c.p[5], s);
+             },
+             4);
+}
+
 // transpose(x, y, [rank, xOff, yOff, shape_0..shape_rank-1, perm_0..perm_rank-1])
 napi_value Transpose(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -249,6 +270,7 @@ void defineFusedKernels(napi_env env, napi_value exports) {
       {"softmaxGrad", nullptr, SoftmaxGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"transpose", nullptr, Transpose, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"importanceEma", nullptr, ImportanceEma, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
 }

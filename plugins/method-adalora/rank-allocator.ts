@@ -11,7 +11,7 @@
 //    s(E_i) + mean_j s(A_ij) + mean_k s(B_ki); one global threshold = the k-th
 //    smallest triplet score, k = (triplets) - budget; E_i := 0 exactly where
 //    its score <= threshold. A and B are never touched.
-import { PeftError, tf, type Parameter } from '../../src/index.js';
+import { PeftError, importanceEma, tf, type Parameter } from '../../src/index.js';
 
 export interface ScheduleConfig {
   init_warmup: number;
@@ -109,19 +109,13 @@ export class RankAllocator {
         }
         const prev = this.ema.get(key);
         const fresh = !prev || prev.ipt.shape.join(',') !== p.shape.join(',');
-        const next = tf.tidy(() => {
-          const ipt = tf.abs(tf.mul(p.variable, g));
-          const ema0 = fresh ? tf.zerosLike(ipt) : prev.ipt;
-          const unc0 = fresh ? tf.zerosLike(ipt) : prev.unc;
-          const ema = tf.add(tf.mul(ema0, b1), tf.mul(ipt, 1 - b1));
-          const unc = tf.add(tf.mul(unc0, b2), tf.mul(tf.abs(tf.sub(ipt, ema)), 1 - b2));
-          return { ipt: ema, unc };
-        });
+        // one native kernel per parameter where they are on (core importanceEma)
+        const { ema, unc } = importanceEma(p.variable, g, fresh ? undefined : prev.ipt, fresh ? undefined : prev.unc, b1, b2);
         if (prev) {
           prev.ipt.dispose();
           prev.unc.dispose();
         }
-        this.ema.set(key, next);
+        this.ema.set(key, { ipt: ema, unc });
       }
     }
   }

@@ -49,6 +49,20 @@ export interface NativeAddon {
     params: Int32Array,
     scalars: Float64Array,
   ): void;
+  /**
+   * AdaLoRA's importance averages of one parameter: params = [rows, cols, offsets of the 6 arrays]; scalars =
+   * [beta1, 1 - beta1, beta2, 1 - beta2] (each rounded to float32); a null ema or unc is the first update's zeros.
+   */
+  importanceEma(
+    p: Float32Array,
+    g: Float32Array,
+    ema: Float32Array | null,
+    unc: Float32Array | null,
+    emaOut: Float32Array,
+    uncOut: Float32Array,
+    params: Int32Array,
+    scalars: Float64Array,
+  ): void;
   /** y [outer, inner] = x [outer, reduced, inner] summed over the middle axis; params = [outer, reduced, inner, xOff, yOff]. */
   sum(x: Float32Array, y: Float32Array, params: Int32Array): void;
   /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, offsets of the 5 arrays]. */

@@ -30,7 +30,13 @@ export const PEFT_ATTENTION_GRAD = 'PeftAttentionGrad';
  */
 export const PEFT_ADAM = 'PeftAdam';
 
-export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD, PEFT_ATTENTION, PEFT_ATTENTION_GRAD, PEFT_ADAM] as const;
+/**
+ * AdaLoRA's importance averages of one parameter (src/core/train/importance.ts), bit-identical to its composite
+ * form: `{p, g, ema?, unc?}` (absent: the first update's zeros), attrs `{beta1, beta2}` → [ema', unc'].
+ */
+export const PEFT_IMPORTANCE_EMA = 'PeftImportanceEma';
+
+export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD, PEFT_ATTENTION, PEFT_ATTENTION_GRAD, PEFT_ADAM, PEFT_IMPORTANCE_EMA] as const;
 
 /** Whether `name` is registered for the active backend (the native kernels are on there). */
 export function fusedKernelActive(name: string): boolean {

@@ -2,8 +2,8 @@
 // built (OpenBLAS, see docs/native.md), its matrix products, convolutions,
 // Softmax, Transpose and Sum replace the wasm (or cpu) backend's kernels of the
 // same names, and its fused kernels (GELU, layer norm, softmax's gradient,
-// packed attention, Adam) are registered beside them for src/core (nn, train)
-// to use; everything else stays on the
+// packed attention, Adam, AdaLoRA's importance averages) are registered beside
+// them for src/core (nn, train) to use; everything else stays on the
 // backend. `initBackend` calls `registerNativeKernels` last, after the wasm
 // extra kernels, so the native ones win. PEFT_NATIVE=0 turns
 // them off; `nativeStatus()` says whether they are active and why not.
