@@ -10,8 +10,10 @@ import { convGradKernels, makeConvGradKernels } from './wasm-conv-grads.js';
 import { makeLayoutKernels } from './wasm-layout-kernels.js';
 import { makeBatchMatMulKernel, peftMatMulGradient, peftMatMulKernel } from './wasm-matmul.js';
 import { segmentKernels } from './wasm-segment.js';
+import { installSharedSave } from './shared-save.js';
 
 export { pruneTape, valueAndGradsLowMemory } from './backprop.js';
+export { installSharedSave, uninstallSharedSave } from './shared-save.js';
 export { PEFT_MATMUL, clearTransposeCache, productLead, runPeftMatMul, transposeCacheSize, type PeftMatMulAttrs } from './wasm-matmul.js';
 
 /** The kernels this module registers for the wasm backend, by name (for `peft env` and tests). */
@@ -88,10 +90,12 @@ function registerGradients(): void {
 
 /**
  * Registers the extra kernels for the active backend (called by `initBackend`
- * after it chose one). Idempotent; a no-op on backends other than wasm.
+ * after it chose one), and on every backend the gradients it adds and the
+ * shared save of tensors for the backward pass (shared-save.ts). Idempotent.
  */
 export function registerExtraKernels(active: string = tf.getBackend()): void {
   registerGradients();
+  installSharedSave();
   if (active === 'wasm') registerWasmKernels();
 }
 
