@@ -13,7 +13,7 @@ import { seededValues } from '../testing/reference-math.js';
 import { Adam } from '../train/adam.js';
 import { PEFT_ADAM } from './fused-names.js';
 import { fusedKernelActive, registerNativeKernels } from './index.js';
-import { RUNS, built, load, whyNotBuilt, without } from './test-support.js';
+import { RUNS, built, load, whyNotBuilt, without, expectSameBits as sameBits } from './test-support.js';
 
 if (!built) console.log(`native Adam tests skipped: ${whyNotBuilt}`);
 const wasmOk = await ensureWasmBackend();
@@ -97,22 +97,7 @@ function update(c: Case, s: State): Float32Array[] {
 
 /** The same bits at every index (any NaN equals any NaN). */
 function expectSameBits(got: Float32Array[], want: Float32Array[], label: string): void {
-  expect(got.length).toBe(want.length);
-  got.forEach((a, k) => {
-    const b = want[k]!;
-    expect(a.length, label).toBe(b.length);
-    const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
-    const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-    let first = -1;
-    let count = 0;
-    for (let i = 0; i < a.length; i++) {
-      if (ua[i] !== ub[i] && !(Number.isNaN(a[i]!) && Number.isNaN(b[i]!))) {
-        if (first < 0) first = i;
-        count++;
-      }
-    }
-    expect(count, `${label} output ${['p', 'm', 'v'][k]}: ${count} differ, first at ${first}: ${a[first]} vs ${b[first]}`).toBe(0);
-  });
+  sameBits(got, want, label, ['p', 'm', 'v']);
 }
 
 /** Special values: zero (both signs), subnormals, huge, infinite, NaN, a negative second moment. */

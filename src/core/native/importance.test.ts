@@ -13,7 +13,7 @@ import { seededValues } from '../testing/reference-math.js';
 import { importanceEma } from '../train/importance.js';
 import { PEFT_IMPORTANCE_EMA } from './fused-names.js';
 import { fusedKernelActive, registerNativeKernels } from './index.js';
-import { RUNS, built, load, whyNotBuilt, without } from './test-support.js';
+import { RUNS, built, load, whyNotBuilt, without, expectSameBits as sameBits } from './test-support.js';
 
 if (!built) console.log(`native importance tests skipped: ${whyNotBuilt}`);
 const wasmOk = await ensureWasmBackend();
@@ -87,22 +87,7 @@ function update(c: Case, s: State): Float32Array[] {
 
 /** The same bits at every index (any NaN equals any NaN). */
 function expectSameBits(got: Float32Array[], want: Float32Array[], label: string): void {
-  expect(got.length).toBe(want.length);
-  got.forEach((a, k) => {
-    const b = want[k]!;
-    expect(a.length, label).toBe(b.length);
-    const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
-    const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-    let first = -1;
-    let count = 0;
-    for (let i = 0; i < a.length; i++) {
-      if (ua[i] !== ub[i] && !(Number.isNaN(a[i]!) && Number.isNaN(b[i]!))) {
-        if (first < 0) first = i;
-        count++;
-      }
-    }
-    expect(count, `${label} output ${['ema', 'unc'][k]}: ${count} differ, first at ${first}: ${a[first]} vs ${b[first]}`).toBe(0);
-  });
+  sameBits(got, want, label, ['ema', 'unc']);
 }
 
 /** Special values: zeros (both signs), subnormals, huge (products overflow), infinite, NaN, negative averages. */

@@ -48,3 +48,23 @@ export function close(actual: tf.Tensor, expected: tf.Tensor, scale = 1, label =
 export function rand(shape: number[], seed: number, scale = 1): tf.Tensor {
   return tf.randomUniform(shape, -scale, scale, 'float32', seed);
 }
+
+/** The same bits at every index of each output (any NaN equals any NaN); `names` label the outputs. */
+export function expectSameBits(got: Float32Array[], want: Float32Array[], label: string, names: string[] = []): void {
+  expect(got.length).toBe(want.length);
+  got.forEach((a, k) => {
+    const b = want[k]!;
+    expect(a.length, label).toBe(b.length);
+    const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+    const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+    let first = -1;
+    let count = 0;
+    for (let i = 0; i < a.length; i++) {
+      if (ua[i] !== ub[i] && !(Number.isNaN(a[i]!) && Number.isNaN(b[i]!))) {
+        if (first < 0) first = i;
+        count++;
+      }
+    }
+    expect(count, `${label} output ${names[k] ?? k}: ${count} differ, first at ${first}: ${a[first]} vs ${b[first]}`).toBe(0);
+  });
+}
