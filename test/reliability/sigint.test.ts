@@ -70,7 +70,7 @@ describe('peft train: SIGINT and SIGTERM', () => {
     expect(metrics(full.stdout)).toHaveLength(2);
     const results: ('accepted' | 'failed')[] = [];
 
-    for (const [name, at, signals, resume] of [['int', 2, ['SIGINT'], true], ['term', 5, ['SIGTERM'], false]] as const) {
+    for (const [name, at, signals, resume] of [['int', 2, ['SIGINT'], true], ['term', 3, ['SIGTERM'], false]] as const) {
       const r = await interrupted(name, at, [...signals]);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stderr).toMatch(new RegExp(`${signals[0]}: saving the last checkpoint and stopping`));
