@@ -42,6 +42,16 @@ describe('safetensors', () => {
     );
   });
 
+  it('names that are Object.prototype keys (__proto__, constructor, toString) are tensors like any other', () => {
+    const names = ['__proto__', 'constructor', 'toString', 'hasOwnProperty'];
+    const map = new Map(names.map((n, i): [string, TensorToWrite] => [n, { dtype: 'I32', shape: [1], data: Int32Array.of(i) }]));
+    const metadata = JSON.parse('{"__proto__":"p","constructor":"c"}') as Record<string, string>;
+    const back = parseSafetensors(serializeSafetensors(map, metadata), 'mem');
+    expect([...back.tensors.keys()].sort()).toEqual([...names].sort());
+    for (const [i, n] of names.entries()) expect(new Int32Array(back.tensors.get(n)!.bytes.slice().buffer)[0]).toBe(i);
+    expect(Object.entries(back.metadata).sort()).toEqual([['__proto__', 'p'], ['constructor', 'c']]);
+  });
+
   it('any truncation is a PeftError naming the source, never a crash', () => {
     fc.assert(
       fc.property(fileArb.filter((e) => Object.keys(e).length > 0), fc.nat(), (entries, cut) => {

@@ -200,7 +200,8 @@ export interface TensorToWrite {
 /** Serialises tensors (sorted by name, 8-byte aligned data start) into a safetensors buffer. */
 export function serializeSafetensors(entries: Map<string, TensorToWrite>, metadata: Record<string, string> = {}): Uint8Array {
   const names = [...entries.keys()].sort();
-  const header: Record<string, unknown> = {};
+  // no prototype: a tensor named '__proto__' must be a key like any other, not a prototype assignment
+  const header: Record<string, unknown> = Object.create(null);
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
   for (const name of names) {
