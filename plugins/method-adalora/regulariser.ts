@@ -32,7 +32,11 @@ function regulariserOp(sides: Factor['side'][], weight: number, count: number): 
     const save = args[sides.length] as tf.GradSaveFunc;
     const factors = sides.map((side, i): Factor => ({ x: args[i] as tf.Tensor2D, side }));
     const eyes = new Map<number, tf.Tensor2D>();
-    const eye = (r: number) => eyes.get(r) ?? (eyes.set(r, tf.eye(r)), eyes.get(r)!);
+    const eye = (r: number): tf.Tensor2D => {
+      let e = eyes.get(r);
+      if (!e) eyes.set(r, (e = tf.eye(r)));
+      return e;
+    };
     const ds = factors.map((f) => gramMinusIdentity(f, eye));
     const norms = ds.map((d) => tf.sqrt(tf.sum(tf.square(d))));
     let sum: tf.Scalar = tf.scalar(0);
