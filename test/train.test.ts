@@ -22,7 +22,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'peft-train-'));
 
 beforeAll(async () => {
   registry = await createDefaultRegistry();
-  data = ensureDefaultDataset(join(tmp, 'cache'), { n: 6, size: 64, seed: 3 });
+  data = await ensureDefaultDataset(join(tmp, 'cache'), { n: 6, size: 64, seed: 3 });
 });
 
 function spec(overrides: Partial<RunSpec['options']> = {}, method = 'lora'): RunSpec {

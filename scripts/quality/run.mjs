@@ -371,7 +371,7 @@ async function main() {
   const fmtLib = await import(dist('core/report/format.js'));
   const started = new Date();
   mkdirSync(join(opts.out, 'logs'), { recursive: true });
-  const dataPath = ensureDefaultDataset(undefined, { n: opts.n, size: 128, seed: opts.seed });
+  const dataPath = await ensureDefaultDataset(undefined, { n: opts.n, size: 128, seed: opts.seed });
   process.stdout.write(`quality: ${opts.pairs.length} pairs, ${opts.parallel} at a time, ${opts.minutes} min each; data ${dataPath}; runs in ${relative(root, opts.out) || opts.out}\n`);
   const rows = await pool(opts.pairs, opts.parallel, (p) => runPair(p, opts, dataPath));
   const facts = machineFacts(opts, rows, started);

@@ -15,7 +15,7 @@ const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'peft-cli-flags-'));
 const out = join(tmp, 'runs');
 // a small dataset (the embedded default has 1000 samples: generating it is not what these cases test)
-const data = ensureDefaultDataset(join(tmp, 'cache'), { n: 6, size: 64, seed: 1 });
+const data = await ensureDefaultDataset(join(tmp, 'cache'), { n: 6, size: 64, seed: 1 });
 const textFile = join(tmp, 'notes.txt');
 writeFileSync(textFile, 'not a checkpoint, not a dataset\n');
 const emptyDir = join(tmp, 'empty');

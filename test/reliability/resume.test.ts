@@ -84,7 +84,7 @@ let started = 0;
 
 beforeAll(async () => {
   registry = await createDefaultRegistry();
-  data = ensureDefaultDataset(join(tmp, 'cache'), { n: 6, size: 64, seed: 3 });
+  data = await ensureDefaultDataset(join(tmp, 'cache'), { n: 6, size: 64, seed: 3 });
   const dir = join(tmp, 'reference');
   const summary = await trainRun(registry, spec(), dir);
   reference = { summary, log: logOf(dir) };

@@ -17,7 +17,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'peft-sigint-'));
 const out = join(tmp, 'runs');
 const env = { ...process.env, PEFT_BACKEND: 'cpu', PEFT_CACHE: join(tmp, 'cache'), PEFT_PLUGINS: '' };
 // a small dataset: the runs here are about signals, not data
-const data = ensureDefaultDataset(join(tmp, 'cache'), { n: 20, size: 64, seed: 7 });
+const data = await ensureDefaultDataset(join(tmp, 'cache'), { n: 20, size: 64, seed: 7 });
 const trainArgs = (name: string, ...more: string[]) => ['train', '--data-path', data, '--backbone', 'sam', '--preset', 'tiny', '--image-size', '64', '--steps', '6', '--save-every', '3', '--batch', '2', '--seed', '7', '--out', out, '--exp-name', name, ...more];
 
 function peftSync(args: string[]) {

@@ -12,10 +12,10 @@ import { renderFundusSample, writeSyntheticFundus } from './synthetic-fundus.js'
 let root: string;
 let data: string;
 
-beforeAll(() => {
+beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'peft-refuge-'));
   data = join(root, 'synth');
-  writeSyntheticFundus(data, { n: 5, size: 48, seed: 3 });
+  await writeSyntheticFundus(data, { n: 5, size: 48, seed: 3 });
 });
 
 function allFiles(dir: string): string[] {
@@ -23,14 +23,14 @@ function allFiles(dir: string): string[] {
 }
 
 describe('synthetic fundus generator', () => {
-  it('writes the exact REFUGE layout, 80/20, deterministic bytes from the seed', () => {
+  it('writes the exact REFUGE layout, 80/20, deterministic bytes from the seed', async () => {
     const files = allFiles(data);
     expect(files.filter((f) => f.endsWith('.jpg'))).toEqual(['/Test-400/S0005/S0005.jpg', '/Training-400/S0001/S0001.jpg', '/Training-400/S0002/S0002.jpg', '/Training-400/S0003/S0003.jpg', '/Training-400/S0004/S0004.jpg']);
     expect(files.filter((f) => f.includes('/S0001/'))).toHaveLength(15);
     expect(files).toContain('/Training-400/S0001/S0001_seg_cup_7.png');
     expect(files).toContain('/Training-400/S0001/S0001_seg_disc_1.png');
     const again = join(root, 'again');
-    writeSyntheticFundus(again, { n: 5, size: 48, seed: 3 });
+    await writeSyntheticFundus(again, { n: 5, size: 48, seed: 3 });
     for (const f of files) expect(readFileSync(join(again, f)).equals(readFileSync(join(data, f))), f).toBe(true);
     const other = renderFundusSample(4, 0, 48);
     expect(Buffer.from(other.image).equals(Buffer.from(renderFundusSample(3, 0, 48).image))).toBe(false);

@@ -68,7 +68,7 @@ function pruneEmpty(root: string, rel: string): void {
 }
 
 /** Writes a synthetic REFUGE-layout dataset into `out` under the rules above. */
-export function synthesize(out: string, options: SynthOptions = {}, force = false): SynthSummary & { replaced: boolean } {
+export async function synthesize(out: string, options: SynthOptions = {}, force = false): Promise<SynthSummary & { replaced: boolean }> {
   const dir = resolve(out);
   checkSynthOptions(options);
   let exists = false;
@@ -93,7 +93,7 @@ export function synthesize(out: string, options: SynthOptions = {}, force = fals
   mkdirSync(dirname(dir), { recursive: true });
   const tmp = tempSibling(dir, 'peft-synth');
   try {
-    const summary = writeSyntheticFundus(tmp, options);
+    const summary = await writeSyntheticFundus(tmp, options);
     const created = listFiles(tmp);
     if (!exists) {
       renameSync(tmp, dir);
@@ -139,7 +139,7 @@ export const defaultSynthOptions = { n: 1000, size: 128, seed: 0 } as const;
  * into a temporary sibling, then renamed; a concurrent run that wins the race
  * is used as is.
  */
-export function ensureDefaultDataset(cacheDir?: string, options: SynthOptions = {}): string {
+export async function ensureDefaultDataset(cacheDir?: string, options: SynthOptions = {}): Promise<string> {
   const opts = checkSynthOptions({ ...defaultSynthOptions, ...options });
   const root = resolve(cacheDir ?? defaultCacheDir());
   const dir = join(root, `synth-${opts.seed}-${opts.n}-${opts.size}`);
@@ -152,7 +152,7 @@ export function ensureDefaultDataset(cacheDir?: string, options: SynthOptions = 
   }
   const tmp = tempSibling(dir, 'tmp');
   try {
-    writeSyntheticFundus(tmp, opts);
+    await writeSyntheticFundus(tmp, opts);
     if (existsSync(dir)) {
       // a stale entry (older generator, or interrupted by hand): ours to replace
       const old = tempSibling(dir, 'old');

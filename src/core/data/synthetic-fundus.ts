@@ -6,8 +6,11 @@
 // contrast and edge softness vary), blur and noise; and 7 rater masks per
 // structure (cup, disc) whose boundaries are jittered around the true shape
 // (cup raters disagree more, as in REFUGE), PNG grey 0/255, cup within disc.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { PeftError } from '../errors.js';
 import { encodeJpeg, encodePng } from './image-io.js';
 import { Rng } from './random.js';
@@ -354,42 +357,92 @@ export interface SynthSummary {
   bytes: number;
 }
 
+/** Files and bytes written. */
+export interface WriteCounts {
+  files: number;
+  bytes: number;
+}
+
+/**
+ * Writes samples `from` .. `to - 1` (indices over Training-400 then Test-400)
+ * into `dir`, whose split folders exist. A sample depends only on the seed and
+ * its index, so any division of the range gives the same bytes. Errors are the
+ * file system's own.
+ */
+export function writeSampleRange(dir: string, options: SynthOptions, from: number, to: number): WriteCounts {
+  const opts = checkSynthOptions(options);
+  const splits = synthSplits(opts);
+  const counts: WriteCounts = { files: 0, bytes: 0 };
+  const put = (rel: string, data: Uint8Array) => {
+    writeFileSync(join(dir, rel), data);
+    counts.files++;
+    counts.bytes += data.byteLength;
+  };
+  for (let index = from; index < to; index++) {
+    const train = index < splits.train.length;
+    const folder = train ? refugeSplits.train : refugeSplits.test;
+    const name = train ? splits.train[index]! : splits.test[index - splits.train.length]!;
+    const s = renderFundusSample(opts.seed, index, opts.size, name);
+    mkdirSync(join(dir, folder, name), { recursive: true });
+    put(`${folder}/${name}/${name}.jpg`, encodeJpeg({ width: s.size, height: s.size, channels: 3, data: s.image }, 92));
+    for (let k = 0; k < refugeRaters; k++) {
+      put(`${folder}/${name}/${name}_seg_cup_${k + 1}.png`, encodePng({ width: s.size, height: s.size, channels: 1, data: s.cup[k]! }));
+      put(`${folder}/${name}/${name}_seg_disc_${k + 1}.png`, encodePng({ width: s.size, height: s.size, channels: 1, data: s.disc[k]! }));
+    }
+  }
+  return counts;
+}
+
+/** The worker that runs `writeSampleRange` off the main thread; absent when running from the TypeScript sources. */
+const workerFile = fileURLToPath(new URL('./synth-worker.js', import.meta.url));
+
+/** At least this many samples per worker: below it a thread costs more than it saves. */
+const samplesPerWorker = 64;
+
+/** `writeSampleRange` over `[0, n)` split into `parts` contiguous ranges, each in a worker thread. */
+async function writeInWorkers(dir: string, opts: SynthOptions, n: number, parts: number): Promise<WriteCounts> {
+  const workers: Worker[] = [];
+  const run = (from: number, to: number) =>
+    new Promise<WriteCounts>((done, fail) => {
+      const w = new Worker(workerFile, { workerData: { dir, opts, from, to } });
+      workers.push(w);
+      let result: WriteCounts | undefined;
+      w.on('message', (m: { counts?: WriteCounts; error?: { message: string; code?: string } }) => {
+        if (m.counts) result = m.counts;
+        else fail(Object.assign(new Error(m.error?.message ?? 'synth worker failed'), { code: m.error?.code }));
+      });
+      w.on('error', fail);
+      w.on('exit', (code) => (result ? done(result) : fail(new Error(`synth worker exited with code ${code}`))));
+    });
+  const ranges = Array.from({ length: parts }, (_, i) => [Math.floor((i * n) / parts), Math.floor(((i + 1) * n) / parts)] as const);
+  try {
+    const counts = await Promise.all(ranges.map(([from, to]) => run(from, to)));
+    return { files: counts.reduce((a, c) => a + c.files, 0), bytes: counts.reduce((a, c) => a + c.bytes, 0) };
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+}
+
 /**
  * Writes the dataset into `dir` (created; it should be new or empty — the
- * callers `synthesize` and `ensureDefaultDataset` decide where it may go).
+ * callers `synthesize` and `ensureDefaultDataset` decide where it may go), on
+ * up to `threads` worker threads (default: the machine's cores); the bytes are
+ * the same for any number.
  */
-export function writeSyntheticFundus(dir: string, options: SynthOptions = {}): SynthSummary {
+export async function writeSyntheticFundus(dir: string, options: SynthOptions = {}, threads = availableParallelism()): Promise<SynthSummary> {
   const opts = checkSynthOptions(options);
   const splits = synthSplits(opts);
   const bySplit: Record<string, string[]> = { [refugeSplits.train]: splits.train, [refugeSplits.test]: splits.test };
-  let files = 0;
-  let bytes = 0;
-  const put = (rel: string, data: Uint8Array | string) => {
-    const p = join(dir, rel);
-    writeFileSync(p, data);
-    files++;
-    bytes += typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
-  };
   try {
-    mkdirSync(dir, { recursive: true });
-    let index = 0;
-    for (const [folder, names] of Object.entries(bySplit)) {
-      mkdirSync(join(dir, folder), { recursive: true });
-      for (const name of names) {
-        const s = renderFundusSample(opts.seed, index++, opts.size, name);
-        mkdirSync(join(dir, folder, name), { recursive: true });
-        put(`${folder}/${name}/${name}.jpg`, encodeJpeg({ width: s.size, height: s.size, channels: 3, data: s.image }, 92));
-        for (let k = 0; k < refugeRaters; k++) {
-          put(`${folder}/${name}/${name}_seg_cup_${k + 1}.png`, encodePng({ width: s.size, height: s.size, channels: 1, data: s.cup[k]! }));
-          put(`${folder}/${name}/${name}_seg_disc_${k + 1}.png`, encodePng({ width: s.size, height: s.size, channels: 1, data: s.disc[k]! }));
-        }
-      }
-    }
+    for (const folder of Object.keys(bySplit)) mkdirSync(join(dir, folder), { recursive: true });
+    const parts = Math.max(1, Math.min(Math.floor(threads), Math.floor(opts.n / samplesPerWorker)));
+    const counts = parts > 1 && existsSync(workerFile) ? await writeInWorkers(dir, opts, opts.n, parts) : writeSampleRange(dir, opts, 0, opts.n);
     const marker: SynthMarker = { generator: 'peftjs synthetic fundus', version: synthGeneratorVersion, seed: opts.seed, n: opts.n, size: opts.size, splits: bySplit };
-    put(synthMarkerFile, `${JSON.stringify(marker, null, 2)}\n`);
+    const text = `${JSON.stringify(marker, null, 2)}\n`;
+    writeFileSync(join(dir, synthMarkerFile), text);
+    return { dir, train: splits.train.length, test: splits.test.length, size: opts.size, seed: opts.seed, files: counts.files + 1, bytes: counts.bytes + Buffer.byteLength(text) };
   } catch (err) {
     if (err instanceof PeftError) throw err;
     throw new PeftError(`${dir}: cannot write the synthetic dataset (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-  return { dir, train: splits.train.length, test: splits.test.length, size: opts.size, seed: opts.seed, files, bytes };
 }

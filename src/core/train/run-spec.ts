@@ -63,7 +63,7 @@ export async function openDatasets(spec: RunSpec): Promise<{ train: Dataset; val
     const val = spec.dataset.valPath ? await openIsic(spec.dataset.valPath, common) : train;
     return { train, val, root: spec.dataset.path };
   }
-  const root = spec.dataset.path ?? ensureDefaultDataset();
+  const root = spec.dataset.path ?? (await ensureDefaultDataset());
   const train = await openRefuge(root, { ...common, split: 'train', augment: spec.augment });
   const valSplit = existsSync(join(root, 'Validation-400')) ? 'val' : 'test';
   const val = await openRefuge(root, { ...common, split: valSplit });
