@@ -188,6 +188,8 @@ describe('report library', () => {
     expect(() => readRun(bad)).toThrow(/summary\.json: not valid JSON/);
     await expect(writeReport([runs[0]!, join(root, 'nope')], { out: join(root, 'never') })).rejects.toThrow(/nope: no such directory/);
     expect(existsSync(join(root, 'never'))).toBe(false);
+    // a folder that cannot be created: one line naming it, at once (Node's recursive mkdir loops forever under /proc)
+    if (existsSync('/proc/self')) await expect(writeReport([runs[0]!], { out: '/proc/peftjs-x/rep' })).rejects.toThrow(/^\/proc\/peftjs-x\/rep: cannot create the report folder \(ENOENT\)$/);
   });
 
   it('never overwrites a directory the user owns; rewrites its own report and drops its stale files', async () => {

@@ -3,11 +3,12 @@
 // augmentation, and a batching helper that turns samples into tf tensors.
 import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, stat, writeFile, rm } from 'node:fs/promises';
+import { readFile, rename, stat, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PeftError } from '../errors.js';
 import { augmentSample, augmentSchema, drawAugment, type AugmentInput, type AugmentOptions } from './augment.js';
 import { Rng } from './random.js';
+import { makeDir } from '../io/make-dir.js';
 
 /** One example: image at `size`, soft target at `outSize`, both channels-last. */
 export interface Sample {
@@ -143,7 +144,7 @@ export abstract class CachedDataset implements Dataset {
 
   private async writeDisk(i: number, sample: RawSample): Promise<void> {
     try {
-      await mkdir(this.cacheDir!, { recursive: true });
+      makeDir(this.cacheDir!);
       const header = Buffer.from(JSON.stringify({ name: sample.name, image: sample.image.length, target: sample.target.length }));
       const len = Buffer.alloc(4);
       len.writeUInt32LE(header.length, 0);

@@ -44,6 +44,12 @@ describe('synthesize (peft data synth)', () => {
     await expect(synthesize(tmp(), { size: 8 })).rejects.toThrow(/--size must be/);
   });
 
+  it.skipIf(!existsSync('/proc/self'))('fails at once with one line naming the folder where it cannot be created (under /proc)', async () => {
+    await expect(synthesize('/proc/peftjs-x', { n: 2, size: 32 })).rejects.toThrow(/^\/proc\/peftjs-x: cannot write the synthetic dataset \(ENOENT\)$/);
+    await expect(synthesize('/proc/peftjs-x/a/b', { n: 2, size: 32 })).rejects.toThrow(/^\/proc\/peftjs-x\/a\/b: cannot create the folder it goes in \(ENOENT\)$/);
+    await expect(ensureDefaultDataset('/proc/peftjs-cache', { n: 2, size: 32 })).rejects.toThrow(/^\/proc\/peftjs-cache: cannot create the cache folder \(ENOENT\)$/);
+  });
+
   it('ensureDefaultDataset generates once into the cache and reuses it', async () => {
     const cache = tmp();
     const p = await ensureDefaultDataset(cache, { n: 2, size: 32 });

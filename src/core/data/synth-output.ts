@@ -5,11 +5,12 @@
 // wrote may be overwritten — a user's file at a path we would write is an error.
 // The dataset is always generated into a temporary sibling folder first, then
 // moved into place; `ensureDefaultDataset` publishes a cache entry atomically.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { PeftError } from '../errors.js';
 import { checkSynthOptions, sampleFiles, synthGeneratorVersion, synthMarkerFile, writeSyntheticFundus, type SynthMarker, type SynthOptions, type SynthSummary } from './synthetic-fundus.js';
+import { makeDir } from '../io/make-dir.js';
 
 /** The marker of a previous synth output in `dir`, if any (and well formed). */
 export function readSynthMarker(dir: string): SynthMarker | undefined {
@@ -67,6 +68,17 @@ function pruneEmpty(root: string, rel: string): void {
   }
 }
 
+/** `writeSyntheticFundus` into a temporary sibling of `shownAs`; a write error names `shownAs`, the user's folder. */
+async function writeBeside(tmp: string, shownAs: string, options: SynthOptions): Promise<SynthSummary> {
+  try {
+    return await writeSyntheticFundus(tmp, options);
+  } catch (err) {
+    const cause = err instanceof PeftError ? err.cause : err;
+    if (cause === undefined) throw err;
+    throw new PeftError(`${shownAs}: cannot write the synthetic dataset (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message})`, { cause });
+  }
+}
+
 /** Writes a synthetic REFUGE-layout dataset into `out` under the rules above. */
 export async function synthesize(out: string, options: SynthOptions = {}, force = false): Promise<SynthSummary & { replaced: boolean }> {
   const dir = resolve(out);
@@ -90,10 +102,14 @@ export async function synthesize(out: string, options: SynthOptions = {}, force 
     throw new PeftError(`${dir}: folder is not empty and is not a previous 'peft data synth' output (e.g. ${foreign[0]}); use --force to add the dataset beside its contents (no file of yours is overwritten)`);
   }
 
-  mkdirSync(dirname(dir), { recursive: true });
+  try {
+    makeDir(dirname(dir));
+  } catch (err) {
+    throw new PeftError(`${dir}: cannot create the folder it goes in (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
   const tmp = tempSibling(dir, 'peft-synth');
   try {
-    const summary = await writeSyntheticFundus(tmp, options);
+    const summary = await writeBeside(tmp, dir, options);
     const created = listFiles(tmp);
     if (!exists) {
       renameSync(tmp, dir);
@@ -104,7 +120,7 @@ export async function synthesize(out: string, options: SynthOptions = {}, force 
     if (clash) throw new PeftError(`${join(dir, clash)}: exists and was not written by 'peft data synth'; refusing to overwrite it`);
     for (const f of created) {
       const dest = join(dir, f);
-      mkdirSync(dirname(dest), { recursive: true });
+      makeDir(dirname(dest));
       renameSync(join(tmp, f), dest);
     }
     const createdSet = new Set(created);
@@ -146,13 +162,13 @@ export async function ensureDefaultDataset(cacheDir?: string, options: SynthOpti
   const valid = (m: SynthMarker | undefined) => m !== undefined && m.version === synthGeneratorVersion && m.seed === opts.seed && m.n === opts.n && m.size === opts.size;
   if (valid(readSynthMarker(dir))) return dir;
   try {
-    mkdirSync(root, { recursive: true });
+    makeDir(root);
   } catch (err) {
     throw new PeftError(`${root}: cannot create the cache folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
   const tmp = tempSibling(dir, 'tmp');
   try {
-    await writeSyntheticFundus(tmp, opts);
+    await writeBeside(tmp, dir, opts);
     if (existsSync(dir)) {
       // a stale entry (older generator, or interrupted by hand): ours to replace
       const old = tempSibling(dir, 'old');

@@ -6,7 +6,7 @@
 // contrast and edge softness vary), blur and noise; and 7 rater masks per
 // structure (cup, disc) whose boundaries are jittered around the true shape
 // (cup raters disagree more, as in REFUGE), PNG grey 0/255, cup within disc.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,7 @@ import { PeftError } from '../errors.js';
 import { encodeJpeg, encodePng } from './image-io.js';
 import { Rng } from './random.js';
 import { refugeRaters, refugeSplits } from './refuge.js';
+import { makeDir } from '../io/make-dir.js';
 
 export const synthMarkerFile = 'peft-synth.json';
 export const synthGeneratorVersion = 1;
@@ -383,7 +384,7 @@ export function writeSampleRange(dir: string, options: SynthOptions, from: numbe
     const folder = train ? refugeSplits.train : refugeSplits.test;
     const name = train ? splits.train[index]! : splits.test[index - splits.train.length]!;
     const s = renderFundusSample(opts.seed, index, opts.size, name);
-    mkdirSync(join(dir, folder, name), { recursive: true });
+    makeDir(join(dir, folder, name));
     put(`${folder}/${name}/${name}.jpg`, encodeJpeg({ width: s.size, height: s.size, channels: 3, data: s.image }, 92));
     for (let k = 0; k < refugeRaters; k++) {
       put(`${folder}/${name}/${name}_seg_cup_${k + 1}.png`, encodePng({ width: s.size, height: s.size, channels: 1, data: s.cup[k]! }));
@@ -434,7 +435,7 @@ export async function writeSyntheticFundus(dir: string, options: SynthOptions = 
   const splits = synthSplits(opts);
   const bySplit: Record<string, string[]> = { [refugeSplits.train]: splits.train, [refugeSplits.test]: splits.test };
   try {
-    for (const folder of Object.keys(bySplit)) mkdirSync(join(dir, folder), { recursive: true });
+    for (const folder of Object.keys(bySplit)) makeDir(join(dir, folder));
     const parts = Math.max(1, Math.min(Math.floor(threads), Math.floor(opts.n / samplesPerWorker)));
     const counts = parts > 1 && existsSync(workerFile) ? await writeInWorkers(dir, opts, opts.n, parts) : writeSampleRange(dir, opts, 0, opts.n);
     const marker: SynthMarker = { generator: 'peftjs synthetic fundus', version: synthGeneratorVersion, seed: opts.seed, n: opts.n, size: opts.size, splits: bySplit };
@@ -443,6 +444,6 @@ export async function writeSyntheticFundus(dir: string, options: SynthOptions = 
     return { dir, train: splits.train.length, test: splits.test.length, size: opts.size, seed: opts.seed, files: counts.files + 1, bytes: counts.bytes + Buffer.byteLength(text) };
   } catch (err) {
     if (err instanceof PeftError) throw err;
-    throw new PeftError(`${dir}: cannot write the synthetic dataset (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new PeftError(`${dir}: cannot write the synthetic dataset (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
   }
 }

@@ -1,6 +1,7 @@
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync, mkdirSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { PeftError } from '../errors.js';
+import { makeDir } from './make-dir.js';
 
 /**
  * Writes a file so that a crash leaves either the old file or the new one,
@@ -10,7 +11,7 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
   try {
-    mkdirSync(dir, { recursive: true });
+    makeDir(dir);
     const fd = openSync(tmp, 'w');
     try {
       const bytes = typeof data === 'string' ? Buffer.from(data) : data;

@@ -2,9 +2,10 @@
 // existing directory is written into only when it is empty, holds a previous
 // report (its marker file), or the user passed --force. Files a previous
 // report wrote and this one does not are removed; nothing else is.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
 import { PeftError } from '../errors.js';
+import { makeDir } from '../io/make-dir.js';
 
 /** The marker a report leaves in its directory: which tool wrote it and the files it wrote. */
 export const REPORT_MARKER = '.peft-report.json';
@@ -19,7 +20,11 @@ export interface ReportMarker {
 /** Readies `out` for writing; returns the files a previous report there wrote. */
 export function prepareOutputDir(out: string, force: boolean): string[] {
   if (!existsSync(out)) {
-    mkdirSync(out, { recursive: true });
+    try {
+      makeDir(out);
+    } catch (err) {
+      throw new PeftError(`${out}: cannot create the report folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
     return [];
   }
   if (!statSync(out).isDirectory()) throw new PeftError(`${out}: exists and is not a directory; choose another --out`);

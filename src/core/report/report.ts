@@ -2,7 +2,7 @@
 // (index.html), the overlaid curves (loss.svg/.png, dice.svg/.png), each run's
 // small loss and performance charts (runs/), and the table as results.json and
 // results.md.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { diceChart, lossChart, runLossChart, runPerformanceChart, type ChartSpec, type Series } from './charts.js';
 import { resultsMarkdown, TABLE_COLUMNS } from './format.js';
@@ -13,6 +13,7 @@ import { renderChart } from './render.js';
 import { toRows } from './rows.js';
 import { PeftError } from '../errors.js';
 import type { ResultRow, RunRecord } from './types.js';
+import { makeDir } from '../io/make-dir.js';
 
 export interface ReportOptions {
   /** Output directory (created if missing). */
@@ -57,7 +58,7 @@ export async function writeReport(dirs: string[], options: ReportOptions): Promi
   const files: string[] = [];
   const write = (rel: string, data: string | Buffer) => {
     const p = join(out, rel);
-    mkdirSync(dirname(p), { recursive: true });
+    makeDir(dirname(p));
     writeFileSync(p, data);
     files.push(rel);
   };

@@ -2,9 +2,10 @@
 // fixtures' format, so tests can run the parity kinds on other shapes and
 // configs than the shipped fixtures (expected values from an independent
 // reference computation).
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serializeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { makeDir } from '../io/make-dir.js';
 
 export interface FixtureArray {
   shape: number[];
@@ -18,7 +19,7 @@ export function writeFixture(
   json: { kind: string; config: Record<string, unknown>; atol?: number; rtol?: number; [extra: string]: unknown },
   tensors: Record<string, FixtureArray>,
 ): string {
-  mkdirSync(dir, { recursive: true });
+  makeDir(dir);
   const entries = new Map<string, TensorToWrite>();
   for (const [key, t] of Object.entries(tensors)) {
     const n = t.shape.reduce((a, b) => a * b, 1);

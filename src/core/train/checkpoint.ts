@@ -14,7 +14,7 @@
 // only checkpoint and is removed only after step 3 has put the new one in place.
 // Temp folders left by killed processes are removed on the next save.
 import * as tf from '@tensorflow/tfjs';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { PeftError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -22,6 +22,7 @@ import { ADAPTER_CONFIG_FILE, loadAdapter, readAdapterConfig, saveAdapter } from
 import { loadTensors, saveTensors } from '../io/safetensors.js';
 import type { PeftModel } from '../peft/compose.js';
 import type { Adam } from './adam.js';
+import { makeDir } from '../io/make-dir.js';
 
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 export const TRAINER_STATE_FILE = 'trainer_state.json';
@@ -89,7 +90,7 @@ export async function saveTrainingCheckpoint(dir: string, peft: PeftModel, adam:
   const old = `${dir}.old`;
   try {
     removeTemps(dir);
-    mkdirSync(tmp, { recursive: true });
+    makeDir(tmp);
     await saveAdapter(tmp, { model: peft.model, method: peft.method, methodKeys: peft.methodKeys, sites: peft.sites, backbone: peft.backbone });
     const tensors = new Map(adam.state());
     const own = new Map(peft.model.namedTensors());

@@ -1,7 +1,8 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, statSync, truncateSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PeftError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { makeDir } from '../io/make-dir.js';
 
 export type LogRecord =
   | { type: 'step'; step: number; epoch: number; loss: number; regulariser?: number; lr: number; ms: number; budget?: number }
@@ -18,7 +19,7 @@ export type LogRecord =
 export class RunLog {
   constructor(readonly path: string) {
     try {
-      mkdirSync(dirname(path), { recursive: true });
+      makeDir(dirname(path));
     } catch (err) {
       throw new PeftError(`${dirname(path)}: cannot create the run folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
     }

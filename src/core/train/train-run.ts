@@ -1,7 +1,7 @@
 // The main job as a library call: build the model from a RunSpec, open the
 // data, train, and write run.json, log.jsonl, checkpoints and summary.json
 // into the run directory.
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { backendReport } from '../backend.js';
 import { PeftError } from '../errors.js';
@@ -11,6 +11,7 @@ import { checkMethodFits } from '../peft/method-fits.js';
 import type { Registry } from '../registry/registry.js';
 import { buildPeftModel, openDatasets, readRunSpec, RUN_FILE, writeRunSpec, type RunSpec } from './run-spec.js';
 import { runTraining, validateTrainOptions, type TrainCallbacks, type TrainSummary } from './run-training.js';
+import { makeDir } from '../io/make-dir.js';
 
 export { checkMethodFits, MAX_ADAPTER_TO_LAYER } from '../peft/method-fits.js';
 
@@ -56,7 +57,7 @@ function prepareRunDir(dir: string, resume: boolean): void {
     throw new PeftError(`${dir} already exists and is not empty: choose another --exp-name, or --resume it`);
   }
   try {
-    mkdirSync(dir, { recursive: true });
+    makeDir(dir);
   } catch (err) {
     throw new PeftError(`${dir}: cannot create the run folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
