@@ -8,3 +8,8 @@ export class PeftError extends Error {
     super(message, options);
   }
 }
+
+/** What went wrong, for the brackets of a one-line message: the error's code (ENOENT, EACCES, ...) when it has one, else its message. */
+export function errorReason(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+}

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
 import { readFile, rename, stat, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PeftError } from '../errors.js';
+import { PeftError, errorReason } from '../errors.js';
 import { augmentSample, augmentSchema, drawAugment, type AugmentInput, type AugmentOptions } from './augment.js';
 import { Rng } from './random.js';
 import { makeDir } from '../io/make-dir.js';
@@ -155,7 +155,7 @@ export abstract class CachedDataset implements Dataset {
       await rename(tmp, path);
     } catch (err) {
       await rm(join(this.cacheDir!, `${await this.diskKey(i).catch(() => 'x')}.bin.${process.pid}.tmp`), { force: true }).catch(() => {});
-      throw new PeftError(`${this.cacheDir}: cannot write the data cache (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new PeftError(`${this.cacheDir}: cannot write the data cache (${errorReason(err)})`);
     }
   }
 }

@@ -5,7 +5,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import jpeg from 'jpeg-js';
 import { encode as fastPngEncode } from 'fast-png';
-import { PeftError } from '../errors.js';
+import { PeftError, errorReason } from '../errors.js';
 import { decodeBmp } from './bmp.js';
 import { decodePng, type DecodedPixels } from './png.js';
 import { imageLimits, readImageHeader, type ImageHeader } from './image-header.js';
@@ -113,7 +113,7 @@ export async function readFileChecked(path: string, maxBytes: number = imageLimi
     const buf = await readFile(path);
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (err) {
-    throw new PeftError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new PeftError(`${path}: cannot read (${errorReason(err)})`);
   }
 }
 

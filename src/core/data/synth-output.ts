@@ -8,7 +8,7 @@
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
-import { PeftError } from '../errors.js';
+import { PeftError, errorReason } from '../errors.js';
 import { checkSynthOptions, sampleFiles, synthGeneratorVersion, synthMarkerFile, writeSyntheticFundus, type SynthMarker, type SynthOptions, type SynthSummary } from './synthetic-fundus.js';
 import { makeDir } from '../io/make-dir.js';
 
@@ -75,7 +75,7 @@ async function writeBeside(tmp: string, shownAs: string, options: SynthOptions):
   } catch (err) {
     const cause = err instanceof PeftError ? err.cause : err;
     if (cause === undefined) throw err;
-    throw new PeftError(`${shownAs}: cannot write the synthetic dataset (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message})`, { cause });
+    throw new PeftError(`${shownAs}: cannot write the synthetic dataset (${errorReason(cause)})`, { cause });
   }
 }
 
@@ -105,7 +105,7 @@ export async function synthesize(out: string, options: SynthOptions = {}, force 
   try {
     makeDir(dirname(dir));
   } catch (err) {
-    throw new PeftError(`${dir}: cannot create the folder it goes in (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new PeftError(`${dir}: cannot create the folder it goes in (${errorReason(err)})`);
   }
   const tmp = tempSibling(dir, 'peft-synth');
   try {
@@ -164,7 +164,7 @@ export async function ensureDefaultDataset(cacheDir?: string, options: SynthOpti
   try {
     makeDir(root);
   } catch (err) {
-    throw new PeftError(`${root}: cannot create the cache folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new PeftError(`${root}: cannot create the cache folder (${errorReason(err)})`);
   }
   const tmp = tempSibling(dir, 'tmp');
   try {
@@ -183,7 +183,7 @@ export async function ensureDefaultDataset(cacheDir?: string, options: SynthOpti
     return dir;
   } catch (err) {
     if (err instanceof PeftError) throw err;
-    throw new PeftError(`${dir}: cannot write the default dataset (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new PeftError(`${dir}: cannot write the default dataset (${errorReason(err)})`);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -11,7 +11,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { PeftError } from '../errors.js';
+import { PeftError, errorReason } from '../errors.js';
 import { encodeJpeg, encodePng } from './image-io.js';
 import { Rng } from './random.js';
 import { refugeRaters, refugeSplits } from './refuge.js';
@@ -444,6 +444,6 @@ export async function writeSyntheticFundus(dir: string, options: SynthOptions = 
     return { dir, train: splits.train.length, test: splits.test.length, size: opts.size, seed: opts.seed, files: counts.files + 1, bytes: counts.bytes + Buffer.byteLength(text) };
   } catch (err) {
     if (err instanceof PeftError) throw err;
-    throw new PeftError(`${dir}: cannot write the synthetic dataset (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+    throw new PeftError(`${dir}: cannot write the synthetic dataset (${errorReason(err)})`, { cause: err });
   }
 }

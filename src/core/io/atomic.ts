@@ -1,6 +1,6 @@
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import { PeftError } from '../errors.js';
+import { PeftError, errorReason } from '../errors.js';
 import { makeDir } from './make-dir.js';
 
 /**
@@ -31,6 +31,6 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
     }
   } catch (err) {
     rmSync(tmp, { force: true });
-    throw new PeftError(`${path}: cannot write (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new PeftError(`${path}: cannot write (${errorReason(err)})`);
   }
 }

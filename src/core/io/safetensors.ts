@@ -4,7 +4,7 @@
 // and the key in every error.
 import * as tf from '@tensorflow/tfjs';
 import { readFileSync } from 'node:fs';
-import { PeftError } from '../errors.js';
+import { PeftError, errorReason } from '../errors.js';
 import { writeFileAtomic } from './atomic.js';
 
 export type SafeDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -112,7 +112,7 @@ export function readSafetensors(path: string): SafetensorsFile {
   try {
     buf = readFileSync(path);
   } catch (err) {
-    throw new PeftError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new PeftError(`${path}: cannot read (${errorReason(err)})`);
   }
   return parseSafetensors(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path);
 }

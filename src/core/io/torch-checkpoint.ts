@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
-import { PeftError } from '../errors.js';
+import { PeftError, errorReason } from '../errors.js';
 import { parseSafetensors, toFloat32, type RawTensor, type SafeDtype } from './safetensors.js';
 import { PickleDict, PickleFunction, PickleTuple, describePickled, unpickle } from './torch-pickle.js';
 import { openZip, type ZipArchive } from './torch-zip.js';
@@ -239,7 +239,7 @@ function readBytes(path: string): Uint8Array {
   try {
     buf = readFileSync(path);
   } catch (err) {
-    throw new PeftError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new PeftError(`${path}: cannot read (${errorReason(err)})`);
   }
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }

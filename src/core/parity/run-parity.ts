@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { PeftError } from '../errors.js';
+import { PeftError, errorReason } from '../errors.js';
 import type { Registry } from '../registry/registry.js';
 import { compareArrays } from './compare.js';
 import { Fixture } from './fixture.js';
@@ -32,7 +32,7 @@ export function fixtureFiles(dir: string): string[] {
     names = readdirSync(dir);
   } catch (err) {
     if (err instanceof PeftError) throw err;
-    throw new PeftError(`${dir}: cannot read fixture directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new PeftError(`${dir}: cannot read fixture directory (${errorReason(err)})`);
   }
   return names.filter((n) => n.endsWith('.json')).sort().map((n) => join(dir, n));
 }

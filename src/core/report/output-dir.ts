@@ -4,7 +4,7 @@
 // report wrote and this one does not are removed; nothing else is.
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
-import { PeftError } from '../errors.js';
+import { PeftError, errorReason } from '../errors.js';
 import { makeDir } from '../io/make-dir.js';
 
 /** The marker a report leaves in its directory: which tool wrote it and the files it wrote. */
@@ -23,7 +23,7 @@ export function prepareOutputDir(out: string, force: boolean): string[] {
     try {
       makeDir(out);
     } catch (err) {
-      throw new PeftError(`${out}: cannot create the report folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new PeftError(`${out}: cannot create the report folder (${errorReason(err)})`);
     }
     return [];
   }

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { PeftError } from '../errors.js';
+import { PeftError, errorReason } from '../errors.js';
 import { RunLog } from '../train/run-log.js';
 import type { RunInfo, RunRecord, RunSummary, StepPoint, ValPoint } from './types.js';
 
@@ -43,7 +43,7 @@ function readJson(file: string): unknown {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new PeftError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new PeftError(`${file}: cannot read (${errorReason(e)})`);
   }
   try {
     return JSON.parse(text);

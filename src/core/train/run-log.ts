@@ -1,6 +1,6 @@
 import { appendFileSync, existsSync, readFileSync, statSync, truncateSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { PeftError } from '../errors.js';
+import { PeftError, errorReason } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { makeDir } from '../io/make-dir.js';
 
@@ -21,7 +21,7 @@ export class RunLog {
     try {
       makeDir(dirname(path));
     } catch (err) {
-      throw new PeftError(`${dirname(path)}: cannot create the run folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new PeftError(`${dirname(path)}: cannot create the run folder (${errorReason(err)})`);
     }
   }
 
@@ -29,7 +29,7 @@ export class RunLog {
     try {
       appendFileSync(this.path, `${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`);
     } catch (err) {
-      throw new PeftError(`${this.path}: cannot append to the log (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new PeftError(`${this.path}: cannot append to the log (${errorReason(err)})`);
     }
   }
 
@@ -58,7 +58,7 @@ export class RunLog {
       writeFileAtomic(this.path, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
     } catch (err) {
       if (err instanceof PeftError) throw err;
-      throw new PeftError(`${this.path}: cannot truncate the log (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new PeftError(`${this.path}: cannot truncate the log (${errorReason(err)})`);
     }
   }
 

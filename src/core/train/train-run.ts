@@ -4,7 +4,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { backendReport } from '../backend.js';
-import { PeftError } from '../errors.js';
+import { PeftError, errorReason } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { InjectionSite } from '../peft/injection-site.js';
 import { checkMethodFits } from '../peft/method-fits.js';
@@ -59,7 +59,7 @@ function prepareRunDir(dir: string, resume: boolean): void {
   try {
     makeDir(dir);
   } catch (err) {
-    throw new PeftError(`${dir}: cannot create the run folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new PeftError(`${dir}: cannot create the run folder (${errorReason(err)})`);
   }
 }
 
