@@ -6,9 +6,9 @@ import * as tf from '@tensorflow/tfjs';
 import { createDefaultRegistry } from '../src/builtins.js';
 import type { Registry } from '../src/core/registry/registry.js';
 import { compose } from '../src/core/peft/compose.js';
-import { Adam } from '../src/core/train/adam.js';
-import { makeBatch, trainStep } from '../src/core/train/trainer.js';
-import { createLoss } from '../src/core/train/losses.js';
+import { Adam } from '../src/app/train/adam.js';
+import { makeBatch, trainStep } from '../src/app/train/step.js';
+import { createLoss } from '../src/app/train/losses.js';
 
 let registry: Registry;
 beforeAll(async () => {

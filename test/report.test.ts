@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { PeftError } from '../src/core/errors.js';
-import { readRun, REPORT_MARKER, resultsMarkdown, toRows, writeReport, type ResultsFile } from '../src/core/report/index.js';
-import { emaSmooth, smoothingFor, thin } from '../src/core/report/smooth.js';
-import { fmtDuration, fmtTrainable } from '../src/core/report/format.js';
+import { readRun, REPORT_MARKER, resultsMarkdown, toRows, writeReport, type ResultsFile } from '../src/app/report/index.js';
+import { emaSmooth, smoothingFor, thin } from '../src/app/report/smooth.js';
+import { fmtDuration, fmtTrainable } from '../src/app/report/format.js';
 
 const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
 // Debian's chromium; PEFT_CHROMIUM names another system browser binary

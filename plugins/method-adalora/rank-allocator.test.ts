@@ -9,10 +9,10 @@
 // count stays flat; on cpu and on wasm. Skipped with the reason when the addon
 // is not built. (Test-only imports from src/core: the native switches.)
 import { describe, expect, it } from 'vitest';
-import { ensureWasmBackend, onBackend } from '../../src/core/kernels/testing.js';
-import { PEFT_IMPORTANCE_EMA, fusedKernelActive } from '../../src/core/native/fused-names.js';
-import { registerNativeKernels } from '../../src/core/native/index.js';
-import { built, whyNotBuilt, without } from '../../src/core/native/test-support.js';
+import { ensureWasmBackend, onBackend } from '../../test/support/kernels.js';
+import { PEFT_IMPORTANCE_EMA, fusedKernelActive } from '../../src/accel/native/fused-names.js';
+import { registerNativeKernels } from '../../src/accel/native/index.js';
+import { built, whyNotBuilt, without } from '../../test/support/native.js';
 import { Parameter, seededValues, tf } from '../../src/index.js';
 import { RankAllocator, type RankAllocatorConfig, type SvdTriplets } from './rank-allocator.js';
 

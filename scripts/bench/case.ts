@@ -3,13 +3,13 @@
 // training steps (forward + backward + Adam), inference forwards, and one
 // profiled step for the FLOP count and the peak of tensor memory.
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../../src/core/backend.js';
+import { initBackend } from '../../src/app/backend.js';
 import { valueAndGrads } from '../../src/core/nn/grad.js';
-import { valueAndGradsLowMemory, wasmFastPathsEnabled } from '../../src/core/kernels/index.js';
+import { valueAndGradsLowMemory, wasmFastPathsEnabled } from '../../src/accel/kernels/index.js';
 import { compose, type PeftModel } from '../../src/core/peft/compose.js';
 import type { Registry } from '../../src/core/registry/registry.js';
-import { Adam } from '../../src/core/train/adam.js';
-import { wasmHeapBytes } from '../../src/core/train/memory-meter.js';
+import { Adam } from '../../src/app/train/adam.js';
+import { wasmHeapBytes } from '../../src/app/train/memory-meter.js';
 import { createDefaultRegistry } from '../../src/builtins.js';
 import { summarise, type KernelRecord, type KernelSummary } from './flops.js';
 import type { MethodCase, Workload } from './workloads.js';
@@ -97,9 +97,9 @@ export async function benchRegistry(): Promise<Registry> {
   return registry;
 }
 
-/** Whether native kernels (src/core/native, an optional addon) replaced the backend's products; undefined when that module is absent. */
+/** Whether native kernels (src/accel/native, an optional addon) replaced the backend's products; undefined when that module is absent. */
 async function nativeKernelStatus(): Promise<{ active: boolean; reason?: string } | undefined> {
-  const spec = '../../src/core/native/index.js';
+  const spec = '../../src/accel/native/index.js';
   try {
     const m = (await import(spec)) as { nativeStatus?: () => { active: boolean; reason?: string } };
     const s = m.nativeStatus?.();

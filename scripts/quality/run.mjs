@@ -354,7 +354,7 @@ async function main() {
     // rewrite the document from a finished run of this script
     const q = readJson(join(opts.from, 'quality.json'));
     if (!q?.rows) usage(`${opts.from}: no quality.json of a finished run`);
-    const fmtLib = await import(dist('core/report/format.js'));
+    const fmtLib = await import(dist('app/report/format.js'));
     const o = { ...opts, ...q.options, doc: opts.doc };
     const reportDir = existsSync(join(opts.from, 'report/results.md')) ? join(opts.from, 'report') : undefined;
     if (opts.doc) {
@@ -367,8 +367,8 @@ async function main() {
     return;
   }
   if (opts.build) build();
-  const { ensureDefaultDataset } = await import(dist('core/data/synth-output.js'));
-  const fmtLib = await import(dist('core/report/format.js'));
+  const { ensureDefaultDataset } = await import(dist('app/data/synth-output.js'));
+  const fmtLib = await import(dist('app/report/format.js'));
   const started = new Date();
   mkdirSync(join(opts.out, 'logs'), { recursive: true });
   const dataPath = await ensureDefaultDataset(undefined, { n: opts.n, size: 128, seed: opts.seed });

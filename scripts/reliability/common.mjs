@@ -69,7 +69,7 @@ export const metricLines = (stdout) => stdout.split('\n').filter((l) => /^(Dice|
  * there is none; throws when one is there but broken.
  */
 export async function checkpointStep(runDir) {
-  const { checkpointDir, readTrainerState } = await lib('core/train/checkpoint.js');
+  const { checkpointDir, readTrainerState } = await lib('app/train/checkpoint.js');
   const { readAdapterConfig, ADAPTER_WEIGHTS_FILE } = await lib('core/io/adapter-files.js');
   const { readSafetensors } = await lib('core/io/safetensors.js');
   const found = checkpointDir(join(runDir, 'checkpoints/last'));

@@ -30,10 +30,10 @@ const synth = peftSync(['data', 'synth', '--out', data, '--n', '10', '--size', '
 if (synth.code !== 0) throw new Error(synth.stderr);
 
 const tf = await import('@tensorflow/tfjs');
-const { initBackend } = await lib('core/backend.js');
+const { initBackend } = await lib('app/backend.js');
 const { createDefaultRegistry } = await lib('builtins.js');
-const { trainRun } = await lib('core/train/train-run.js');
-const { wasmHeapBytes } = await lib('core/train/memory-meter.js');
+const { trainRun } = await lib('app/runs/train-run.js');
+const { wasmHeapBytes } = await lib('app/train/memory-meter.js');
 const backend = await initBackend({ preferred: BACKEND, quiet: true });
 const registry = await createDefaultRegistry();
 

@@ -1,7 +1,7 @@
 // Shared behaviour of every `peft` command: the --backend flag, the plugin
 // registry, and one clear line (exit 2) for user errors instead of a stack.
 import { Command, Errors, Flags, ModuleLoader, type Interfaces } from '@oclif/core';
-import { initBackend, type BackendReport } from '../core/backend.js';
+import { initBackend, type BackendReport } from '../app/backend.js';
 import { PeftError } from '../core/errors.js';
 import type { Registry } from '../core/registry/registry.js';
 import { createDefaultRegistry } from '../builtins.js';

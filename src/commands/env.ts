@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { BaseCommand } from '../cli/base-command.js';
-import { nativeEnvLines } from '../core/native/index.js';
+import { nativeEnvLines } from '../accel/native/index.js';
 
 const require = createRequire(import.meta.url);
 

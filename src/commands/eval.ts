@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { formatTable } from '../cli/table.js';
-import { evalRun } from '../core/train/eval-run.js';
+import { evaluateRun } from '../app/runs/evaluate-run.js';
 
 export default class Eval extends BaseCommand {
   static override summary = 'Evaluate a trained run: Dice and IoU per class on its validation data.';
@@ -19,7 +19,7 @@ export default class Eval extends BaseCommand {
     const { flags } = await this.parse(Eval);
     await this.backend(flags.backend);
     const registry = await this.registry();
-    const { spec, result, checkpoint } = await evalRun(registry, flags.run, { checkpoint: flags.checkpoint, adapter: flags.adapter, dataPath: flags['data-path'], batch: flags.batch });
+    const { spec, result, checkpoint } = await evaluateRun(registry, flags.run, { checkpoint: flags.checkpoint, adapter: flags.adapter, dataPath: flags['data-path'], batch: flags.batch });
     if (flags.json) {
       this.log(JSON.stringify({ checkpoint, ...result }, null, 2));
       return;

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
-import { exportRun, type ExportFormat } from '../core/peft/merge.js';
+import { exportRun, type ExportFormat } from '../app/runs/merge-run.js';
 
 export default class Export extends BaseCommand {
   static override summary = "Write a trained run's adapter: peftjs adapter files, or a Hugging Face PEFT adapter (LoRA, AdaLoRA) that Python's PeftModel.from_pretrained loads.";

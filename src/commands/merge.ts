@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
-import { mergeRun } from '../core/peft/merge.js';
+import { mergeRun } from '../app/runs/merge-run.js';
 
 export default class Merge extends BaseCommand {
   static override summary = "Fold a trained run's LoRA/AdaLoRA update into the base weights and write a plain checkpoint with the official key names.";

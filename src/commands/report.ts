@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { formatTable } from '../cli/table.js';
 import { PeftError } from '../core/errors.js';
-import { tableCells, TABLE_COLUMNS, writeReport } from '../core/report/index.js';
+import { tableCells, TABLE_COLUMNS, writeReport } from '../app/report/index.js';
 import { join } from 'node:path';
 
 export default class Report extends BaseCommand {

@@ -5,11 +5,11 @@ import { backboneFlags, backboneOverrides, methodConfigFromFlags, methodFlags } 
 import { ProgressLine, duration } from '../cli/progress.js';
 import { PeftError } from '../core/errors.js';
 import { adapterMethod } from '../core/io/hf-peft.js';
-import { lossNames } from '../core/train/losses.js';
-import { checkLrSchedule, lrSchedules } from '../core/train/lr-schedule.js';
-import { promptModes, type PromptMode } from '../core/train/prompts.js';
-import type { RunSpec } from '../core/train/run-spec.js';
-import { trainRun } from '../core/train/train-run.js';
+import { lossNames } from '../app/train/losses.js';
+import { checkLrSchedule, lrSchedules } from '../app/train/lr-schedule.js';
+import { promptModes, type PromptMode } from '../app/train/prompts.js';
+import type { RunSpec } from '../app/runs/run-spec.js';
+import { trainRun } from '../app/runs/train-run.js';
 
 export default class Train extends BaseCommand {
   static override summary = 'Fine-tune a backbone with a PEFT method for segmentation, and report Dice, IoU and memory.';

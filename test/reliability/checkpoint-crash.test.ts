@@ -16,9 +16,9 @@ import { Registry } from '../../src/core/registry/registry.js';
 import { compose, type PeftModel } from '../../src/core/peft/compose.js';
 import { ToyBackbone } from '../../src/core/testing/toy-backbone.js';
 import { register as registerLora } from '../../plugins/method-lora/index.js';
-import { Adam } from '../../src/core/train/adam.js';
-import { checkpointDir, loadTrainingCheckpoint, readTrainerState, saveTrainingCheckpoint } from '../../src/core/train/checkpoint.js';
-import { RunLog } from '../../src/core/train/run-log.js';
+import { Adam } from '../../src/app/train/adam.js';
+import { checkpointDir, loadTrainingCheckpoint, readTrainerState, saveTrainingCheckpoint } from '../../src/app/train/checkpoint.js';
+import { RunLog } from '../../src/app/train/run-log.js';
 import { PeftError } from '../../src/core/errors.js';
 import { recordTable } from './fuzz-harness.js';
 

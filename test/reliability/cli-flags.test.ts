@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureDefaultDataset } from '../../src/core/data/synth-output.js';
+import { ensureDefaultDataset } from '../../src/app/data/synth-output.js';
 import { recordTable } from './fuzz-harness.js';
 
 const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url));

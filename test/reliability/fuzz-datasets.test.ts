@@ -7,10 +7,10 @@ import fc from 'fast-check';
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseCsv } from '../../src/core/data/csv.js';
-import { openIsic, scanIsicCsv } from '../../src/core/data/isic.js';
-import { openRefuge, refugeMaskPaths } from '../../src/core/data/refuge.js';
-import { encodeJpeg, encodePng } from '../../src/core/data/image-io.js';
+import { parseCsv } from '../../src/app/data/csv.js';
+import { openIsic, scanIsicCsv } from '../../src/app/data/isic.js';
+import { openRefuge, refugeMaskPaths } from '../../src/app/data/refuge.js';
+import { encodeJpeg, encodePng } from '../../src/app/data/image-io.js';
 import { fuzz, fuzzAsync, hostileCase, hostileCaseAsync, mutatedArb, runs, verdict } from './fuzz-harness.js';
 
 const enc = new TextEncoder();

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encode as fastPngEncode } from 'fast-png';
 import { zlibSync } from 'fflate';
-import { decodeImage, encodeJpeg, encodePng, readImage, type Image8 } from '../../src/core/data/image-io.js';
-import { encodeBmp } from '../../src/core/data/bmp.js';
-import { binarisedMask } from '../../src/core/data/mask-target.js';
+import { decodeImage, encodeJpeg, encodePng, readImage, type Image8 } from '../../src/app/data/image-io.js';
+import { encodeBmp } from '../../src/app/data/bmp.js';
+import { binarisedMask } from '../../src/app/data/mask-target.js';
 import { crc32 } from '../../src/core/io/torch-zip.js';
 import { fuzz, fuzzAsync, hostileCase, hostileCaseAsync, mutatedArb, runs, verdict } from './fuzz-harness.js';
 

@@ -12,10 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDefaultRegistry } from '../../src/builtins.js';
 import type { Registry } from '../../src/core/registry/registry.js';
-import { ensureDefaultDataset } from '../../src/core/data/synth-output.js';
-import type { RunSpec } from '../../src/core/train/run-spec.js';
-import { trainRun, type RunSummaryFile } from '../../src/core/train/train-run.js';
-import { RunLog } from '../../src/core/train/run-log.js';
+import { ensureDefaultDataset } from '../../src/app/data/synth-output.js';
+import type { RunSpec } from '../../src/app/runs/run-spec.js';
+import { trainRun, type RunSummaryFile } from '../../src/app/runs/train-run.js';
+import { RunLog } from '../../src/app/train/run-log.js';
 import { recordTable } from './fuzz-harness.js';
 
 let registry: Registry;

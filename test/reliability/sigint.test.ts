@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureDefaultDataset } from '../../src/core/data/synth-output.js';
-import { RunLog } from '../../src/core/train/run-log.js';
+import { ensureDefaultDataset } from '../../src/app/data/synth-output.js';
+import { RunLog } from '../../src/app/train/run-log.js';
 import { recordTable } from './fuzz-harness.js';
 
 const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url));

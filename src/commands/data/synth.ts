@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { defaultSynthOptions, synthesize } from '../../core/data/synth-output.js';
+import { defaultSynthOptions, synthesize } from '../../app/data/synth-output.js';
 
 export default class DataSynth extends BaseCommand {
   static override summary = 'Write a synthetic fundus dataset in the REFUGE layout (deterministic from the seed).';

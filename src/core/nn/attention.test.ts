@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { onBackend } from '../kernels/testing.js';
+import { onBackend } from '../../../test/support/kernels.js';
 import { attention } from './attention.js';
 
 function values(shape: number[], seed: number): Float32Array {

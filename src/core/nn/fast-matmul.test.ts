@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { clearTransposeCache, ownMatMulKernelActive, transposeCacheSize } from '../kernels/index.js';
-import { onBackend } from '../kernels/testing.js';
+import { clearTransposeCache, ownMatMulKernelActive, transposeCacheSize } from '../../accel/kernels/index.js';
+import { onBackend } from '../../../test/support/kernels.js';
 import { linear, matMul } from './functional.js';
 
 interface Case {

@@ -8,7 +8,7 @@
 // weights), batches as one fast 2-D product per matrix, and a gradient made of
 // the same fast products. On every other backend it is tf.matMul itself.
 import * as tf from '@tensorflow/tfjs';
-import { productLead, pruneTape, runPeftMatMul, wasmKernelsActive } from '../kernels/index.js';
+import { productLead, pruneTape, runPeftMatMul, wasmKernelsActive } from '../../accel/kernels/index.js';
 
 /** A frozen weight: constant between calls, so its transpose can be kept. */
 function isConstant(t: tf.Tensor): boolean {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { onBackend } from '../kernels/testing.js';
+import { onBackend } from '../../../test/support/kernels.js';
 import { geluErf, geluTanh, layerNorm } from './functional.js';
 
 function values(shape: number[], seed: number, spread = 3): Float32Array {

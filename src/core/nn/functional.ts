@@ -12,8 +12,8 @@
 //   kernels are registered for the active backend; the composite forms below
 //   are the fallback, and the reference the native ones are tested against.
 import * as tf from '@tensorflow/tfjs';
-import { pruneTape } from '../kernels/index.js';
-import { PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, fusedKernelActive } from '../native/fused-names.js';
+import { pruneTape } from '../../accel/kernels/index.js';
+import { PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, fusedKernelActive } from '../../accel/native/fused-names.js';
 import { fastMatMulActive, matMul } from './fast-matmul.js';
 
 export { fastMatMulActive, matMul } from './fast-matmul.js';

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { valueAndGradsLowMemory } from '../kernels/backprop.js';
+import { valueAndGradsLowMemory } from '../../accel/kernels/backprop.js';
 
 /**
  * `f()` and its gradients with respect to `xs` (variables, trainable or not, or

@@ -14,8 +14,8 @@
 // kernels are tested against) it is the composite form below, on the fast
 // matrix product.
 import * as tf from '@tensorflow/tfjs';
-import { pruneTape } from '../kernels/index.js';
-import { PEFT_ATTENTION, PEFT_ATTENTION_GRAD, fusedKernelActive } from '../native/fused-names.js';
+import { pruneTape } from '../../accel/kernels/index.js';
+import { PEFT_ATTENTION, PEFT_ATTENTION_GRAD, fusedKernelActive } from '../../accel/native/fused-names.js';
 
 export interface PackedAttentionOptions {
   heads: number;

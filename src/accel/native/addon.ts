@@ -1,0 +1,166 @@
+// Loading the optional OpenBLAS addon (`@peftjs/native`, the workspace package
+// in native/): found through node_modules when npm linked it, else beside the
+// checkout (a clone where `npm install` has not run since native/ appeared).
+// Loading never throws: the result says why there is no addon.
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The addon's functions (see native/index.d.ts for the argument layouts). */
+export interface NativeAddon {
+  gemm(a: Float32Array, b: Float32Array, c: Float32Array, dims: Int32Array, bias?: Float32Array | null, aIdx?: Int32Array | null, bIdx?: Int32Array | null): void;
+  conv2d(x: Float32Array, filter: Float32Array, y: Float32Array, params: Int32Array): void;
+  conv2dBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, params: Int32Array): void;
+  conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dFilter: Float32Array, params: Int32Array): void;
+  depthwise(x: Float32Array, filter: Float32Array, y: Float32Array, params: Int32Array): void;
+  depthwiseBackpropInput(dy: Float32Array, filter: Float32Array, dx: Float32Array, params: Int32Array): void;
+  depthwiseBackpropFilter(x: Float32Array, dy: Float32Array, dFilter: Float32Array, params: Int32Array): void;
+  gelu(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  geluGrad(x: Float32Array, dy: Float32Array, dx: Float32Array, params: Int32Array): void;
+  layerNorm(x: Float32Array, weight: Float32Array | null, bias: Float32Array | null, y: Float32Array, mean: Float32Array, rstd: Float32Array, params: Int32Array, eps: number): void;
+  layerNormGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    weight: Float32Array | null,
+    dx: Float32Array,
+    dWeight: Float32Array | null,
+    dBias: Float32Array | null,
+    params: Int32Array,
+  ): void;
+  softmax(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  softmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, params: Int32Array): void;
+  transpose(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  /**
+   * One Adam update: params = [rows, cols, offsets of the 7 arrays]; scalars =
+   * [beta1, 1 - beta1, beta2, 1 - beta2, sqrt(bc2), eps, lr / bc1] (each rounded to float32).
+   */
+  adam(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    pOut: Float32Array,
+    mOut: Float32Array,
+    vOut: Float32Array,
+    params: Int32Array,
+    scalars: Float64Array,
+  ): void;
+  /**
+   * AdaLoRA's importance averages of one parameter: params = [rows, cols, offsets of the 6 arrays]; scalars =
+   * [beta1, 1 - beta1, beta2, 1 - beta2] (each rounded to float32); a null ema or unc is the first update's zeros.
+   */
+  importanceEma(
+    p: Float32Array,
+    g: Float32Array,
+    ema: Float32Array | null,
+    unc: Float32Array | null,
+    emaOut: Float32Array,
+    uncOut: Float32Array,
+    params: Int32Array,
+    scalars: Float64Array,
+  ): void;
+  /** y [outer, inner] = x [outer, reduced, inner] summed over the middle axis; params = [outer, reduced, inner, xOff, yOff]. */
+  sum(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, offsets of the 5 arrays]. */
+  attention(qkv: Float32Array, rh: Float32Array | null, rw: Float32Array | null, out: Float32Array, probs: Float32Array, params: Int32Array, scale: number): void;
+  /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, offsets of the 8 arrays]. */
+  attentionGrad(
+    dout: Float32Array,
+    qkv: Float32Array,
+    probs: Float32Array,
+    rh: Float32Array | null,
+    rw: Float32Array | null,
+    dqkv: Float32Array,
+    drh: Float32Array | null,
+    drw: Float32Array | null,
+    params: Int32Array,
+    scale: number,
+  ): void;
+  setThreads(n: number): void;
+  info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number };
+}
+
+interface NativePackage {
+  load(): NativeAddon;
+  buildStatus(): { ok: boolean; reason?: string } | undefined;
+  findOpenBlas(): string | undefined;
+}
+
+export type AddonLoad = { addon: NativeAddon; threads: number } | { addon?: undefined; reason: string; openblasInstalled: boolean };
+
+const require = createRequire(import.meta.url);
+const PACKAGE = '@peftjs/native';
+
+/** native/ of this checkout, searched upwards from this file (src/accel/native or dist/src/accel/native). */
+function checkoutPackage(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const pj = join(dir, 'native', 'package.json');
+    if (existsSync(pj)) {
+      try {
+        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === PACKAGE) return join(dir, 'native', 'index.js');
+      } catch {
+        /* not ours */
+      }
+    }
+    dir = dirname(dir);
+  }
+  return undefined;
+}
+
+function nativePackage(): NativePackage | undefined {
+  try {
+    return require(PACKAGE) as NativePackage;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code !== 'MODULE_NOT_FOUND') throw err;
+  }
+  const local = checkoutPackage();
+  return local ? (require(local) as NativePackage) : undefined;
+}
+
+function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.split('\n')[0]!.slice(0, 240);
+}
+
+/**
+ * Thread count: PEFT_NATIVE_THREADS, else OPENBLAS_NUM_THREADS, else the cores
+ * available — except under vitest, whose workers already run one per core
+ * (there: 1, unless one of those variables says otherwise).
+ */
+export function nativeThreadCount(): number {
+  for (const v of [process.env.PEFT_NATIVE_THREADS, process.env.OPENBLAS_NUM_THREADS]) {
+    const n = Number.parseInt(v ?? '', 10);
+    if (Number.isInteger(n) && n > 0) return n;
+  }
+  return process.env.VITEST ? 1 : availableParallelism();
+}
+
+let loaded: AddonLoad | undefined;
+
+/** Loads the addon once (PEFT_NATIVE=0 is checked by the caller, not here). */
+export function loadAddon(): AddonLoad {
+  if (loaded) return loaded;
+  let pkg: NativePackage | undefined;
+  try {
+    pkg = nativePackage();
+  } catch (err) {
+    return (loaded = { reason: `${PACKAGE} failed to load: ${firstLine(err)}`, openblasInstalled: false });
+  }
+  if (!pkg) return (loaded = { reason: `${PACKAGE} is not installed (an optional dependency)`, openblasInstalled: false });
+  const openblasInstalled = Boolean(pkg.findOpenBlas());
+  try {
+    const addon = pkg.load();
+    const threads = nativeThreadCount();
+    addon.setThreads(threads);
+    loaded = { addon, threads };
+  } catch (err) {
+    loaded = { reason: firstLine(err), openblasInstalled };
+  }
+  return loaded;
+}

@@ -1,0 +1,126 @@
+// Image format sniffing and header parsing, done BEFORE any decoding so that a
+// hostile or broken file is refused with a PeftError naming it, and no buffer
+// larger than the file's size can justify is ever allocated.
+import { PeftError } from '../../core/errors.js';
+
+export type ImageFormat = 'png' | 'jpeg' | 'bmp';
+
+export interface ImageHeader {
+  format: ImageFormat;
+  width: number;
+  height: number;
+}
+
+/** Limits applied to every decoded image. */
+export const imageLimits = {
+  /** Largest side in pixels. */
+  maxSide: 16384,
+  /** Largest pixel count (a 16k x 16k image). */
+  maxPixels: 16384 * 16384,
+  /** Largest file read from disk. */
+  maxFileBytes: 512 * 1024 * 1024,
+  /** Pixels any JPEG may have whatever its size (a 256x256 image). */
+  jpegFreePixels: 1 << 16,
+  /**
+   * Pixels a JPEG may declare per byte of file beyond that. Every 8x8 block
+   * costs at least one bit of entropy-coded data (a DC code), so no JPEG holds
+   * more than 512 pixels per byte; twice that is allowed.
+   */
+  jpegPixelsPerByte: 1024,
+  /** Deflate cannot expand more than ~1032:1; PNG raw data beyond that ratio cannot be present. */
+  deflateMaxRatio: 1032,
+} as const;
+
+/** The format from the file's magic bytes (never its name), or undefined. */
+export function sniffFormat(bytes: Uint8Array): ImageFormat | undefined {
+  if (bytes.length >= 8 && bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47 && bytes[4] === 0x0d && bytes[5] === 0x0a && bytes[6] === 0x1a && bytes[7] === 0x0a) return 'png';
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg';
+  if (bytes.length >= 2 && bytes[0] === 0x42 && bytes[1] === 0x4d) return 'bmp';
+  return undefined;
+}
+
+export function describeStart(bytes: Uint8Array): string {
+  const head = Array.from(bytes.subarray(0, 8));
+  const printable = head.every((b) => b === 9 || b === 10 || b === 13 || (b >= 32 && b < 127));
+  if (printable && head.length) return `it starts with text ${JSON.stringify(String.fromCharCode(...head))}`;
+  return head.length ? `it starts with bytes ${head.map((b) => b.toString(16).padStart(2, '0')).join(' ')}` : 'it is empty';
+}
+
+/** Refuses absurd dimensions. */
+export function checkDimensions(file: string, width: number, height: number): void {
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+    throw new PeftError(`${file}: invalid image dimensions ${width}x${height}`);
+  }
+  if (width > imageLimits.maxSide || height > imageLimits.maxSide || width * height > imageLimits.maxPixels) {
+    throw new PeftError(`${file}: image dimensions ${width}x${height} exceed the limit of ${imageLimits.maxSide}x${imageLimits.maxSide}`);
+  }
+}
+
+function be32(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+function be16(b: Uint8Array, o: number): number {
+  return (b[o]! << 8) | b[o + 1]!;
+}
+function le32s(b: Uint8Array, o: number): number {
+  return b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
+}
+
+/** Reads the dimensions from the header of a PNG, JPEG or BMP and checks them. */
+export function readImageHeader(bytes: Uint8Array, file: string): ImageHeader {
+  const format = sniffFormat(bytes);
+  if (!format) throw new PeftError(`${file}: not a PNG, JPEG or BMP image (${describeStart(bytes)})`);
+  let width: number;
+  let height: number;
+  if (format === 'png') {
+    if (bytes.length < 33 || String.fromCharCode(...bytes.subarray(12, 16)) !== 'IHDR') {
+      throw new PeftError(`${file}: truncated or corrupt PNG (no IHDR header)`);
+    }
+    width = be32(bytes, 16);
+    height = be32(bytes, 20);
+  } else if (format === 'bmp') {
+    if (bytes.length < 26) throw new PeftError(`${file}: truncated BMP header`);
+    const dibSize = le32s(bytes, 14);
+    if (dibSize === 12) {
+      width = bytes[18]! | (bytes[19]! << 8);
+      height = bytes[20]! | (bytes[21]! << 8);
+    } else {
+      width = le32s(bytes, 18);
+      height = Math.abs(le32s(bytes, 22));
+    }
+  } else {
+    ({ width, height } = jpegFrameSize(bytes, file));
+  }
+  checkDimensions(file, width, height);
+  return { format, width, height };
+}
+
+/** Scans JPEG markers up to the frame header (SOFn) and returns its size. */
+function jpegFrameSize(b: Uint8Array, file: string): { width: number; height: number } {
+  let o = 2;
+  while (o < b.length) {
+    if (b[o] !== 0xff) throw new PeftError(`${file}: corrupt JPEG (bad marker at byte ${o})`);
+    while (o < b.length && b[o] === 0xff) o++; // fill bytes
+    if (o >= b.length) break;
+    const marker = b[o]!;
+    o++;
+    if (marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) continue;
+    if (marker === 0xd9 || marker === 0xda) break; // EOI or scan before any frame
+    if (o + 2 > b.length) break;
+    const len = be16(b, o);
+    if (len < 2) throw new PeftError(`${file}: corrupt JPEG (segment length ${len})`);
+    const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+    if (isSof) {
+      if (o + 7 > b.length) break;
+      if (marker !== 0xc0 && marker !== 0xc1 && marker !== 0xc2) {
+        throw new PeftError(`${file}: unsupported JPEG coding (SOF${marker - 0xc0}); only baseline and progressive Huffman JPEGs are supported`);
+      }
+      const height = be16(b, o + 3);
+      const width = be16(b, o + 5);
+      if (height === 0) throw new PeftError(`${file}: unsupported JPEG (height defined by a DNL marker)`);
+      return { width, height };
+    }
+    o += len;
+  }
+  throw new PeftError(`${file}: truncated or corrupt JPEG (no frame header)`);
+}

@@ -1,0 +1,140 @@
+// Reading and writing images: JPEG (jpeg-js), PNG (fast-png, behind a strict
+// pre-pass) and BMP (own strict decoder), to RGB or grey 8-bit pixels. The
+// format comes from the magic bytes, never the file name. Every failure is a
+// PeftError naming the file; sizes are checked before anything is allocated.
+import { readFile, stat } from 'node:fs/promises';
+import jpeg from 'jpeg-js';
+import { encode as fastPngEncode } from 'fast-png';
+import { PeftError, errorReason } from '../../core/errors.js';
+import { decodeBmp } from './bmp.js';
+import { decodePng, type DecodedPixels } from './png.js';
+import { imageLimits, readImageHeader, type ImageHeader } from './image-header.js';
+
+export type ColorMode = 'rgb' | 'grey';
+
+export interface Image8 {
+  width: number;
+  height: number;
+  /** 3 for 'rgb', 1 for 'grey'. */
+  channels: 1 | 3;
+  /** `height * width * channels`, row-major, channels-last. */
+  data: Uint8Array;
+}
+
+/** PIL's ITU-R 601-2 luma transform, as `Image.convert('L')`. */
+function toGrey(src: Uint8Array, channels: number, pixels: number): Uint8Array {
+  const out = new Uint8Array(pixels);
+  for (let i = 0; i < pixels; i++) {
+    const s = i * channels;
+    out[i] = Math.floor((src[s]! * 19595 + src[s + 1]! * 38470 + src[s + 2]! * 7471 + 0x8000) / 65536);
+  }
+  return out;
+}
+
+function convert(px: DecodedPixels, mode: ColorMode): Image8 {
+  const { width, height, channels, data } = px;
+  const n = width * height;
+  if (mode === 'grey') {
+    if (channels === 1) return { width, height, channels: 1, data };
+    if (channels === 2) {
+      const out = new Uint8Array(n);
+      for (let i = 0; i < n; i++) out[i] = data[i * 2]!;
+      return { width, height, channels: 1, data: out };
+    }
+    return { width, height, channels: 1, data: toGrey(data, channels, n) };
+  }
+  if (channels === 3) return { width, height, channels: 3, data };
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    if (channels <= 2) {
+      const v = data[i * channels]!;
+      out[i * 3] = v;
+      out[i * 3 + 1] = v;
+      out[i * 3 + 2] = v;
+    } else {
+      out[i * 3] = data[i * channels]!;
+      out[i * 3 + 1] = data[i * channels + 1]!;
+      out[i * 3 + 2] = data[i * channels + 2]!;
+    }
+  }
+  return { width, height, channels: 3, data: out }; // alpha dropped, as PIL's convert('RGB')
+}
+
+function decodeJpeg(bytes: Uint8Array, header: ImageHeader, file: string): DecodedPixels {
+  const pixels = header.width * header.height;
+  const justified = imageLimits.jpegFreePixels + imageLimits.jpegPixelsPerByte * bytes.length;
+  if (pixels > justified) {
+    throw new PeftError(`${file}: JPEG declares ${header.width}x${header.height} pixels, more than its ${bytes.length} bytes can hold`);
+  }
+  // the decoder's own allocation cap: the output plus its component planes, with slack
+  const mb = Math.ceil((pixels * 3 * 4) / (1024 * 1024)) + 64;
+  try {
+    const img = jpeg.decode(bytes, {
+      useTArray: true,
+      formatAsRGBA: false,
+      tolerantDecoding: false,
+      maxResolutionInMP: Math.ceil(imageLimits.maxPixels / 1e6),
+      maxMemoryUsageInMB: mb,
+    });
+    if (img.width !== header.width || img.height !== header.height || img.data.length !== pixels * 3) {
+      throw new Error(`decoded ${img.width}x${img.height}, header says ${header.width}x${header.height}`);
+    }
+    return { width: img.width, height: img.height, channels: 3, data: img.data };
+  } catch (err) {
+    if (err instanceof PeftError) throw err;
+    throw new PeftError(`${file}: corrupt or truncated JPEG (${(err as Error).message ?? String(err)})`);
+  }
+}
+
+/** Decodes an image held in memory. `file` names it in errors. */
+export function decodeImage(bytes: Uint8Array, file: string, mode: ColorMode = 'rgb'): Image8 {
+  const header = readImageHeader(bytes, file);
+  let px: DecodedPixels;
+  if (header.format === 'png') px = decodePng(bytes, file);
+  else if (header.format === 'jpeg') px = decodeJpeg(bytes, header, file);
+  else px = { ...decodeBmp(bytes, file), channels: 3 };
+  return convert(px, mode);
+}
+
+/** Reads a whole file, refusing directories, missing files and absurd sizes with a PeftError. */
+export async function readFileChecked(path: string, maxBytes: number = imageLimits.maxFileBytes): Promise<Uint8Array> {
+  let size: number;
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) throw new PeftError(`${path}: not a regular file`);
+    size = st.size;
+  } catch (err) {
+    if (err instanceof PeftError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new PeftError(code === 'ENOENT' ? `${path}: no such file` : `${path}: cannot read (${code ?? (err as Error).message})`);
+  }
+  if (size > maxBytes) throw new PeftError(`${path}: file of ${size} bytes exceeds the limit of ${maxBytes} bytes`);
+  try {
+    const buf = await readFile(path);
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  } catch (err) {
+    throw new PeftError(`${path}: cannot read (${errorReason(err)})`);
+  }
+}
+
+/** Reads and decodes an image file. */
+export async function readImage(path: string, mode: ColorMode = 'rgb'): Promise<Image8> {
+  return decodeImage(await readFileChecked(path), path, mode);
+}
+
+/** Encodes 8-bit grey or RGB pixels as PNG. */
+export function encodePng(img: Image8): Uint8Array {
+  return fastPngEncode({ width: img.width, height: img.height, data: img.data, channels: img.channels, depth: 8 });
+}
+
+/** Encodes 8-bit RGB (or grey) pixels as a baseline JPEG (deterministic). */
+export function encodeJpeg(img: Image8, quality = 92): Uint8Array {
+  const n = img.width * img.height;
+  const rgba = new Uint8Array(n * 4);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < 3; c++) rgba[i * 4 + c] = img.data[i * img.channels + (img.channels === 3 ? c : 0)]!;
+    rgba[i * 4 + 3] = 255;
+  }
+  const out = jpeg.encode({ width: img.width, height: img.height, data: rgba }, quality).data;
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}

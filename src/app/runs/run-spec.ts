@@ -1,0 +1,88 @@
+// What a training run is made of, written to `run.json` so that `--resume`,
+// `peft eval` and `peft report` rebuild exactly the same model and data.
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { PeftError } from '../../core/errors.js';
+import type { Dataset } from '../data/dataset.js';
+import { openIsic } from '../data/isic.js';
+import { openRefuge } from '../data/refuge.js';
+import { ensureDefaultDataset } from '../data/synth-output.js';
+import { writeFileAtomic } from '../../core/io/atomic.js';
+import { loadAnyAdapter } from '../../core/io/hf-peft.js';
+import { loadBackboneWeights } from '../../core/peft/backbone-weights.js';
+import { compose, type PeftModel } from '../../core/peft/compose.js';
+import { seedEverything } from '../../core/nn/init.js';
+import type { Registry } from '../../core/registry/registry.js';
+import type { TrainOptions } from '../train/loop.js';
+
+export const RUN_FILE = 'run.json';
+
+export interface RunSpec {
+  version: 1;
+  createdAt: string;
+  backbone: { id: string; preset: string; overrides: Record<string, unknown> };
+  method: { id: string; config: Record<string, unknown> };
+  /** Official weights loaded before injection (absent: random initialisation). */
+  checkpoint?: string;
+  /** An adapter (peftjs or Hugging Face PEFT) the method's tensors start from. */
+  adapter?: string;
+  trainDecoder: boolean;
+  imageSize: number;
+  outSize: number;
+  /** `path` null: the embedded synthetic REFUGE-layout data. */
+  dataset: { kind: 'refuge' | 'isic'; path: string | null; valPath?: string | null; channels?: string[] };
+  augment: boolean;
+  options: TrainOptions;
+  command?: string;
+}
+
+/** Builds backbone (+ official weights) and method, and composes them. */
+export function buildPeftModel(registry: Registry, spec: RunSpec): PeftModel {
+  // the base weights of a run without --checkpoint are its seeded initialisation:
+  // eval and resume rebuild exactly the same ones
+  seedEverything(spec.options.seed);
+  const backbone = registry.createBackbone(spec.backbone.id, spec.backbone.preset, spec.backbone.overrides);
+  try {
+    if (spec.checkpoint) loadBackboneWeights(backbone, spec.checkpoint);
+    const method = registry.createMethod(spec.method.id, spec.method.config);
+    const peft = compose(backbone, method, { trainDecoder: spec.trainDecoder });
+    if (spec.adapter) loadAnyAdapter(spec.adapter, peft);
+    return peft;
+  } catch (err) {
+    backbone.model.dispose();
+    throw err;
+  }
+}
+
+/** Opens the training and validation sets. REFUGE validates on Validation-400 if present, else Test-400. */
+export async function openDatasets(spec: RunSpec): Promise<{ train: Dataset; val: Dataset; root: string }> {
+  const common = { imageSize: spec.imageSize, outSize: spec.outSize };
+  if (spec.dataset.kind === 'isic') {
+    if (!spec.dataset.path) throw new PeftError('--dataset isic needs --data-path (the training CSV)');
+    const train = await openIsic(spec.dataset.path, { ...common, augment: spec.augment });
+    const val = spec.dataset.valPath ? await openIsic(spec.dataset.valPath, common) : train;
+    return { train, val, root: spec.dataset.path };
+  }
+  const root = spec.dataset.path ?? (await ensureDefaultDataset());
+  const train = await openRefuge(root, { ...common, split: 'train', augment: spec.augment });
+  const valSplit = existsSync(join(root, 'Validation-400')) ? 'val' : 'test';
+  const val = await openRefuge(root, { ...common, split: valSplit });
+  return { train, val, root };
+}
+
+export function writeRunSpec(dir: string, spec: RunSpec): void {
+  writeFileAtomic(join(dir, RUN_FILE), `${JSON.stringify(spec, null, 2)}\n`);
+}
+
+export function readRunSpec(dir: string): RunSpec {
+  const path = join(resolve(dir), RUN_FILE);
+  if (!existsSync(path)) throw new PeftError(`${dir}: not a run directory (no ${RUN_FILE})`);
+  let spec: RunSpec;
+  try {
+    spec = JSON.parse(readFileSync(path, 'utf8')) as RunSpec;
+  } catch (err) {
+    throw new PeftError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
+  }
+  if (spec.version !== 1 || !spec.backbone?.id || !spec.method?.id || !spec.options) throw new PeftError(`${path}: not a peftjs run description`);
+  return spec;
+}
