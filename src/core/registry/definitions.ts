@@ -1,7 +1,25 @@
+// What a plugin registers: a method or a backbone, with everything it knows
+// about itself. Core holds only the mechanisms that call these capabilities;
+// nothing outside a plugin branches on its id. Every capability beyond `id`,
+// `summary`, `schema` and `create` is optional: a method without `hfPeft`
+// cannot be exported to Hugging Face PEFT, one without `flagKeys` takes its
+// keys through `--set` only, and so on.
 import type { Backbone } from '../peft/backbone.js';
 import type { LayerInjector } from '../peft/layer-injector.js';
 import type { ParityKind } from '../parity/parity-kind.js';
+import type { Law } from '../testing/law.js';
+import type { MethodLawOptions } from '../testing/method-laws.js';
+import type { HfPeftCodec } from '../io/hf-peft-codec.js';
 import type { ConfigSchema } from './config.js';
+
+/** The common method flags of `peft train`, `plan`, `verify`…; a method binds each to one of its config keys. */
+export type MethodFlag = 'rank' | 'target-rank' | 'alpha' | 'mid-dim' | 'targets';
+
+/** What a method learns about the run it is composed for (training only). */
+export interface RunBinding {
+  /** The run's total optimiser steps (from `--steps`, or epochs x batches per epoch). */
+  totalSteps: number;
+}
 
 /** A PEFT method plugin. */
 export interface MethodDefinition<C = any> {
@@ -9,10 +27,28 @@ export interface MethodDefinition<C = any> {
   summary: string;
   /** Other names accepted on the command line (e.g. the reference's `sam_lora`). */
   aliases?: string[];
-  /** A zod object schema with defaults and descriptions. */
+  /** A zod object schema with defaults and descriptions. `schema.parse({})` must succeed (checked at registration). */
   schema: ConfigSchema<C>;
   /** Builds the injector from a validated config. */
   create(config: C): LayerInjector;
+  /** Names for people: the results table's "mode" (`LoRA`) and Medical-SAM-Adapter's `-mod` spelling (`sam_lora`). */
+  display?: { name: string; mod?: string };
+  /** Which config key each common flag sets (`{ rank: 'r', alpha: 'alpha' }`); a flag not bound here is refused for this method. */
+  flagKeys?: Partial<Record<MethodFlag, string>>;
+  /**
+   * Config values that follow the run's length (AdaLoRA's `total_step` and
+   * warm-ups), given the raw config the user set. Core applies a returned key
+   * only when the user did not set it, then validates the result.
+   */
+  bindRun?(userConfig: Readonly<Record<string, unknown>>, run: RunBinding): Record<string, unknown>;
+  /** Lines that explain the method's schedule for a validated config (`peft plan`, `peft info`). */
+  describeSchedule?(config: C): string[];
+  /** The rule `bindRun` applies, in one or two sentences (`peft info`, docs). */
+  runBindingRule?: string;
+  /** Hugging Face PEFT's adapter format for this method (export and import). */
+  hfPeft?: HfPeftCodec<C>;
+  /** Laws of its own, run by `peft verify` (and the tests) after the core laws. */
+  laws?(options: MethodLawOptions): Law[];
 }
 
 /** A backbone (model family) plugin. */
@@ -25,6 +61,13 @@ export interface BackboneDefinition<C = any> {
   defaultPreset: string;
   schema: ConfigSchema<C>;
   create(config: C, preset: string): Backbone;
+  /** Names for people: the model family (`MobileSAM`) and its encoder per preset (`Tiny-ViT`); `*` names any other preset. */
+  display?: { family: string; encoders?: Record<string, string> };
+  /**
+   * Checkpoint keys the backbone derives itself and so skips when loading an
+   * official checkpoint (TinyViT's `attention_bias_idxs`). Default: none.
+   */
+  isDerivedCheckpointKey?(key: string): boolean;
 }
 
 export type { ParityKind };
