@@ -7,8 +7,7 @@
 import type { Backbone } from '../peft/backbone.js';
 import type { LayerInjector } from '../peft/layer-injector.js';
 import type { ParityKind } from '../parity/parity-kind.js';
-import type { Law } from '../testing/law.js';
-import type { MethodLawOptions } from '../testing/method-laws.js';
+import type { Law, MethodLawOptions } from '../testing/law.js';
 import type { HfPeftCodec } from '../io/hf-peft-codec.js';
 import type { ConfigSchema } from './config.js';
 

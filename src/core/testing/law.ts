@@ -9,6 +9,23 @@ export interface LawParams {
   timeLimitMs?: number;
 }
 
+/**
+ * What a method's laws may be told (the core laws' and a plugin's own
+ * `laws(options)`). Here rather than in method-laws.ts, which imports
+ * registry/definitions.ts: definitions.ts needs this type, and the import back
+ * would make a cycle.
+ */
+export interface MethodLawOptions {
+  /** Raw configs to draw (validated by the method's schema). Default: drawn from the schema's keys. */
+  configs?: fc.Arbitrary<Record<string, unknown>>;
+  /** One fixed config instead of drawn ones (e.g. from `peft verify --config`). */
+  config?: Record<string, unknown>;
+  /** Whether a (validated) config promises adapted == base at init. Default: unless `zero_init` or `identity_at_init` is false. */
+  promisesIdentity?: (config: Record<string, unknown>) => boolean;
+  /** Relative tolerance of merged vs unmerged outputs (default 1e-4). */
+  mergeTolerance?: number;
+}
+
 export interface LawResult {
   ok: boolean;
   /** Why the law did not apply (e.g. the method declares no merge). */

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { loadAdapter, saveAdapter } from '../io/adapter-files.js';
 import type { MethodDefinition } from '../registry/definitions.js';
 import { configArbitrary } from './config-arbitrary.js';
-import { checkLaw, violation, type Law, type LawParams, type LawTally } from './law.js';
+import { checkLaw, violation, type Law, type LawParams, type LawTally, type MethodLawOptions } from './law.js';
 import { planMethod } from './plan.js';
 import {
   Subject,
@@ -30,16 +30,9 @@ import {
   type ToyShape,
 } from './subject.js';
 
-export interface MethodLawOptions {
-  /** Raw configs to draw (validated by the method's schema). Default: drawn from the schema's keys. */
-  configs?: fc.Arbitrary<Record<string, unknown>>;
-  /** One fixed config instead of drawn ones (e.g. from `peft verify --config`). */
-  config?: Record<string, unknown>;
-  /** Whether a (validated) config promises adapted == base at init. Default: unless `zero_init` or `identity_at_init` is false. */
-  promisesIdentity?: (config: Record<string, unknown>) => boolean;
-  /** Relative tolerance of merged vs unmerged outputs (default 1e-4). */
-  mergeTolerance?: number;
-}
+// The options live in law.ts, beside Law: definitions.ts needs their type, and
+// this file imports definitions.ts (an import back would be a cycle).
+export type { MethodLawOptions } from './law.js';
 
 export interface LawCase {
   shape: ToyShape;
