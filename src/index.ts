@@ -3,10 +3,13 @@ import 'reflect-metadata';
 
 export * as tf from '@tensorflow/tfjs';
 export { z } from 'zod';
+/** fast-check, for a plugin's own laws (`MethodDefinition.laws`): the host's copy, as with tf and z. */
+export { default as fc } from 'fast-check';
 export * from './core/errors.js';
 export * from './app/backend.js';
 export * from './core/nn/index.js';
 export * from './core/nn/interpolate.js';
+export * from './core/nn/sensitivity-ema.js';
 export * from './core/io/safetensors.js';
 export * from './core/io/atomic.js';
 export * from './core/io/torch-checkpoint.js';
@@ -35,5 +38,4 @@ export * from './app/data/index.js';
 export * from './app/train/prompts.js';
 export * from './app/train/losses.js';
 export * from './app/train/metrics.js';
-export * from './app/train/importance.js';
 export * from './accel/kernels/index.js';

@@ -1,5 +1,5 @@
-// RankAllocator with the native importance kernel (PeftImportanceEma, through
-// core importanceEma) against its composite form: over a schedule of steps that
+// RankAllocator with the native sensitivity kernel (PeftSensitivityEma, through
+// core sensitivityEma) against its composite form: over a schedule of steps that
 // update importance and mask (the parameters moving between steps, E pruned by
 // the masks), the importance state (ipt/, unc/), budgets, thresholds, kept
 // triplets and E are identical bit for bit with only that kernel off, and all
@@ -10,7 +10,7 @@
 // is not built. (Test-only imports from src/core: the native switches.)
 import { describe, expect, it } from 'vitest';
 import { ensureWasmBackend, onBackend } from '../../test/support/kernels.js';
-import { PEFT_IMPORTANCE_EMA, fusedKernelActive } from '../../src/accel/native/fused-names.js';
+import { PEFT_SENSITIVITY_EMA, fusedKernelActive } from '../../src/accel/native/fused-names.js';
 import { registerNativeKernels } from '../../src/accel/native/index.js';
 import { built, whyNotBuilt, without } from '../../test/support/native.js';
 import { Parameter, seededValues, tf } from '../../src/index.js';
@@ -110,11 +110,11 @@ const resumed = () =>
     return [...head, ...run.steps(8, 16)];
   });
 
-/** Runs `f` with PeftImportanceEma unregistered on the active backend (every other native kernel stays). */
+/** Runs `f` with PeftSensitivityEma unregistered on the active backend (every other native kernel stays). */
 function withoutImportanceKernel<T>(f: () => T): T {
   const backend = tf.getBackend();
-  const config = tf.getKernel(PEFT_IMPORTANCE_EMA, backend)!;
-  tf.unregisterKernel(PEFT_IMPORTANCE_EMA, backend);
+  const config = tf.getKernel(PEFT_SENSITIVITY_EMA, backend)!;
+  tf.unregisterKernel(PEFT_SENSITIVITY_EMA, backend);
   try {
     return f();
   } finally {
@@ -152,14 +152,14 @@ function expectMasking(records: StepRecord[]): void {
   expect(records[records.length - 1]!.arrays.get('ipt/blocks.0.qkv.lora_A')!.some((v) => v !== 0)).toBe(true);
 }
 
-describe.skipIf(!built)('RankAllocator with PeftImportanceEma (cpu)', () => {
+describe.skipIf(!built)('RankAllocator with PeftSensitivityEma (cpu)', () => {
   it('runs the kernel, once per parameter', async () => {
-    expect(fusedKernelActive(PEFT_IMPORTANCE_EMA)).toBe(true);
+    expect(fusedKernelActive(PEFT_SENSITIVITY_EMA)).toBe(true);
     const run = new Run();
     run.steps(1, 1);
     const g = new Map(run.layers.flatMap((l) => [['A', l.A], ['E', l.E], ['B', l.B]] as const).map(([s, p], i) => [`${run.layers[Math.floor(i / 3)]!.name}.lora_${s}`, tf.onesLike(p.variable)]));
     const info = await tf.profile(() => void run.allocator.update(3, run.layers, (k) => g.get(k)));
-    expect(info.kernels.map((k) => k.name)).toEqual(Array(LAYERS.length * 3).fill(PEFT_IMPORTANCE_EMA));
+    expect(info.kernels.map((k) => k.name)).toEqual(Array(LAYERS.length * 3).fill(PEFT_SENSITIVITY_EMA));
     tf.dispose([...g.values()]);
     run.dispose();
   });
@@ -192,7 +192,7 @@ describe.skipIf(!built)('RankAllocator with PeftImportanceEma (cpu)', () => {
   });
 });
 
-describe.skipIf(!built || !wasmOk)('RankAllocator with PeftImportanceEma (wasm)', () => {
+describe.skipIf(!built || !wasmOk)('RankAllocator with PeftSensitivityEma (wasm)', () => {
   const onWasm = <T>(f: () => T) =>
     onBackend('wasm', () => {
       registerNativeKernels('wasm');
@@ -203,7 +203,7 @@ describe.skipIf(!built || !wasmOk)('RankAllocator with PeftImportanceEma (wasm)'
     // (the thresholds differ from cpu's in the last bit: wasm's Mean sums in another order)
     const cpu = withoutImportanceKernel(straight);
     const [native, composite] = await onWasm(() => {
-      expect(fusedKernelActive(PEFT_IMPORTANCE_EMA)).toBe(true);
+      expect(fusedKernelActive(PEFT_SENSITIVITY_EMA)).toBe(true);
       return [straight(), withoutImportanceKernel(straight)];
     });
     expectMasking(native!);

@@ -11,7 +11,8 @@
 //    s(E_i) + mean_j s(A_ij) + mean_k s(B_ki); one global threshold = the k-th
 //    smallest triplet score, k = (triplets) - budget; E_i := 0 exactly where
 //    its score <= threshold. A and B are never touched.
-import { PeftError, importanceEma, tf, type Parameter } from '../../src/index.js';
+import { PeftError, tf, type Parameter } from '../../src/index.js';
+import { ImportanceAverages } from './importance.js';
 
 export interface ScheduleConfig {
   init_warmup: number;
@@ -50,13 +51,9 @@ export function budgetSchedule(c: ScheduleConfig, totalRank: number, targetRank:
   return { budget: Math.trunc(targetRank + (totalRank - targetRank) * coeff ** 3), mask: t % c.mask_interval === 0 };
 }
 
-interface Ema {
-  ipt: tf.Tensor;
-  unc: tf.Tensor;
-}
-
 export class RankAllocator {
-  private readonly ema = new Map<string, Ema>();
+  /** The importance averages (the training state a checkpoint saves). */
+  private readonly importance: ImportanceAverages;
 
   /**
    * `totalRank` and `targetRank` are sums over all matrices (the reference's
@@ -71,6 +68,7 @@ export class RankAllocator {
       throw new PeftError(`RankAllocator: total_step must be > init_warmup + final_warmup`);
     }
     if (targetRank > totalRank) throw new PeftError(`RankAllocator: target rank ${targetRank} exceeds total rank ${totalRank}`);
+    this.importance = new ImportanceAverages(config.beta1, config.beta2);
   }
 
   budgetAt(step: number): number {
@@ -98,55 +96,24 @@ export class RankAllocator {
   }
 
   private updateImportance(step: number, layers: SvdTriplets[], grad: (key: string) => tf.Tensor | undefined): void {
-    const { beta1: b1, beta2: b2 } = this.config;
     for (const layer of layers) {
       for (const [suffix, p] of [['lora_A', layer.A], ['lora_E', layer.E], ['lora_B', layer.B]] as const) {
         const key = `${layer.name}.${suffix}`;
         const g = grad(key);
         if (!g) throw new PeftError(`adalora: no gradient for '${key}' at step ${step} (the rank allocator needs it)`);
-        if (g.shape.join(',') !== p.shape.join(',')) {
-          throw new PeftError(`adalora: gradient of '${key}' has shape [${g.shape}], the parameter [${p.shape}]`);
-        }
-        const prev = this.ema.get(key);
-        const fresh = !prev || prev.ipt.shape.join(',') !== p.shape.join(',');
-        // one native kernel per parameter where they are on (core importanceEma)
-        const { ema, unc } = importanceEma(p.variable, g, fresh ? undefined : prev.ipt, fresh ? undefined : prev.unc, b1, b2);
-        if (prev) {
-          prev.ipt.dispose();
-          prev.unc.dispose();
-        }
-        this.ema.set(key, { ipt: ema, unc });
+        this.importance.update(key, p, g);
       }
     }
   }
 
   /** The importance averages by `ipt/<key>` and `unc/<key>` (live tensors). */
   state(): Map<string, tf.Tensor> {
-    const out = new Map<string, tf.Tensor>();
-    for (const [key, e] of this.ema) {
-      out.set(`ipt/${key}`, e.ipt);
-      out.set(`unc/${key}`, e.unc);
-    }
-    return out;
+    return this.importance.state();
   }
 
   /** Restores what `state()` returned (copies the tensors). */
   loadState(state: Map<string, tf.Tensor>): void {
-    this.dispose();
-    for (const [name, t] of state) {
-      if (!name.startsWith('ipt/')) continue;
-      const key = name.slice(4);
-      const unc = state.get(`unc/${key}`);
-      if (!unc) throw new PeftError(`adalora: training state has ipt/${key} but no unc/${key}`);
-      this.ema.set(key, { ipt: t.clone(), unc: unc.clone() });
-    }
-  }
-
-  /** Element scores `ema * unc` of one parameter (zeros before any importance update). */
-  private score(key: string, p: Parameter): tf.Tensor {
-    const e = this.ema.get(key);
-    if (!e || e.ipt.shape.join(',') !== p.shape.join(',')) return tf.zeros(p.shape);
-    return tf.mul(e.ipt, e.unc);
+    this.importance.loadState(state);
   }
 
   /** Triplet scores of one matrix, `[r]`: s(E_i) + (mean_j s(A_ij) + mean_k s(B_ki)). */
@@ -154,9 +121,9 @@ export class RankAllocator {
     const r = layer.E.shape[0]!;
     if (r === 0) return new Float32Array(0);
     return tf.tidy(() => {
-      const sE = tf.reshape(this.score(`${layer.name}.lora_E`, layer.E), [r]);
-      const sA = tf.mean(this.score(`${layer.name}.lora_A`, layer.A), 1);
-      const sB = tf.mean(this.score(`${layer.name}.lora_B`, layer.B), 0);
+      const sE = tf.reshape(this.importance.score(`${layer.name}.lora_E`, layer.E), [r]);
+      const sA = tf.mean(this.importance.score(`${layer.name}.lora_A`, layer.A), 1);
+      const sB = tf.mean(this.importance.score(`${layer.name}.lora_B`, layer.B), 0);
       return tf.add(sE, tf.add(sA, sB)).dataSync() as Float32Array;
     });
   }
@@ -181,10 +148,6 @@ export class RankAllocator {
   }
 
   dispose(): void {
-    for (const e of this.ema.values()) {
-      e.ipt.dispose();
-      e.unc.dispose();
-    }
-    this.ema.clear();
+    this.importance.dispose();
   }
 }

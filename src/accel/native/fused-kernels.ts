@@ -5,12 +5,13 @@
 // place (see storage.ts). GELU and layer norm have no tfjs kernel to fall back
 // to: the layers only call them for float32 tensors, and the kernels throw
 // otherwise; Softmax falls back to the kernel it replaced. PeftAdam is Adam's
-// update of one parameter (used by src/core/train/adam.ts), bit-identical to
-// the composite form there; PeftImportanceEma likewise AdaLoRA's importance
-// averages of one parameter (src/core/train/importance.ts).
+// update of one parameter (used by src/app/train/adam.ts), bit-identical to
+// the composite form there; PeftSensitivityEma likewise the sensitivity
+// averages of one parameter (src/core/nn/sensitivity-ema.ts: AdaLoRA's
+// importance, or any sensitivity-based pruning).
 import * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.js';
-import { PEFT_ADAM, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_IMPORTANCE_EMA, PEFT_SOFTMAX_GRAD } from './fused-names.js';
+import { PEFT_ADAM, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SENSITIVITY_EMA, PEFT_SOFTMAX_GRAD } from './fused-names.js';
 import { storageFor, type Storage, type View } from './storage.js';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
@@ -202,36 +203,36 @@ function adam(backendName: string, addon: NativeAddon): tf.KernelConfig {
   });
 }
 
-/** The importance update's scalars [beta1, 1 - beta1, beta2, 1 - beta2], in double as the composite form computes them. */
-export function importanceScalars(beta1: number, beta2: number): Float64Array {
+/** The sensitivity update's scalars [beta1, 1 - beta1, beta2, 1 - beta2], in double as the composite form computes them. */
+export function sensitivityScalars(beta1: number, beta2: number): Float64Array {
   return Float64Array.of(beta1, 1 - beta1, beta2, 1 - beta2);
 }
 
-/** AdaLoRA's importance averages of one parameter: `{p, g, ema?, unc?}` (one shape), attrs `{beta1, beta2}` → [ema', unc']. */
-function importanceEma(backendName: string, addon: NativeAddon): tf.KernelConfig {
-  return kernel(PEFT_IMPORTANCE_EMA, backendName, ({ inputs, attrs }, st) => {
+/** The sensitivity averages of one parameter: `{p, g, ema?, unc?}` (one shape), attrs `{beta1, beta2}` → [ema', unc']. The addon's symbol keeps its first name, importanceEma. */
+function sensitivityEma(backendName: string, addon: NativeAddon): tf.KernelConfig {
+  return kernel(PEFT_SENSITIVITY_EMA, backendName, ({ inputs, attrs }, st) => {
     const { p, g, ema, unc } = inputs as { p: tf.TensorInfo; g: tf.TensorInfo; ema?: tf.TensorInfo; unc?: tf.TensorInfo };
     const a = (attrs ?? {}) as { beta1?: unknown; beta2?: unknown };
     for (const k of ['beta1', 'beta2'] as const) {
-      if (typeof a[k] !== 'number') throw new Error(`${PEFT_IMPORTANCE_EMA}: attr ${k} must be a number, got ${typeof a[k]}`);
+      if (typeof a[k] !== 'number') throw new Error(`${PEFT_SENSITIVITY_EMA}: attr ${k} must be a number, got ${typeof a[k]}`);
     }
-    check(PEFT_IMPORTANCE_EMA, st, [p, g, ema, unc]);
+    check(PEFT_SENSITIVITY_EMA, st, [p, g, ema, unc]);
     if (![g, ema, unc].every((t) => !t || sameShape(t.shape, p.shape))) {
-      throw new Error(`${PEFT_IMPORTANCE_EMA}: shapes p ${p.shape}, g ${g.shape}, ema ${ema?.shape ?? '-'}, unc ${unc?.shape ?? '-'} differ`);
+      throw new Error(`${PEFT_SENSITIVITY_EMA}: shapes p ${p.shape}, g ${g.shape}, ema ${ema?.shape ?? '-'}, unc ${unc?.shape ?? '-'} differ`);
     }
     const out = [st.alloc(p.shape), st.alloc(p.shape)];
     const [rows, cols] = rowsCols(p.shape);
     if (rows * cols > 0) {
       const vs = [p, g, ema, unc, ...out].map((t) => (t ? st.view(t) : undefined));
       const arr = (i: number) => vs[i]?.array ?? null;
-      addon.importanceEma(arr(0)!, arr(1)!, arr(2), arr(3), arr(4)!, arr(5)!, params(rows, cols, vs), importanceScalars(a.beta1 as number, a.beta2 as number));
+      addon.importanceEma(arr(0)!, arr(1)!, arr(2), arr(3), arr(4)!, arr(5)!, params(rows, cols, vs), sensitivityScalars(a.beta1 as number, a.beta2 as number));
     }
     return out;
   });
 }
 
 /** Kernel names this module registers ('Softmax' replaces the backend's). */
-export const FUSED_NATIVE_KERNELS = ['Softmax', PEFT_SOFTMAX_GRAD, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_ADAM, PEFT_IMPORTANCE_EMA];
+export const FUSED_NATIVE_KERNELS = ['Softmax', PEFT_SOFTMAX_GRAD, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_ADAM, PEFT_SENSITIVITY_EMA];
 
 /** The config of one of FUSED_NATIVE_KERNELS, or undefined for another name. */
 export function makeFusedKernel(name: string, backendName: string, addon: NativeAddon, original: Original): tf.KernelConfig | undefined {
@@ -250,8 +251,8 @@ export function makeFusedKernel(name: string, backendName: string, addon: Native
       return layerNormGrad(backendName, addon);
     case PEFT_ADAM:
       return adam(backendName, addon);
-    case PEFT_IMPORTANCE_EMA:
-      return importanceEma(backendName, addon);
+    case PEFT_SENSITIVITY_EMA:
+      return sensitivityEma(backendName, addon);
     default:
       return undefined;
   }

@@ -25,18 +25,19 @@ export const PEFT_ATTENTION = 'PeftAttention';
 export const PEFT_ATTENTION_GRAD = 'PeftAttentionGrad';
 
 /**
- * One Adam update of a parameter (src/core/train/adam.ts), bit-identical to its composite form:
+ * One Adam update of a parameter (src/app/train/adam.ts), bit-identical to its composite form:
  * `{p, g, m, v}`, attrs `{lr, beta1, beta2, eps, step}` → [p', m', v'].
  */
 export const PEFT_ADAM = 'PeftAdam';
 
 /**
- * AdaLoRA's importance averages of one parameter (src/core/train/importance.ts), bit-identical to its composite
- * form: `{p, g, ema?, unc?}` (absent: the first update's zeros), attrs `{beta1, beta2}` → [ema', unc'].
+ * The sensitivity averages of one parameter (core `sensitivityEma`, src/core/nn/sensitivity-ema.ts): s = |p g|,
+ * ema' = b1 ema + (1 - b1) s, unc' = b2 unc + (1 - b2) |s - ema'|, bit-identical to its composite form:
+ * `{p, g, ema?, unc?}` (absent: the first update's zeros), attrs `{beta1, beta2}` → [ema', unc'].
  */
-export const PEFT_IMPORTANCE_EMA = 'PeftImportanceEma';
+export const PEFT_SENSITIVITY_EMA = 'PeftSensitivityEma';
 
-export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD, PEFT_ATTENTION, PEFT_ATTENTION_GRAD, PEFT_ADAM, PEFT_IMPORTANCE_EMA] as const;
+export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD, PEFT_ATTENTION, PEFT_ATTENTION_GRAD, PEFT_ADAM, PEFT_SENSITIVITY_EMA] as const;
 
 /** Whether `name` is registered for the active backend (the native kernels are on there). */
 export function fusedKernelActive(name: string): boolean {

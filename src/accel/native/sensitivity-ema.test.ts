@@ -1,5 +1,5 @@
-// PeftImportanceEma (native/src/importance.cc) against the composite form of
-// core importanceEma (src/core/train/importance.ts, the native kernels off):
+// PeftSensitivityEma (native/src/importance.cc) against the composite form of
+// core sensitivityEma (src/core/nn/sensitivity-ema.ts, the native kernels off):
 // BIT-identical averages over many sizes (0, 1, odd, not a multiple of the 4
 // lanes, LoRA shapes, threaded), random betas (float32 or not), first updates
 // (no previous averages) and later ones, and special values (signed zeros,
@@ -10,12 +10,12 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ensureWasmBackend, onBackend } from '../../../test/support/kernels.js';
 import { seededValues } from '../../core/testing/reference-math.js';
-import { importanceEma } from '../../app/train/importance.js';
-import { PEFT_IMPORTANCE_EMA } from './fused-names.js';
+import { sensitivityEma } from '../../core/nn/sensitivity-ema.js';
+import { PEFT_SENSITIVITY_EMA } from './fused-names.js';
 import { fusedKernelActive, registerNativeKernels } from './index.js';
 import { RUNS, built, load, whyNotBuilt, without, expectSameBits as sameBits } from '../../../test/support/native.js';
 
-if (!built) console.log(`native importance tests skipped: ${whyNotBuilt}`);
+if (!built) console.log(`native sensitivity-average tests skipped: ${whyNotBuilt}`);
 const wasmOk = await ensureWasmBackend();
 
 interface Case {
@@ -70,14 +70,14 @@ function inputs(c: Case): State {
   };
 }
 
-/** One importanceEma on the active backend: ema', unc' as arrays. */
+/** One sensitivityEma on the active backend: ema', unc' as arrays. */
 function update(c: Case, s: State): Float32Array[] {
   const t = (a: Float32Array) => tf.tensor(a, c.shape, 'float32');
   const p = t(s.p);
   const g = t(s.g);
   const ema0 = c.prev === 'both' || c.prev === 'ema' ? t(s.ema) : undefined;
   const unc0 = c.prev === 'both' || c.prev === 'unc' ? t(s.unc) : undefined;
-  const out = importanceEma(p, g, ema0, unc0, c.beta1, c.beta2);
+  const out = sensitivityEma(p, g, ema0, unc0, c.beta1, c.beta2);
   try {
     return [out.ema, out.unc].map((x) => x.dataSync().slice() as Float32Array);
   } finally {
@@ -112,20 +112,20 @@ const SPECIAL_CASES: Case[] = (['none', 'both', 'ema', 'unc'] as const).flatMap(
   ].map(([beta1, beta2]): Case => ({ ...SPECIAL, prev, beta1: beta1!, beta2: beta2! })),
 );
 
-describe.skipIf(!built)('PeftImportanceEma on the cpu backend', () => {
-  it('is registered and used by importanceEma: one kernel per update', async () => {
-    expect(fusedKernelActive(PEFT_IMPORTANCE_EMA)).toBe(true);
-    expect(without(() => fusedKernelActive(PEFT_IMPORTANCE_EMA))).toBe(false);
+describe.skipIf(!built)('PeftSensitivityEma on the cpu backend', () => {
+  it('is registered and used by sensitivityEma: one kernel per update', async () => {
+    expect(fusedKernelActive(PEFT_SENSITIVITY_EMA)).toBe(true);
+    expect(without(() => fusedKernelActive(PEFT_SENSITIVITY_EMA))).toBe(false);
     const p = tf.ones([4, 192]);
     const kernels = async (prev: tf.Tensor | undefined) =>
       (
         await tf.profile(() => {
-          const out = importanceEma(p, p, prev, prev, 0.85, 0.85);
+          const out = sensitivityEma(p, p, prev, prev, 0.85, 0.85);
           tf.dispose([out.ema, out.unc]);
         })
       ).kernels.map((k) => k.name);
-    expect(await kernels(p)).toEqual([PEFT_IMPORTANCE_EMA]);
-    expect(await kernels(undefined)).toEqual([PEFT_IMPORTANCE_EMA]);
+    expect(await kernels(p)).toEqual([PEFT_SENSITIVITY_EMA]);
+    expect(await kernels(undefined)).toEqual([PEFT_SENSITIVITY_EMA]);
     p.dispose();
   });
 
@@ -192,7 +192,7 @@ describe.skipIf(!built)('PeftImportanceEma on the cpu backend', () => {
     tf.tidy(() => {
       const t = tf.ones([3]);
       const attrs = { beta1: 0.85, beta2: 0.85 };
-      const run = (inputs: tf.NamedTensorMap, a: object) => tf.engine().runKernel(PEFT_IMPORTANCE_EMA, inputs, a as tf.NamedAttrMap);
+      const run = (inputs: tf.NamedTensorMap, a: object) => tf.engine().runKernel(PEFT_SENSITIVITY_EMA, inputs, a as tf.NamedAttrMap);
       expect(() => run({ p: t, g: t, ema: t, unc: tf.ones([4]) }, attrs)).toThrow(/shapes .* differ/);
       expect(() => run({ p: t, g: tf.ones([1, 3]) }, attrs)).toThrow(/shapes .* differ/);
       expect(() => run({ p: t, g: t }, { beta1: 0.85 })).toThrow(/attr beta2 must be a number/);
@@ -204,8 +204,8 @@ describe.skipIf(!built)('PeftImportanceEma on the cpu backend', () => {
   it('falls back to the composite form for other dtypes and broadcasting', () => {
     tf.tidy(() => {
       const p = tf.tensor([1, -2, 3], [3]);
-      const viaInt = importanceEma(p, tf.tensor([2, 2, 2], [3], 'int32'), undefined, undefined, 0.5, 0.5);
-      const viaBroadcast = importanceEma(p, tf.scalar(2), undefined, undefined, 0.5, 0.5);
+      const viaInt = sensitivityEma(p, tf.tensor([2, 2, 2], [3], 'int32'), undefined, undefined, 0.5, 0.5);
+      const viaBroadcast = sensitivityEma(p, tf.scalar(2), undefined, undefined, 0.5, 0.5);
       for (const out of [viaInt, viaBroadcast]) {
         expect([...out.ema.dataSync()]).toEqual([1, 2, 3]);
         expect([...out.unc.dataSync()]).toEqual([0.5, 1, 1.5]);
@@ -232,7 +232,7 @@ describe.skipIf(!built)('PeftImportanceEma on the cpu backend', () => {
   });
 });
 
-describe.skipIf(!built || !wasmOk)('PeftImportanceEma on the wasm backend (in place on the wasm heap)', () => {
+describe.skipIf(!built || !wasmOk)('PeftSensitivityEma on the wasm backend (in place on the wasm heap)', () => {
   const onWasm = <T>(f: () => T) =>
     onBackend('wasm', () => {
       registerNativeKernels('wasm');
@@ -240,7 +240,7 @@ describe.skipIf(!built || !wasmOk)('PeftImportanceEma on the wasm backend (in pl
     });
 
   it('is registered on wasm', async () => {
-    expect(await onWasm(() => fusedKernelActive(PEFT_IMPORTANCE_EMA))).toBe(true);
+    expect(await onWasm(() => fusedKernelActive(PEFT_SENSITIVITY_EMA))).toBe(true);
   });
 
   it('is bit-identical to the wasm composite form and to the cpu backend (both ways)', async () => {

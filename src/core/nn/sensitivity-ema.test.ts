@@ -1,14 +1,15 @@
-// core importanceEma, whichever form runs (the native kernel where it is on,
+// core sensitivityEma, whichever form runs (the native kernel where it is on,
 // else the composite): every element as the float32 formula with one rounding
 // per operation (scalars rounded from double), zeros for a missing previous
 // average, the inputs left alone, no tensors left behind. The native kernel's
-// bit-identity to the composite form is tested in ../native/importance.test.ts.
+// bit-identity to the composite form is tested in
+// src/accel/native/sensitivity-ema.test.ts.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { fusedKernelActive, PEFT_IMPORTANCE_EMA } from '../../accel/native/fused-names.js';
+import { fusedKernelActive, PEFT_SENSITIVITY_EMA } from '../../accel/native/fused-names.js';
 import { built, without } from '../../../test/support/native.js';
-import { seededValues } from '../../core/testing/reference-math.js';
-import { importanceEma } from './importance.js';
+import { seededValues } from '../testing/reference-math.js';
+import { sensitivityEma } from './sensitivity-ema.js';
 
 const f = Math.fround;
 
@@ -17,9 +18,9 @@ function reference(p: Float32Array, g: Float32Array, ema0: Float32Array | undefi
   const ema = new Float32Array(p.length);
   const unc = new Float32Array(p.length);
   for (let i = 0; i < p.length; i++) {
-    const ipt = Math.abs(f(p[i]! * g[i]!));
-    ema[i] = f(f((ema0?.[i] ?? 0) * f(b1)) + f(ipt * f(1 - b1)));
-    unc[i] = f(f((unc0?.[i] ?? 0) * f(b2)) + f(Math.abs(f(ipt - ema[i]!)) * f(1 - b2)));
+    const s = Math.abs(f(p[i]! * g[i]!));
+    ema[i] = f(f((ema0?.[i] ?? 0) * f(b1)) + f(s * f(1 - b1)));
+    unc[i] = f(f((unc0?.[i] ?? 0) * f(b2)) + f(Math.abs(f(s - ema[i]!)) * f(1 - b2)));
   }
   return [ema, unc];
 }
@@ -29,7 +30,7 @@ const forms: [string, <T>(fn: () => T) => T][] = [
   ['composite form', (fn) => (built ? without(fn) : fn())],
 ];
 
-describe.each(forms)('importanceEma (%s)', (label, run) => {
+describe.each(forms)('sensitivityEma (%s)', (label, run) => {
   it('is the float32 formula, one rounding per operation (first and later updates)', () => {
     const r = seededValues(41);
     const n = 4 * 192;
@@ -44,7 +45,7 @@ describe.each(forms)('importanceEma (%s)', (label, run) => {
         const [want, wantU] = reference(p, g, first ? undefined : e0, first ? undefined : u0, b1!, b2!);
         const got = run(() =>
           tf.tidy(() => {
-            const out = importanceEma(tf.tensor(p, [4, 192]), tf.tensor(g, [4, 192]), first ? undefined : tf.tensor(e0, [4, 192]), first ? undefined : tf.tensor(u0, [4, 192]), b1!, b2!);
+            const out = sensitivityEma(tf.tensor(p, [4, 192]), tf.tensor(g, [4, 192]), first ? undefined : tf.tensor(e0, [4, 192]), first ? undefined : tf.tensor(u0, [4, 192]), b1!, b2!);
             return [out.ema.dataSync().slice(), out.unc.dataSync().slice()];
           }),
         );
@@ -58,10 +59,10 @@ describe.each(forms)('importanceEma (%s)', (label, run) => {
     run(() => {
       const p = tf.tensor([1, -2, 3, 0.5], [4, 1]);
       const g = tf.tensor([0.5, 0.25, -1, 2], [4, 1]);
-      const first = importanceEma(p, g, undefined, undefined, 0.85, 0.85);
+      const first = sensitivityEma(p, g, undefined, undefined, 0.85, 0.85);
       const before = tf.memory().numTensors;
       for (let i = 0; i < 3; i++) {
-        const next = importanceEma(p, g, first.ema, first.unc, 0.85, 0.85);
+        const next = sensitivityEma(p, g, first.ema, first.unc, 0.85, 0.85);
         tf.dispose([next.ema, next.unc]);
       }
       expect(tf.memory().numTensors).toBe(before);
@@ -72,6 +73,6 @@ describe.each(forms)('importanceEma (%s)', (label, run) => {
   });
 
   it(`runs ${built ? 'the native kernel where it is on' : 'the composite form (addon not built)'}`, () => {
-    expect(run(() => fusedKernelActive(PEFT_IMPORTANCE_EMA))).toBe(built && label === 'active form');
+    expect(run(() => fusedKernelActive(PEFT_SENSITIVITY_EMA))).toBe(built && label === 'active form');
   });
 });
