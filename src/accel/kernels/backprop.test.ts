@@ -92,13 +92,13 @@ describe('valueAndGradsLowMemory', () => {
       const late = [0, 0];
       const w = net.params[0]!;
       const probe = (slot: number) =>
-        tf.customGrad((x: tf.Tensor) => ({
-          value: tf.mul(x, 1),
+        tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => ({
+          value: tf.mul(inputs[0] as tf.Tensor, 1),
           gradFunc: (dy: tf.Tensor) => {
             late[slot] = tf.memory().numBytes;
             return dy;
           },
-        }) as never);
+        }));
       const loss = (slot: number) => () =>
         tf.tidy(() => {
           const p = probe(slot)(w) as tf.Tensor;

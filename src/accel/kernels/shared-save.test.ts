@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { valueAndGradsLowMemory } from './backprop.js';
 import { installSharedSave, uninstallSharedSave } from './shared-save.js';
 
-const loss = (x: tf.Tensor, w: tf.Tensor) => tf.sum(tf.square(tf.tanh(tf.matMul(tf.mul(x, w), w, false, true))));
+const loss = (x: tf.Tensor, w: tf.Tensor) => tf.sum<tf.Scalar>(tf.square(tf.tanh(tf.matMul(tf.mul(x, w), w, false, true))));
 
 function withEngineClone<T>(f: () => T): T {
   uninstallSharedSave();
@@ -58,7 +58,7 @@ describe('shared save of tensors for the backward pass', () => {
     const before = tf.memory();
     let buffersDuring = 0;
     const { value, grads } = tf.variableGrads(() => {
-      const y = tf.sum(tf.mul(x, x)); // Multiply saves x twice: two more tensors, no new buffer
+      const y = tf.sum<tf.Scalar>(tf.mul(x, x)); // Multiply saves x twice: two more tensors, no new buffer
       buffersDuring = (tf.memory() as { numDataBuffers: number }).numDataBuffers;
       return y;
     });

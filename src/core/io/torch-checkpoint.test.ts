@@ -36,7 +36,7 @@ const u32 = (n: number) => [n & 255, (n >> 8) & 255, (n >> 16) & 255, (n >>> 24)
 const str = (s: string) => bytes([0x58, ...u32(enc.encode(s).length)], s);
 const int = (n: number) => (n < 256 ? bytes([0x4b, n]) : bytes([0x4a, ...u32(n)]));
 const glob = (mod: string, name: string) => bytes('c', `${mod}\n${name}\n`);
-const tuple = (...xs: Uint8Array[]) => bytes('(', ...xs, 't');
+const tuple = (...xs: Part[]) => bytes('(', ...xs, 't');
 const MARK = '(';
 function tensor(key: string, type: string, numel: number, offset: number, size: number[], stride: number[]): Uint8Array {
   const pid = bytes(tuple(str('storage'), glob('torch', type), str(key), str('cpu'), int(numel)), 'Q');
