@@ -20,7 +20,7 @@ import { Adam } from '../../src/app/train/adam.js';
 import { checkpointDir, loadTrainingCheckpoint, readTrainerState, saveTrainingCheckpoint } from '../../src/app/train/checkpoint.js';
 import { RunLog } from '../../src/app/train/run-log.js';
 import { PeftError } from '../../src/core/errors.js';
-import { recordTable } from './fuzz-harness.js';
+import { recordTable } from '../support/fuzz-harness.js';
 
 const fault = vi.hoisted(() => ({
   /** Count calls and crash at this one (1-based); 0: off. */

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureDefaultDataset } from '../../src/app/data/synth-output.js';
-import { recordTable } from './fuzz-harness.js';
+import { recordTable } from '../support/fuzz-harness.js';
 
 const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'peft-cli-flags-'));

@@ -16,7 +16,7 @@ import { register as registerLora } from '../../plugins/method-lora/index.js';
 import { register as registerAdapter } from '../../plugins/method-adapter/index.js';
 import { register as registerAdalora } from '../../plugins/method-adalora/index.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loadAdapter, saveAdapter } from '../../src/core/io/adapter-files.js';
-import { fuzz, hostileCase, mutatedArb, runs, verdict } from './fuzz-harness.js';
+import { fuzz, hostileCase, mutatedArb, runs, verdict } from '../support/fuzz-harness.js';
 
 const registry = new Registry();
 registerLora(registry);

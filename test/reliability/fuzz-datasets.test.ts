@@ -11,7 +11,7 @@ import { parseCsv } from '../../src/app/data/csv.js';
 import { openIsic, scanIsicCsv } from '../../src/app/data/isic.js';
 import { openRefuge, refugeMaskPaths } from '../../src/app/data/refuge.js';
 import { encodeJpeg, encodePng } from '../../src/app/data/image-io.js';
-import { fuzz, fuzzAsync, hostileCase, hostileCaseAsync, mutatedArb, runs, verdict } from './fuzz-harness.js';
+import { fuzz, fuzzAsync, hostileCase, hostileCaseAsync, mutatedArb, runs, verdict } from '../support/fuzz-harness.js';
 
 const enc = new TextEncoder();
 const root = mkdtempSync(join(tmpdir(), 'peft-fuzz-data-'));

@@ -13,7 +13,7 @@ import { decodeImage, encodeJpeg, encodePng, readImage, type Image8 } from '../.
 import { encodeBmp } from '../../src/app/data/bmp.js';
 import { binarisedMask } from '../../src/app/data/mask-target.js';
 import { crc32 } from '../../src/core/io/torch-zip.js';
-import { fuzz, fuzzAsync, hostileCase, hostileCaseAsync, mutatedArb, runs, verdict } from './fuzz-harness.js';
+import { fuzz, fuzzAsync, hostileCase, hostileCaseAsync, mutatedArb, runs, verdict } from '../support/fuzz-harness.js';
 
 const IMAGE = '/fuzz/Training-400/g0001/g0001.jpg';
 const MASK = '/fuzz/Training-400/g0001/g0001_seg_cup_1.png';

@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTensors, parseSafetensors, serializeSafetensors, toFloat32, toTensor, type TensorToWrite } from '../../src/core/io/safetensors.js';
-import { fuzz, hostileCase, mutatedArb, runs, verdict } from './fuzz-harness.js';
+import { fuzz, hostileCase, mutatedArb, runs, verdict } from '../support/fuzz-harness.js';
 
 const FILE = '/fuzz/model.safetensors';
 const dir = mkdtempSync(join(tmpdir(), 'peft-fuzz-st-'));

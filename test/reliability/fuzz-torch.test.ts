@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { checkpointToTensors, parseTorchCheckpoint } from '../../src/core/io/torch-checkpoint.js';
 import { openZip } from '../../src/core/io/torch-zip.js';
 import { FIXTURES, HAVE_FIXTURES } from '../support/fixtures.js';
-import { fuzz, hostileCase, mutate, mutatedArb, mutationArb, runs, verdict } from './fuzz-harness.js';
-import { bytes, dictPkl, f32, glob, i64, int, MARK, ptArchive, str, tensorPkl, tuple, u32, u64, zip, type ZipItem } from './torch-builders.js';
+import { fuzz, hostileCase, mutate, mutatedArb, mutationArb, runs, verdict } from '../support/fuzz-harness.js';
+import { bytes, dictPkl, f32, glob, i64, int, MARK, ptArchive, str, tensorPkl, tuple, u32, u64, zip, type ZipItem } from '../support/torch-builders.js';
 
 const FILE = '/fuzz/sam_vit_b.pth';
 

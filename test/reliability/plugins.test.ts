@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { recordTable } from './fuzz-harness.js';
+import { recordTable } from '../support/fuzz-harness.js';
 
 const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'peft-bad-plugins-'));

@@ -16,7 +16,7 @@ import { ensureDefaultDataset } from '../../src/app/data/synth-output.js';
 import type { RunSpec } from '../../src/app/runs/run-spec.js';
 import { trainRun, type RunSummaryFile } from '../../src/app/runs/train-run.js';
 import { RunLog } from '../../src/app/train/run-log.js';
-import { recordTable } from './fuzz-harness.js';
+import { recordTable } from '../support/fuzz-harness.js';
 
 let registry: Registry;
 let data: string;

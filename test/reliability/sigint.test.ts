@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureDefaultDataset } from '../../src/app/data/synth-output.js';
 import { RunLog } from '../../src/app/train/run-log.js';
-import { recordTable } from './fuzz-harness.js';
+import { recordTable } from '../support/fuzz-harness.js';
 
 const bin = fileURLToPath(new URL('../../bin/run.js', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'peft-sigint-'));
