@@ -5,16 +5,19 @@
 // merge (the merged checkpoint's forward equals the adapted model's), export
 // to Hugging Face PEFT (a LoRA config with use_dora and the magnitude vectors
 // under PEFT's keys) and loading that export back.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as peftjs from '../../src/index.js';
+import { createDefaultRegistry } from '../../src/builtins.js';
 
-const { Registry, ToyBackbone, compose, tf, verifyMethod, loadExternalPlugins, valueAndGrads } = peftjs;
+const { Registry, ToyBackbone, compose, tf, verifyMethod, loadExternalPlugins, valueAndGrads, openRunModel, loadTensors, readSafetensors } = peftjs;
 const here = fileURLToPath(new URL('.', import.meta.url));
 const root = join(here, '..', '..');
+const bin = join(root, 'bin', 'run.js');
 const tmp = mkdtempSync(join(tmpdir(), 'peftjs-dora-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -139,5 +142,83 @@ describe('dora (in-process, loaded through PEFT_PLUGINS)', () => {
     expect(failed).toEqual([]);
     expect(ok).toBe(true);
     expect(results.filter((r) => r.skipped)).toEqual([]);
+  });
+});
+
+function peft(args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    encoding: 'utf8',
+    cwd: root,
+    env: { ...process.env, PEFT_BACKEND: 'cpu', PEFT_PLUGINS: 'examples/peftjs-dora', PEFT_CONFIG_DIR: join(tmp, 'config') },
+    timeout: 300_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The mask logits of `backbone` for a fixed image and box (what training and evaluation run). */
+function segment(backbone: peftjs.Backbone): peftjs.tf.Tensor {
+  return tf.tidy(() => {
+    const s = backbone.imageSize;
+    const image = tf.randomUniform([1, s, s, 3], -1, 1, 'float32', 21) as peftjs.tf.Tensor4D;
+    const boxes = tf.tensor2d([[s / 8, s / 8, (s * 3) / 4, (s * 3) / 4]]);
+    return backbone.decode(backbone.encode(image), { boxes }, false).masks;
+  });
+}
+
+describe('dora through the peft CLI (PEFT_PLUGINS=examples/peftjs-dora)', () => {
+  const data = join(tmp, 'data');
+  const run = join(tmp, 'runs', 'dora');
+  const merged = join(tmp, 'merged.safetensors');
+  let registry: peftjs.Registry;
+
+  beforeAll(async () => {
+    registry = await withDora(await createDefaultRegistry());
+    const synth = peft(['data', 'synth', '--out', data, '--n', '10', '--size', '64']);
+    expect(synth.code, synth.stderr).toBe(0);
+  });
+
+  it('peft verify dora passes the law suite', () => {
+    const r = peft(['verify', 'dora', '--runs', '3', '--seed', '1']);
+    expect(r.stdout).toMatch(/6 passed, 0 failed, 0 skipped/);
+    expect(r.code).toBe(0);
+  });
+
+  it('peft train --method dora trains DoRA on qkv and proj, and saves A, B and m', () => {
+    const r = peft(['train', '--method', 'dora', '--rank', '2', '--targets', 'attn.qkv,attn.proj', '--data-path', data, '--preset', 'tiny', '--image-size', '64', '--steps', '3', '--batch', '1', '--lr', '1e-2', '--out', join(tmp, 'runs'), '--exp-name', 'dora']);
+    expect(r.stderr).not.toMatch(/warning|error/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/\+ dora: /);
+    const keys = [...readSafetensors(join(run, 'checkpoints', 'best', 'adapter_model.safetensors')).tensors.keys()];
+    for (const role of ['attn.qkv', 'attn.proj']) {
+      for (const t of ['lora_A', 'lora_B', 'lora_magnitude_vector']) expect(keys.some((k) => k.endsWith(`${role}.${t}`)), `${role}.${t}`).toBe(true);
+    }
+  });
+
+  it("peft merge writes official keys only, and the merged checkpoint's forward equals the adapted model's", () => {
+    const r = peft(['merge', '--run', run, '--out', merged]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const state = loadTensors(merged);
+    expect([...state.keys()].filter((k) => k.includes('lora_'))).toEqual([]);
+    const { spec, peft: adapted } = openRunModel(registry, run);
+    const plain = registry.createBackbone(spec.backbone.id, spec.backbone.preset, spec.backbone.overrides);
+    try {
+      // the adapted model's qkv weights are W0 (the run's seeded initialisation): merging folded a trained update into them
+      const qkv = [...state.keys()].filter((k) => k.endsWith('.attn.qkv.weight'));
+      expect(qkv.length).toBeGreaterThan(0);
+      const w0 = new Map(adapted.model.namedParameters());
+      for (const k of qkv) expect(maxDiff(state.get(k)!, w0.get(k)!.variable), k).toBeGreaterThan(1e-4);
+      plain.model.loadStateDict(state);
+      adapted.model.eval();
+      plain.model.eval();
+      const want = segment(adapted.backbone);
+      const got = segment(plain);
+      expect(maxDiff(got, want)).toBeLessThan(1e-4 * (1 + tf.max(tf.abs(want)).dataSync()[0]!));
+      tf.dispose([want, got]);
+    } finally {
+      tf.dispose([...state.values()]);
+      adapted.dispose();
+      plain.model.dispose();
+    }
   });
 });
