@@ -8,7 +8,6 @@ import {
   PeftError,
   Registry,
   ToyBackbone,
-  adaloraLaws,
   addRow,
   compose,
   gradsByName,
@@ -32,6 +31,7 @@ import {
   type Mat,
 } from '../../src/index.js';
 import { AdaloraInjector, SVDLinear, adaloraMethod, register } from './index.js';
+import { adaloraLaws } from './laws.js';
 import { FIXTURES } from '../../test/support/fixtures.js';
 
 

@@ -2,6 +2,7 @@
 import type { MethodDefinition, Registry } from '../../src/index.js';
 import { adaloraSchema, type AdaloraConfig } from './config.js';
 import { AdaloraInjector } from './injector.js';
+import { adaloraLaws } from './laws.js';
 import { rankAllocatorParity, svdLinearParity } from './parity.js';
 
 export const adaloraMethod: MethodDefinition<AdaloraConfig> = {
@@ -10,6 +11,7 @@ export const adaloraMethod: MethodDefinition<AdaloraConfig> = {
   aliases: ['sam_adalora'],
   schema: adaloraSchema,
   create: (config) => new AdaloraInjector(config),
+  laws: (def) => adaloraLaws(def),
 };
 
 export function register(registry: Registry): void {
@@ -23,3 +25,5 @@ export { AdaloraInjector, type RankPattern } from './injector.js';
 export { SVDLinear, svdLayers } from './layer.js';
 export { RankAllocator, budgetSchedule, type AllocationResult, type RankAllocatorConfig, type ScheduleConfig, type SvdTriplets } from './rank-allocator.js';
 export { orthogonalRegulariser } from './regulariser.js';
+export { ImportanceAverages } from './importance.js';
+export { adaloraLaws, referenceBudget, scheduleCases, type ScheduleCase } from './laws.js';

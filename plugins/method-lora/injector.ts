@@ -65,6 +65,15 @@ export class LoraInjector implements LayerInjector {
     }
   }
 
+  /** The biases the bias mode trains (the law suite checks nothing else of the base trains): every bias for `all`, the adapted layers' for `lora_only`. */
+  trainableExtras(model: Module): string[] {
+    if (this.config.bias === 'all') return model.namedParameters().filter(([name]) => name === 'bias' || name.endsWith('.bias')).map(([name]) => name);
+    if (this.config.bias === 'lora_only') {
+      return [...model.namedModules()].filter(([, m]) => isLoraLayer(m) && m.hasParam('bias')).map(([path]) => (path ? `${path}.bias` : 'bias'));
+    }
+    return [];
+  }
+
   parameterCount(site: InjectionSite): number {
     if (site.kind !== 'linear') return 0;
     const r = this.config.r;

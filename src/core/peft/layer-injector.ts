@@ -24,6 +24,13 @@ export interface LayerInjector {
   inject(model: Module, site: InjectionSite): void;
   /** The number of parameters `inject` adds at `site` (the method's formula). */
   parameterCount(site: InjectionSite): number;
+  /**
+   * Base tensors (names in the composed `model`) the method deliberately
+   * trains, beside its own: LoRA's bias modes `all` and `lora_only`. compose
+   * freezes the whole backbone, then the method injects; the law suite fails
+   * a method that leaves any other base tensor trainable, naming it.
+   */
+  trainableExtras?(model: Module): string[];
   /** A loss term added during training (AdaLoRA's orthogonality). */
   regulariser?(model: Module): tf.Scalar;
   /** Called after every optimiser step (AdaLoRA's rank allocation). */

@@ -46,8 +46,15 @@ export interface MethodDefinition<C = any> {
   runBindingRule?: string;
   /** Hugging Face PEFT's adapter format for this method (export and import). */
   hfPeft?: HfPeftCodec<C>;
-  /** Laws of its own, run by `peft verify` (and the tests) after the core laws. */
-  laws?(options: MethodLawOptions): Law[];
+  /**
+   * Laws of its own, run by `peft verify` (and the tests) after the core laws
+   * (AdaLoRA's rank budget and pruning). `def` is the definition under test:
+   * this one, or one spread from it (`{ ...def, create }`, a test's broken
+   * variant), so build subjects from `def`, not from a captured constant.
+   * Write them with the public API's law tools: `checkLaw`, `violation`,
+   * `Subject`, `toyShape`, `fc`.
+   */
+  laws?(def: MethodDefinition<C>, options: MethodLawOptions): Law[];
 }
 
 /** A backbone (model family) plugin. */

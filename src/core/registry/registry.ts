@@ -11,6 +11,7 @@ import type { ParityKind } from '../parity/parity-kind.js';
 import type { Backbone } from '../peft/backbone.js';
 import type { LayerInjector } from '../peft/layer-injector.js';
 import { closest } from './closest.js';
+import { checkBackboneDefinition, checkMethodDefinition } from './check-definition.js';
 
 export const BACKBONE = Symbol.for('peftjs.backbone');
 export const METHOD = Symbol.for('peftjs.method');
@@ -44,6 +45,7 @@ export class Registry {
 
   registerBackbone(def: BackboneDefinition): void {
     this.checkNew('backbone', def.id, def.aliases, this.backbones());
+    checkBackboneDefinition(def);
     if (!(def.defaultPreset in def.presets)) {
       throw new PeftError(`backbone '${def.id}': default preset '${def.defaultPreset}' is not one of its presets`);
     }
@@ -53,6 +55,7 @@ export class Registry {
 
   registerMethod(def: MethodDefinition): void {
     this.checkNew('method', def.id, def.aliases, this.methods());
+    checkMethodDefinition(def);
     this.container.register(METHOD, { useValue: def });
     this.owner.set(def, this.currentOrigin);
   }

@@ -78,8 +78,15 @@ export class LawTally {
  * Checks `body` on cases drawn from `arb`. The body throws (a LawViolation or
  * any error) when the law fails, calls `tally.reject` for invalid draws and
  * `tally.notApplicable` when the law does not apply, else `tally.ran++`.
+ * `examples` are checked first, within `numRuns` (the core laws put the
+ * method's default config there, so it is always one of the cases).
  */
-export async function checkLaw<T>(arb: fc.Arbitrary<T>, body: (c: T, tally: LawTally) => Promise<void> | void, params: LawParams): Promise<LawResult> {
+export async function checkLaw<T>(
+  arb: fc.Arbitrary<T>,
+  body: (c: T, tally: LawTally) => Promise<void> | void,
+  params: LawParams,
+  examples: T[] = [],
+): Promise<LawResult> {
   const tally = new LawTally();
   const details = await fc.check(
     fc.asyncProperty(arb, async (c) => {
@@ -90,6 +97,7 @@ export async function checkLaw<T>(arb: fc.Arbitrary<T>, body: (c: T, tally: LawT
       seed: params.seed,
       interruptAfterTimeLimit: params.timeLimitMs,
       markInterruptAsFailure: false,
+      examples: examples.map((e): [T] => [e]),
     },
   );
   if (details.failed) {

@@ -1,33 +1,39 @@
-// The law suite of a method: the general laws for any method, plus the
-// rank-budget laws for a method that allocates ranks (AdaLoRA). Used by the
-// test suite and by `peft verify <method>` (any registered method, built-in
-// or from an external package).
-import { PeftError } from '../errors.js';
-import { parseConfig } from '../registry/config.js';
+// The law suite of a method: the core laws every method must satisfy, then
+// the laws the method brings itself (`MethodDefinition.laws`, e.g. AdaLoRA's
+// rank budget). Used by the test suite and by `peft verify <method>` (any
+// registered method, built-in or from an external package).
 import type { MethodDefinition } from '../registry/definitions.js';
 import type { Registry } from '../registry/registry.js';
-import { adaloraLaws, isRankBudgetMethod } from './adalora-laws.js';
-import type { Law, LawParams, LawResult } from './law.js';
-import { methodLaws, type MethodLawOptions } from './method-laws.js';
+import type { Law, LawParams, LawResult, MethodLawOptions } from './law.js';
+import { methodLaws } from './method-laws.js';
 
-export { adaloraLaws, methodLaws };
+export { methodLaws };
 
-/** Whether the method's default injector allocates ranks (has `budgetAt` and `afterStep`). */
-function allocatesRanks(def: MethodDefinition, config?: Record<string, unknown>): boolean {
-  try {
-    const inj = def.create(parseConfig(def.schema, config ?? {}, `method '${def.id}'`));
-    const yes = isRankBudgetMethod(inj) && typeof inj.afterStep === 'function';
-    (inj as { dispose?: () => void }).dispose?.();
-    return yes;
-  } catch (err) {
-    if (err instanceof PeftError) return false;
-    throw err;
-  }
+/** A law that reports `error` when run: how a method's broken `laws()` shows in `peft verify`. */
+function failingLaw(name: string, error: string): Law {
+  return { name, run: () => Promise.resolve({ ok: false, error }) };
 }
 
-/** Every law that applies to `def`. */
+/** The method's own laws, checked: a `laws()` that throws or returns something else is one failing law naming the method. */
+export function ownLaws(def: MethodDefinition, options: MethodLawOptions = {}): Law[] {
+  if (def.laws === undefined) return [];
+  const name = `method '${def.id}': its own laws`;
+  if (typeof def.laws !== 'function') return [failingLaw(name, "'laws' must be a function (def, options) => Law[]")];
+  let laws: unknown;
+  try {
+    laws = def.laws(def, options);
+  } catch (err) {
+    return [failingLaw(name, `laws() threw: ${err instanceof Error ? err.message : String(err)}`)];
+  }
+  if (!Array.isArray(laws)) return [failingLaw(name, 'laws() must return a list of laws')];
+  const bad = laws.findIndex((l: Partial<Law> | null) => typeof l?.name !== 'string' || typeof l.run !== 'function');
+  if (bad >= 0) return [failingLaw(name, `laws()[${bad}] is not a law ({ name: string, run(params) })`)];
+  return laws as Law[];
+}
+
+/** Every law of `def`: the core laws, then its own. */
 export function lawsFor(def: MethodDefinition, options: MethodLawOptions = {}): Law[] {
-  return [...methodLaws(def, options), ...(allocatesRanks(def, options.config) ? adaloraLaws(def) : [])];
+  return [...methodLaws(def, options), ...ownLaws(def, options)];
 }
 
 export interface NamedLawResult extends LawResult {
@@ -57,7 +63,7 @@ export async function runLaws(
   return { ok: results.every((r) => r.ok), results };
 }
 
-/** `peft verify <method>`: every law of a registered method. */
+/** `peft verify <method>`: the core laws, then the method's own, of a registered method (by id or alias). */
 export async function verifyMethod(
   registry: Registry,
   id: string,

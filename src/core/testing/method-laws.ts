@@ -1,10 +1,13 @@
 // The laws every PEFT method must satisfy, on random toy backbones and random
-// configs (drawn from the method's schema unless given):
-//   identity at init (where the config promises it); a training step changes
-//   only the method's parameters and leaks no tensor; merge then unmerge
-//   restores every weight bit for bit; merged forward == unmerged forward;
-//   adapter save then load reproduces outputs exactly; parameter counts equal
-//   the plan's (the method's formula).
+// configs (drawn from the method's schema unless given; the default config is
+// always the first case):
+//   identity at init (where the config promises it); after compose only the
+//   method's own tensors (and the base tensors it declares) train, and none
+//   copies a base tensor; a training step changes only the method's
+//   parameters and leaks no tensor; merge then unmerge restores every weight
+//   bit for bit; merged forward == unmerged forward; adapter save then load
+//   reproduces outputs exactly; parameter counts equal the plan's (the
+//   method's formula), naming the tensors that were not expected.
 import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,6 +18,7 @@ import type { MethodDefinition } from '../registry/definitions.js';
 import { configArbitrary } from './config-arbitrary.js';
 import { checkLaw, violation, type Law, type LawParams, type LawTally, type MethodLawOptions } from './law.js';
 import { planMethod } from './plan.js';
+import { baseTensors, declaredExtras, listTensors, trainableSetProblem, unexpectedTrainable } from './trainable-set.js';
 import {
   Subject,
   changedTensors,
@@ -44,6 +48,18 @@ export function lawCases(def: MethodDefinition, options: MethodLawOptions = {}):
   return fc.record({ shape: toyShape, config: configs });
 }
 
+/** The toy of the default case: two blocks, wide enough for a rank of 8. */
+export const DEFAULT_CASE_SHAPE: ToyShape = { seed: 1, depth: 2, dim: 8, hidden: 12, batch: 2, tokens: 3 };
+
+/**
+ * The cases every law checks before drawing: the method's default config
+ * (`{}`, which registration has checked parses), unless the options fix one
+ * config. A user who runs the method without `--set` gets exactly this.
+ */
+export function lawExamples(options: MethodLawOptions = {}): LawCase[] {
+  return options.config ? [] : [{ shape: DEFAULT_CASE_SHAPE, config: {} }];
+}
+
 const defaultPromise = (c: Record<string, unknown>) => c.zero_init !== false && c.identity_at_init !== false;
 
 /** Runs `body` on a fresh subject and always disposes it. */
@@ -63,11 +79,12 @@ async function withSubject(
 
 export function methodLaws(def: MethodDefinition, options: MethodLawOptions = {}): Law[] {
   const cases = lawCases(def, options);
+  const examples = lawExamples(options);
   const promises = options.promisesIdentity ?? defaultPromise;
   const mergeTol = options.mergeTolerance ?? 1e-4;
   const law = (name: string, body: (c: LawCase, tally: LawTally) => Promise<void>): Law => ({
     name,
-    run: (params: LawParams) => checkLaw(cases, body, params),
+    run: (params: LawParams) => checkLaw(cases, body, params, examples),
   });
 
   return [
@@ -84,6 +101,16 @@ export function methodLaws(def: MethodDefinition, options: MethodLawOptions = {}
           y0.dispose();
           y1.dispose();
         }
+        tally.ran++;
+      }),
+    ),
+
+    law("compose: only the method's own tensors train, plus the base tensors it declares (trainableExtras); none copies a base tensor", (c, tally) =>
+      withSubject(def, c, tally, (s) => {
+        const base = baseTensors(s.model, snapshot(s.model));
+        const peft = s.compose(tally);
+        const problem = trainableSetProblem(peft, base, snapshot(s.model), false);
+        if (problem) violation(problem);
         tally.ran++;
       }),
     ),
@@ -185,22 +212,35 @@ export function methodLaws(def: MethodDefinition, options: MethodLawOptions = {}
     law("parameter counts equal the plan's (the method's formula)", (c, tally) =>
       withSubject(def, c, tally, (s) => {
         const plan = planMethod(s.toy.sites(), s.method);
-        const before = new Set(s.model.namedParameters().map(([k]) => k));
         const peft = s.compose(tally);
-        const added = s.model.namedParameters().filter(([k]) => !before.has(k));
+        const params = new Map(s.model.namedParameters());
+        const shapeOf = (k: string) => params.get(k)?.shape;
+        // the method's parameters (new tensors by identity, buffers aside), by the site they sit under
+        const added = peft.methodKeys.filter((k) => params.has(k));
         const paths = plan.sites.map((p) => p.path).sort((a, b) => b.length - a.length);
-        const bySite = new Map<string, number>(plan.sites.map((p) => [p.path, 0]));
-        for (const [k, p] of added) {
+        const bySite = new Map<string, string[]>(plan.sites.map((p) => [p.path, []]));
+        for (const k of added) {
           const owner = paths.find((path) => k.startsWith(`${path}.`));
-          if (owner === undefined) violation(`parameter '${k}' was added outside every selected site`);
-          bySite.set(owner, bySite.get(owner)! + p.size);
+          if (owner === undefined) violation(`parameter '${k}' [${shapeOf(k)!.join(',')}] was added outside every selected site`);
+          bySite.get(owner)!.push(k);
         }
         for (const site of plan.sites) {
-          const got = bySite.get(site.path)!;
-          if (got !== site.parameters) violation(`'${site.path}': the plan says ${site.parameters} parameters, inject added ${got}`);
+          const names = bySite.get(site.path)!;
+          const got = names.reduce((n, k) => n + params.get(k)!.size, 0);
+          if (got !== site.parameters) {
+            const what = names.map((k) => `'${k}' [${shapeOf(k)!.join(',')}] (${params.get(k)!.size})`).join(', ');
+            violation(`'${site.path}': the plan says ${site.parameters} parameters, inject added ${got}${what ? `: ${what}` : ''}`);
+          }
         }
         const reported = peft.report().methodParameters;
         if (reported !== plan.parameters) violation(`the plan totals ${plan.parameters} parameters, compose reports ${reported}`);
+        // what trains beyond the plan: base tensors the method did not declare
+        const { extras } = declaredExtras(peft);
+        const unexpected = unexpectedTrainable(peft, extras, false);
+        if (unexpected.length) {
+          const trainable = peft.trainable().reduce((n, [, p]) => n + p.size, 0);
+          violation(`compose leaves ${trainable} parameters trainable, the plan says ${plan.parameters}: not expected ${listTensors(unexpected, shapeOf)}`);
+        }
         tally.ran++;
       }),
     ),

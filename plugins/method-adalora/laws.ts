@@ -1,20 +1,36 @@
-// The rank-budget laws of AdaLoRA-style methods (an injector with
-// `budgetAt(step)` and `afterStep`, whose layers hold `lora_A`, `lora_E`,
-// `lora_B`, configured by init_r, target_r, init_warmup, final_warmup,
-// mask_interval, total_step, beta1, beta2). The allocator is driven as the
-// reference fixture's protocol does: every step, fresh random A, E, B and
-// gradients, then `afterStep({step})`; the law keeps its own float64
-// importance scores to judge the masks.
-import * as tf from '@tensorflow/tfjs';
-import fc from 'fast-check';
+// AdaLoRA's own laws (its `MethodDefinition.laws`, run by `peft verify
+// adalora` after the core laws): the rank budget and the pruning of an
+// injector with `budgetAt(step)` and `afterStep`, whose layers hold `lora_A`,
+// `lora_E`, `lora_B`, configured by init_r, target_r, init_warmup,
+// final_warmup, mask_interval, total_step, beta1, beta2. The allocator is
+// driven as the reference fixture's protocol does: every step, fresh random A,
+// E, B and gradients, then `afterStep({step})`; the law keeps its own float64
+// importance scores to judge the masks. Written against the public API only,
+// as an external method's laws would be.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadAdapter, readAdapterConfig, saveAdapter } from '../io/adapter-files.js';
-import { valueAndGrads } from '../nn/grad.js';
-import type { MethodDefinition } from '../registry/definitions.js';
-import { checkLaw, violation, type Law, type LawParams, type LawTally } from './law.js';
-import { Subject, maxAbsDiff, randomTensor, sameValues, subSeed, toyShape, type ToyShape } from './subject.js';
+import {
+  Subject,
+  checkLaw,
+  fc,
+  loadAdapter,
+  maxAbsDiff,
+  randomTensor,
+  readAdapterConfig,
+  sameValues,
+  saveAdapter,
+  subSeed,
+  tf,
+  toyShape,
+  valueAndGrads,
+  violation,
+  type Law,
+  type LawParams,
+  type LawTally,
+  type MethodDefinition,
+  type ToyShape,
+} from '../../src/index.js';
 
 export interface ScheduleCase {
   shape: ToyShape;
@@ -180,6 +196,7 @@ function scoreOf(step: StepTrace, id: string): number {
   return step.scores.get(path)![Number(i)]!;
 }
 
+/** AdaLoRA's laws for `def` (adalora's definition, or one spread from it: a test's broken variant). Each draws its own schedules. */
 export function adaloraLaws(def: MethodDefinition): Law[] {
   const withComposed = async (
     c: ScheduleCase,
