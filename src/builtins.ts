@@ -1,6 +1,9 @@
 // The registry with every built-in plugin loaded: what the CLI uses. Built-in
-// plugins register through the same `register(registry)` contract an external
-// package uses.
+// plugins register through the same `register(registry, peftjs)` contract an
+// external package uses, and the registry hands every plugin it loads
+// (external ones too) the public API.
+import * as api from './index.js';
+import { BUILT_IN } from './core/registry/provenance.js';
 import { Registry, type RegisterFunction } from './core/registry/registry.js';
 import { samMaskHeadParity } from './core/segment/sam-mask-head-parity.js';
 
@@ -14,12 +17,13 @@ const BUILT_INS: [string, () => Promise<{ register: RegisterFunction }>][] = [
 ];
 
 export async function createDefaultRegistry(): Promise<Registry> {
-  const registry = new Registry();
+  const registry = new Registry({ api });
   // the SAM task head is core (SAM and MobileSAM share it); its fixture kind is registered here
   registry.registerParityKind(samMaskHeadParity);
   for (const [name, load] of BUILT_INS) {
     const plugin = await load();
-    await registry.load(`built-in plugin '${name}'`, plugin.register);
+    // recorded as { name, version: peftjs's, path: 'built-in' } in run.json and adapter files
+    await registry.load({ name, path: BUILT_IN }, plugin.register);
   }
   return registry;
 }

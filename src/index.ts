@@ -15,6 +15,7 @@ export * from './core/io/atomic.js';
 export * from './core/io/torch-checkpoint.js';
 export * from './core/io/adapter-files.js';
 export * from './core/io/hf-peft.js';
+export * from './core/io/hf-peft-codec.js';
 export * from './core/registry/registry.js';
 export * from './core/registry/definitions.js';
 export * from './core/registry/config.js';

@@ -9,6 +9,7 @@
 // input scaling); unmerging restores the saved originals bit for bit.
 //
 // Written only against peftjs's public API, received from the host.
+import { createIa3HfPeft } from './hf-peft.js';
 
 /**
  * Builds the IA3 method on a peftjs API object.
@@ -186,6 +187,8 @@ export function createIa3(peftjs) {
     summary: 'IA3: learned per-channel scaling of attention keys and values and of the MLP hidden activations (example plugin)',
     schema: ia3Schema,
     create: (config) => new Ia3Injector(config),
+    // PEFT's IA3 format: `peft export --format hf-peft`, and `peft train --adapter` from PEFT's files
+    hfPeft: createIa3HfPeft(peftjs, Ia3Linear),
   };
 
   return { ia3Method, ia3Schema, Ia3Linear, Ia3Injector };

@@ -1,6 +1,7 @@
 // The built-in `adalora` method plugin.
 import type { MethodDefinition, Registry } from '../../src/index.js';
 import { adaloraSchema, type AdaloraConfig } from './config.js';
+import { adaloraHfPeft } from './hf-peft.js';
 import { AdaloraInjector } from './injector.js';
 import { adaloraLaws } from './laws.js';
 import { rankAllocatorParity, svdLinearParity } from './parity.js';
@@ -11,6 +12,7 @@ export const adaloraMethod: MethodDefinition<AdaloraConfig> = {
   aliases: ['sam_adalora'],
   schema: adaloraSchema,
   create: (config) => new AdaloraInjector(config),
+  hfPeft: adaloraHfPeft,
   laws: (def) => adaloraLaws(def),
 };
 
@@ -22,6 +24,7 @@ export function register(registry: Registry): void {
 
 export { adaloraSchema, type AdaloraConfig } from './config.js';
 export { AdaloraInjector, type RankPattern } from './injector.js';
+export { adaloraHfPeft } from './hf-peft.js';
 export { SVDLinear, svdLayers } from './layer.js';
 export { RankAllocator, budgetSchedule, type AllocationResult, type RankAllocatorConfig, type ScheduleConfig, type SvdTriplets } from './rank-allocator.js';
 export { orthogonalRegulariser } from './regulariser.js';

@@ -1,6 +1,7 @@
 // The built-in `lora` method plugin.
 import type { MethodDefinition, Registry } from '../../src/index.js';
 import { loraSchema, type LoraConfig } from './config.js';
+import { loraHfPeft } from './hf-peft.js';
 import { LoraInjector } from './injector.js';
 import { loraLinearParity, loraMergedLinearParity } from './parity.js';
 
@@ -10,6 +11,7 @@ export const loraMethod: MethodDefinition<LoraConfig> = {
   aliases: ['sam_lora'],
   schema: loraSchema,
   create: (config) => new LoraInjector(config),
+  hfPeft: loraHfPeft,
 };
 
 export function register(registry: Registry): void {
@@ -20,4 +22,5 @@ export function register(registry: Registry): void {
 
 export { loraSchema, loraScaling, type LoraConfig } from './config.js';
 export { LoraInjector, enabledGroups } from './injector.js';
+export { loraHfPeft, groupedToFullB, fullToGroupedB, detectGroups } from './hf-peft.js';
 export { LoraLinear, GroupedLoraLinear, baseParamsOf, isLoraLayer } from './layer.js';

@@ -32,7 +32,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     epochs: Flags.integer({ description: 'epochs to train (default 1 unless --steps)' }),
     steps: Flags.integer({ description: 'optimiser steps to train in all (overrides --epochs)' }),
     checkpoint: Flags.string({ description: 'official backbone weights (.safetensors, .pt, .pth)', aliases: ['sam-ckpt', 'sam_ckpt'] }),
-    adapter: Flags.string({ description: 'start from this adapter folder (peftjs, or Hugging Face PEFT LoRA/AdaLoRA): its method and config, overridable by --rank/--set…' }),
+    adapter: Flags.string({ description: 'start from this adapter folder (peftjs, or Hugging Face PEFT for a method with a codec): its method, config and whether the mask decoder trains (modules_to_save), overridable by --rank/--set…/--[no-]freeze-decoder' }),
     dataset: Flags.string({ description: 'refuge (folder layout) or isic (CSV)', default: 'refuge', options: ['refuge', 'isic', 'REFUGE', 'ISIC'] }),
     'data-path': Flags.string({ description: 'dataset root (refuge) or training CSV (isic); default: embedded synthetic data', aliases: ['data_path'] }),
     'val-path': Flags.string({ description: 'validation CSV (isic)' }),
@@ -43,7 +43,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     loss: Flags.string({ description: `loss: ${lossNames.join(', ')}`, default: 'bce' }),
     prompt: Flags.string({ description: `prompt: ${promptModes.join(', ')}`, default: 'click' }),
     augment: Flags.boolean({ description: 'seeded flips, small affine and colour jitter on training images', default: false }),
-    'freeze-decoder': Flags.boolean({ description: 'train only the method parameters, not the mask decoder' }),
+    'freeze-decoder': Flags.boolean({ description: 'train only the method parameters, not the mask decoder (default: train it, or, with --adapter, as the adapter did); --no-freeze-decoder trains it', allowNo: true }),
     'save-every': Flags.integer({ description: 'also write the last checkpoint every n steps', default: 0 }),
     resume: Flags.boolean({ description: 'continue the run in --out/--exp-name from its last checkpoint' }),
   };
@@ -65,7 +65,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     // validate the whole configuration before anything runs
     const probe = registry.createBackbone(backboneDef.id, preset, backboneOverrides(flags));
     const imageSize = probe.imageSize;
-    const fromAdapter = flags.adapter ? adapterMethod(resolve(flags.adapter), probe.sites()) : undefined;
+    const fromAdapter = flags.adapter ? adapterMethod(resolve(flags.adapter), { sites: probe.sites(), decoderPath: probe.decoderPath }, registry) : undefined;
     probe.model.dispose();
     const methodDef = registry.method(fromAdapter?.id ?? flags.method);
     const methodConfig = { ...registry.createMethod(methodDef.id, { ...fromAdapter?.config, ...methodConfigFromFlags(methodDef, flags) }).config };
@@ -81,7 +81,8 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
       method: { id: methodDef.id, config: methodConfig },
       checkpoint: flags.checkpoint ? resolve(flags.checkpoint) : undefined,
       adapter: flags.adapter ? resolve(flags.adapter) : undefined,
-      trainDecoder: !flags['freeze-decoder'],
+      // an adapter decides (modules_to_save) unless the flag is given either way
+      trainDecoder: flags['freeze-decoder'] === undefined ? (fromAdapter?.trainDecoder ?? true) : !flags['freeze-decoder'],
       imageSize,
       outSize,
       dataset: {

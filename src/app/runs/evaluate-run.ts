@@ -27,7 +27,7 @@ export async function evaluateRun(registry: Registry, runDir: string, options: E
   if (!dir) throw new PeftError(`${runDir}: no checkpoint '${which}' to evaluate`);
   const peft = buildPeftModel(registry, spec);
   try {
-    loadAnyAdapter(dir, { model: peft.model, method: peft.method, methodKeys: peft.methodKeys, backbone: peft.backbone });
+    loadAnyAdapter(dir, { model: peft.model, method: peft.method, methodKeys: peft.methodKeys, backbone: peft.backbone }, registry);
     const evalSpec: RunSpec = options.dataPath ? { ...spec, dataset: { ...spec.dataset, path: options.dataPath, valPath: spec.dataset.kind === 'isic' ? options.dataPath : spec.dataset.valPath } } : spec;
     const { val } = await openDatasets(evalSpec);
     peft.model.eval();

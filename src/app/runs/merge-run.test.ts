@@ -128,7 +128,7 @@ describe('peft export', () => {
       const r = await exportRun(registry, dir, { format, out });
       expect(r.files).toHaveLength(2);
       const again = buildPeftModel(registry, spec);
-      expect(loadAnyAdapter(out, again).format).toBe(format);
+      expect(loadAnyAdapter(out, again, registry).format).toBe(format);
       again.model.eval();
       const got = forward(again.backbone);
       expect(maxDiff(want, got)).toBeLessThan(1e-6);

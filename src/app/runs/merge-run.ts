@@ -109,6 +109,8 @@ export type ExportFormat = 'peftjs' | 'hf-peft';
 export interface ExportRunOptions {
   checkpoint?: string;
   format: ExportFormat;
+  /** hf-peft: `base_model_name_or_path`, a Hugging Face model id (never the run's local --checkpoint path); default null. */
+  baseModel?: string;
   /** The adapter directory to write. */
   out: string;
   force?: boolean;
@@ -120,13 +122,13 @@ export async function exportRun(registry: Registry, runDir: string, options: Exp
   const out = resolve(options.out);
   if (existsSync(out) && !statSync(out).isDirectory()) throw new PeftError(`${out} is a file: --out names the adapter folder`);
   refuseExisting(out, options.force, '--out');
-  const { spec, peft, checkpoint } = openRunModel(registry, runDir, options.checkpoint);
+  const { peft, checkpoint } = openRunModel(registry, runDir, options.checkpoint);
   try {
     if (options.format === 'peftjs') {
       const r = await saveAdapter(out, peft);
       return { out, checkpoint, files: [r.configPath, r.weightsPath], tensors: r.tensors };
     }
-    const r = await exportHfPeft(out, peft, { baseModel: spec.checkpoint ?? null });
+    const r = await exportHfPeft(out, peft, registry, { baseModel: options.baseModel ?? null });
     return { out, checkpoint, files: [r.configPath, r.weightsPath], tensors: r.tensors };
   } finally {
     peft.dispose();

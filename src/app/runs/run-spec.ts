@@ -46,7 +46,7 @@ export function buildPeftModel(registry: Registry, spec: RunSpec): PeftModel {
     if (spec.checkpoint) loadBackboneWeights(backbone, spec.checkpoint);
     const method = registry.createMethod(spec.method.id, spec.method.config);
     const peft = compose(backbone, method, { trainDecoder: spec.trainDecoder });
-    if (spec.adapter) loadAnyAdapter(spec.adapter, peft);
+    if (spec.adapter) loadAnyAdapter(spec.adapter, peft, registry);
     return peft;
   } catch (err) {
     backbone.model.dispose();

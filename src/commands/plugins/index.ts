@@ -30,7 +30,7 @@ export default class Plugins extends BaseCommand {
     }
     const ids = (r: (typeof results)[number]) =>
       [...r.registered.methods.map((m) => `method ${m}`), ...r.registered.backbones.map((b) => `backbone ${b}`), ...r.registered.parityKinds.map((k) => `parity ${k}`)].join(', ') || '(nothing)';
-    const rows = results.map((r) => [r.name, r.source, r.ok ? 'ok' : 'failed', r.ok ? ids(r) : (r.error ?? ''), r.root ?? r.spec]);
+    const rows = results.map((r) => [r.version ? `${r.name} ${r.version}` : r.name, r.source, r.ok ? 'ok' : 'failed', r.ok ? ids(r) : (r.error ?? ''), r.root ?? r.spec]);
     this.log(formatTable(['plugin', 'source', 'status', 'registered', 'path'], rows));
     this.log(`\nlinked plugins: ${where}`);
     if (results.some((r) => !r.ok)) this.exit(1);

@@ -1,7 +1,9 @@
 // Adapter files: what a trained PEFT model adds to its base, in two files
 // written atomically into one directory:
 //   adapter_config.json        method id and validated config, backbone id and
-//                              preset, adapted sites, the method's own state
+//                              preset, the plugins that provided them (name,
+//                              version, path: see registry/provenance.ts),
+//                              adapted sites, the method's own state
 //                              (AdaLoRA's rank pattern), the tensor list;
 //   adapter_model.safetensors  the method's parameters and buffers plus every
 //                              other trainable parameter (e.g. biases in LoRA's
@@ -16,6 +18,7 @@ import { PeftError } from '../errors.js';
 import type { Module } from '../nn/module.js';
 import type { InjectionSite } from '../peft/injection-site.js';
 import type { LayerInjector } from '../peft/layer-injector.js';
+import { parseUsedPlugins, provenanceMetadata, usedPluginsOf, type UsedPlugins } from '../registry/provenance.js';
 import { writeFileAtomic } from './atomic.js';
 import { readSafetensors, serializeSafetensors, tensorsToEntries, toTensor } from './safetensors.js';
 
@@ -58,6 +61,11 @@ export interface AdapterConfigFile {
   method: string;
   config: Record<string, unknown>;
   backbone: { id: string; preset: string } | null;
+  /**
+   * The plugins that provided the method and the backbone (absent in files
+   * written before peftjs recorded them, or for a model not built by a registry).
+   */
+  plugins?: UsedPlugins;
   sites: { path: string; kind: string; role: string }[];
   /** The method's `adapterState` (e.g. `{ rank_pattern }`), or {}. */
   state: Record<string, unknown>;
@@ -97,16 +105,19 @@ export async function saveAdapter(dir: string, source: AdapterSource, options: S
   const state = source.method.adapterState?.(source.model) ?? {};
   let bytes: Uint8Array;
   try {
-    bytes = serializeSafetensors(await tensorsToEntries(toWrite), { format: 'pt', 'peftjs.method': source.method.id });
+    bytes = serializeSafetensors(await tensorsToEntries(toWrite), { format: 'pt', ...provenanceMetadata(source) });
   } finally {
     for (const [k, t] of toWrite) if (live.get(k) !== t) t.dispose();
   }
+  // the registry remembers which plugin built the method and the backbone
+  const plugins = usedPluginsOf(source);
   const config: AdapterConfigFile = {
     format: ADAPTER_FORMAT,
     version: ADAPTER_FORMAT_VERSION,
     method: source.method.id,
     config: { ...source.method.config },
     backbone: source.backbone ? { id: source.backbone.id, preset: source.backbone.preset } : null,
+    ...(plugins.method || plugins.backbone ? { plugins } : {}),
     sites: (source.sites ?? []).map((s) => ({ path: s.path, kind: s.kind, role: s.role })),
     state,
     method_tensors: methodKeys,
@@ -160,6 +171,7 @@ export function readAdapterConfig(dir: string): AdapterConfigFile {
     const bb = b as Record<string, unknown>;
     if (typeof bb !== 'object' || typeof bb.id !== 'string' || typeof bb.preset !== 'string') bad('backbone', 'must be {id, preset} or null');
   }
+  const plugins = j.plugins === undefined ? undefined : parseUsedPlugins(j.plugins, `${path}: 'plugins'`);
   if (j.sites !== undefined && !Array.isArray(j.sites)) bad('sites', 'must be a list');
   if (j.state !== undefined && (typeof j.state !== 'object' || j.state === null || Array.isArray(j.state))) bad('state', 'must be an object');
   if (!stringList(j.method_tensors)) bad('method_tensors', 'must be a list of tensor names');
@@ -170,6 +182,7 @@ export function readAdapterConfig(dir: string): AdapterConfigFile {
     method: j.method as string,
     config: j.config as Record<string, unknown>,
     backbone: (b as AdapterConfigFile['backbone']) ?? null,
+    ...(plugins ? { plugins } : {}),
     sites: (j.sites as AdapterConfigFile['sites']) ?? [],
     state: (j.state as Record<string, unknown>) ?? {},
     method_tensors: j.method_tensors as string[],

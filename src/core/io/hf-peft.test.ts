@@ -1,273 +1,383 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// The generic Hugging Face PEFT mechanism, with a tiny method defined here
+// (a learned output gain, peft_type GAIN): the two files, PEFT's prefix and
+// adapter names, modules_to_save, trained biases, base_model_name_or_path,
+// dispatch by peft_type, PEFT's module selection rules, and one-line errors.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
 import { afterAll, describe, expect, it } from 'vitest';
-import { registerToys } from '../../../test/support/toy-plugins.js';
-import { register as registerAdalora } from '../../../plugins/method-adalora/index.js';
-import { register as registerAdapter } from '../../../plugins/method-adapter/index.js';
-import { register as registerLora } from '../../../plugins/method-lora/index.js';
+import { EncoderToy } from '../../../test/support/encoder-toy.js';
+import { PeftError } from '../errors.js';
+import { Module } from '../nn/module.js';
+import type { Parameter } from '../nn/parameter.js';
 import { compose, type PeftModel } from '../peft/compose.js';
+import type { InjectionSite, LinearSite } from '../peft/injection-site.js';
+import type { LayerInjector } from '../peft/layer-injector.js';
+import { selectLinearSites } from '../peft/site-selector.js';
+import type { MethodDefinition } from '../registry/definitions.js';
 import { Registry } from '../registry/registry.js';
-import { ToyBackbone } from '../testing/toy-backbone.js';
 import { saveAdapter } from './adapter-files.js';
+import type { HfPeftCodec } from './hf-peft-codec.js';
 import {
   HF_PEFT_PREFIX,
   adapterMethod,
   detectAdapterFormat,
   exportHfPeft,
-  fullToGroupedB,
-  groupedToFullB,
+  hfTensor,
+  isHubModelId,
   loadAnyAdapter,
   loadHfPeftAdapter,
-  lowRankLayers,
+  patternKey,
+  patternValue,
+  peftSelectedModules,
   readHfPeftConfig,
+  siteTargets,
 } from './hf-peft.js';
 import { readSafetensors, serializeSafetensors, toFloat32 } from './safetensors.js';
 
-const registry = new Registry();
-registerLora(registry);
-registerAdalora(registry);
-registerAdapter(registry);
-registerToys(registry);
 const tmp = mkdtempSync(join(tmpdir(), 'peftjs-hf-peft-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const spec = { depth: 2, dim: 6, hidden: 8, seed: 3 };
-const x = () => tf.randomUniform([2, 3, 6], -1, 1, 'float32', 21) as tf.Tensor3D;
-
-function build(method: string, config: Record<string, unknown>) {
-  const toy = new ToyBackbone(spec);
-  const peft = compose(toy, registry.createMethod(method, config), { trainDecoder: false });
-  return { toy, peft };
-}
-
-function randomise(peft: PeftModel, seed = 1) {
-  let i = seed * 1000;
-  for (const [, p] of peft.trainable()) tf.tidy(() => p.assign(tf.randomUniform(p.shape, -0.5, 0.5, 'float32', ++i)));
-}
-
-function maxDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
-}
-
-const loraConfig = { r: 2, alpha: 3, bias: 'lora_only', targets: ['attn.qkv[q,v]', 'mlp.fc1'] };
-
-describe('Hugging Face PEFT export: LoRA', () => {
-  it('writes adapter_config.json and base_model.model.<path>.lora_A/B.weight keys', async () => {
-    const { toy, peft } = build('lora', loraConfig);
-    randomise(peft);
-    const dir = join(tmp, 'lora');
-    await exportHfPeft(dir, peft, { baseModel: 'sam_vit_b.pth' });
-    const cfg = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8'));
-    expect(cfg).toMatchObject({
-      peft_type: 'LORA',
-      r: 2,
-      lora_alpha: 3,
-      lora_dropout: 0,
-      bias: 'lora_only',
-      fan_in_fan_out: false,
-      use_rslora: false,
-      task_type: null,
-      inference_mode: true,
-      base_model_name_or_path: 'sam_vit_b.pth',
-      modules_to_save: null,
-      // grouped q,v (k = 2) is a rank r*k LoRA with alpha*k: the same scaling alpha / r; keyed by the
-      // escaped path without its first component (PEFT matches `.*\.{key}$` on the module name)
-      rank_pattern: { '0\\.attn\\.qkv': 4, '1\\.attn\\.qkv': 4 },
-      alpha_pattern: { '0\\.attn\\.qkv': 6, '1\\.attn\\.qkv': 6 },
+/** y = (x W^T + b) * gain: a learned per-output gain, ones at init. */
+class GainLinear extends Module {
+  constructor(readonly path: string, weight: Parameter, bias: Parameter | undefined, readonly out: number) {
+    super();
+    this.adoptParameter('weight', weight);
+    if (bias) this.adoptParameter('bias', bias);
+    this.registerParameter('gain', tf.ones([out]));
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const lead = x.shape.slice(0, -1);
+      const x2 = tf.reshape(x, [-1, x.shape[x.shape.length - 1]!]);
+      let y = tf.matMul(x2, this.param('weight').variable, false, true);
+      if (this.hasParam('bias')) y = tf.add(y, this.param('bias').variable);
+      return tf.reshape(tf.mul(y, this.param('gain').variable), [...lead, this.out]);
     });
-    expect([...cfg.target_modules].sort()).toEqual(['blocks.0.attn.qkv', 'blocks.0.mlp.fc1', 'blocks.1.attn.qkv', 'blocks.1.mlp.fc1']);
-    const file = readSafetensors(join(dir, 'adapter_model.safetensors'));
-    const keys = [...file.tensors.keys()].sort();
-    for (const k of keys) expect(k).toMatch(/^base_model\.model\.blocks\.\d\.(attn\.qkv|mlp\.fc1)\.(lora_[AB]\.weight|base_layer\.bias)$/);
-    expect(keys.filter((k) => k.includes('lora_'))).toHaveLength(8);
-    expect(file.tensors.get(`${HF_PEFT_PREFIX}blocks.0.attn.qkv.lora_A.weight`)!.shape).toEqual([4, 6]);
-    expect(file.tensors.get(`${HF_PEFT_PREFIX}blocks.0.attn.qkv.lora_B.weight`)!.shape).toEqual([18, 4]);
-    expect(file.tensors.get(`${HF_PEFT_PREFIX}blocks.0.mlp.fc1.lora_B.weight`)!.shape).toEqual([8, 2]);
-    expect(file.metadata.format).toBe('pt');
-    expect(detectAdapterFormat(dir)).toBe('hf-peft');
-    toy.dispose();
-  });
+  }
+}
 
-  it('the grouped → full conversion gives the same update (to 1e-6), and is undone exactly', async () => {
-    const { toy, peft } = build('lora', { r: 3, alpha: 5, targets: ['attn.qkv[q,v]'] });
-    randomise(peft, 2);
-    const layer = lowRankLayers(toy.model).find((l) => l.kind === 'grouped')!;
-    const a = layer.module.param('lora_A').variable;
-    const b = layer.module.param('lora_B').variable;
-    const full = groupedToFullB((await b.data()) as Float32Array, layer.enabled!, layer.groupWidth!, 3);
-    const k = 2;
-    const hfDelta = tf.tidy(() => tf.mul(tf.matMul(tf.tensor(full, [18, 6]), a), (5 * k) / (3 * k)));
-    const ours = (layer.module as unknown as { deltaWeight(): tf.Tensor }).deltaWeight();
-    expect(maxDiff(hfDelta, ours)).toBeLessThan(1e-6);
-    // the k group's rows are exactly zero
-    expect(Array.from(full.subarray(6 * 6, 12 * 6)).every((v) => v === 0)).toBe(true);
-    expect(Array.from(fullToGroupedB(full, layer.enabled!, 6, 3, 'x'))).toEqual(Array.from(await b.data()));
-    tf.dispose([hfDelta, ours]);
-    toy.dispose();
-  });
+const gainSchema = z.strictObject({
+  targets: z.array(z.string()).default(['mlp.fc1']).describe('sites'),
+  bias: z.boolean().default(false).describe("train the adapted layers' biases"),
+  unfreeze: z.boolean().default(false).describe('(a plugin bug) make the base weight trainable'),
+});
+type GainConfig = z.output<typeof gainSchema>;
 
-  it('export then import reproduces the outputs exactly (grouped and plain layers, biases)', async () => {
-    const src = build('lora', loraConfig);
-    randomise(src.peft, 3);
-    const dir = join(tmp, 'lora-rt');
-    await exportHfPeft(dir, src.peft);
-    const dst = build('lora', loraConfig);
-    const r = loadHfPeftAdapter(dir, dst.peft);
-    expect(r.loaded).toHaveLength(12);
-    const input = x();
-    const y0 = src.toy.forward(input);
-    const y1 = dst.toy.forward(input);
-    expect(maxDiff(y0, y1)).toBe(0);
-    tf.dispose([input, y0, y1]);
-    src.toy.dispose();
-    dst.toy.dispose();
-  });
+class GainInjector implements LayerInjector {
+  readonly id: string;
+  constructor(readonly config: GainConfig, id = 'gain') {
+    this.id = id;
+  }
+  select(sites: InjectionSite[]): InjectionSite[] {
+    return selectLinearSites(sites, this.config.targets, 'gain').map((s) => s.site);
+  }
+  inject(model: Module, site: InjectionSite): void {
+    const base = model.getModule(site.path);
+    const s = site as LinearSite;
+    const layer = new GainLinear(site.path, base.param('weight'), base.hasParam('bias') ? base.param('bias') : undefined, s.out);
+    model.setModule(site.path, layer);
+    if (this.config.bias && base.hasParam('bias')) base.param('bias').trainable = true;
+    if (this.config.unfreeze) base.param('weight').trainable = true;
+  }
+  parameterCount(site: InjectionSite): number {
+    return site.kind === 'linear' ? site.out : 0;
+  }
+}
 
-  it('translates an HF adapter into the peftjs method config (grouped q,v detected), which then loads it', async () => {
-    const src = build('lora', { r: 2, alpha: 2, rslora: true, targets: ['attn.qkv[q,v]', 'mlp.fc2'] });
-    randomise(src.peft, 4);
-    const dir = join(tmp, 'lora-derive');
-    await exportHfPeft(dir, src.peft);
-    const m = adapterMethod(dir, src.toy.sites());
-    expect(m).toMatchObject({ format: 'hf-peft', id: 'lora', config: { r: 2, alpha: 2, rslora: true, bias: 'none', targets: ['attn.qkv[q,v]', 'mlp.fc2'] } });
-    const dst = build(m.id, m.config);
-    loadAnyAdapter(dir, dst.peft);
-    const input = x();
-    const [y0, y1] = [src.toy.forward(input), dst.toy.forward(input)];
-    expect(maxDiff(y0, y1)).toBeLessThan(1e-6);
-    tf.dispose([input, y0, y1]);
-    src.toy.dispose();
-    dst.toy.dispose();
-  });
+const gainLayers = (model: Module) => [...model.namedModules()].filter((e): e is [string, GainLinear] => e[1] instanceof GainLinear);
 
-  it('a plain PEFT LoRA (other alpha, not grouped) loads with its scaling folded into B', async () => {
-    const src = build('lora', { r: 2, alpha: 4, targets: ['attn.proj'] });
-    randomise(src.peft, 5);
-    const dir = join(tmp, 'lora-alpha');
-    await exportHfPeft(dir, src.peft);
-    const cfgPath = join(dir, 'adapter_config.json');
-    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
-    // as if PEFT had trained it with lora_alpha 8: B must be scaled by 2 to give the same update under alpha 4
-    const file = readSafetensors(join(dir, 'adapter_model.safetensors'));
-    const entries = new Map([...file.tensors].map(([k, raw]) => {
-      const v = toFloat32(raw);
-      return [k, { dtype: 'F32' as const, shape: raw.shape, data: k.includes('lora_B') ? v.map((e) => e / 2) : v }];
-    }));
-    writeFileSync(join(dir, 'adapter_model.safetensors'), serializeSafetensors(entries));
-    writeFileSync(cfgPath, JSON.stringify({ ...cfg, lora_alpha: 8 }));
-    const dst = build('lora', { r: 2, alpha: 4, targets: ['attn.proj'] });
-    loadHfPeftAdapter(dir, dst.peft);
-    const input = x();
-    const [y0, y1] = [src.toy.forward(input), dst.toy.forward(input)];
-    expect(maxDiff(y0, y1)).toBeLessThan(1e-6);
-    tf.dispose([input, y0, y1]);
-    src.toy.dispose();
-    dst.toy.dispose();
-  });
+/** The tiny method's codec: `<path>.gain` [out], config keys `target_modules` and `gain_bias`. */
+function gainCodec(declines?: (c: Readonly<Record<string, unknown>>) => string | undefined, extra: Record<string, unknown> = {}): HfPeftCodec<GainConfig> {
+  return {
+    peftTypes: ['GAIN'],
+    declines,
+    async exportAdapter({ model }, config) {
+      const layers = gainLayers(model);
+      const tensors = new Map();
+      for (const [path, l] of layers) tensors.set(`${path}.gain`, await hfTensor(l.param('gain').variable));
+      return { adaptedPaths: layers.map(([p]) => p), tensors, config: { gain_bias: config.bias, ...extra } };
+    },
+    methodConfig(adapter, sites) {
+      const chosen = sites.selected.filter((s): s is LinearSite => s.kind === 'linear').map((site) => ({ site }));
+      if (chosen.length === 0) adapter.fail("'target_modules' selects no linear site");
+      return { targets: siteTargets(chosen, sites.all, adapter.configPath), bias: adapter.boolean('gain_bias', false) };
+    },
+    loadAdapter(adapter, { model }) {
+      for (const [path, l] of gainLayers(model)) {
+        const p = l.param('gain');
+        adapter.stage(p, adapter.float32(`${path}.gain`, p.shape, `gain of '${path}'`), `${path}.gain`);
+      }
+    },
+  };
+}
 
-  it('refuses what it cannot represent, naming it', async () => {
-    const src = build('lora', { r: 2, targets: ['attn.qkv'] });
-    randomise(src.peft, 6);
-    const dir = join(tmp, 'lora-full');
-    await exportHfPeft(dir, src.peft);
-    const grouped = build('lora', { r: 2, targets: ['attn.qkv[q,v]'] });
-    expect(() => loadHfPeftAdapter(dir, grouped.peft)).toThrow(/'base_model\.model\.blocks\.0\.attn\.qkv\.lora_A\.weight' has shape \[2,6\] but the model expects \[4,6\]/);
-    const qv = build('lora', { r: 2, targets: ['attn.qkv[q,v]'] });
-    randomise(qv.peft, 7);
-    const qvDir = join(tmp, 'lora-qv');
-    await exportHfPeft(qvDir, qv.peft);
-    const qk = build('lora', { r: 2, targets: ['attn.qkv[q,k]'] });
-    expect(() => loadHfPeftAdapter(qvDir, qk.peft)).toThrow(/'blocks\.0\.attn\.qkv': lora_B is not block-structured for groups \[1,1,0\]/);
-    qv.toy.dispose();
-    qk.toy.dispose();
-    const ada = build('adalora', { init_r: 2, target_r: 1, targets: ['attn.qkv'], total_step: 10, init_warmup: 1, final_warmup: 1 });
-    expect(() => loadHfPeftAdapter(dir, ada.peft)).toThrow("a LORA adapter needs method 'lora', the model has 'adalora'");
-    const adapter = build('adapter', {});
-    await expect(exportHfPeft(join(tmp, 'no'), adapter.peft)).rejects.toThrow("method 'adapter' has no Hugging Face PEFT form");
-    const other = build('lora', { r: 2, targets: ['mlp.fc1'] });
-    expect(() => loadHfPeftAdapter(dir, other.peft)).toThrow(/missing tensor 'base_model\.model\.blocks\.0\.mlp\.fc1\.lora_A\.weight'/);
-    for (const t of [src, grouped, ada, adapter, other]) t.toy.dispose();
-  });
+const gainMethod = (id: string, codec?: HfPeftCodec<GainConfig>): MethodDefinition<GainConfig> => ({
+  id,
+  summary: `a test method (${id})`,
+  schema: gainSchema,
+  create: (c) => new GainInjector(c, id),
+  hfPeft: codec,
 });
 
-describe('Hugging Face PEFT export: AdaLoRA', () => {
-  const adaConfig = { init_r: 4, target_r: 2, alpha: 2, targets: ['attn.qkv', 'mlp.fc2'], total_step: 100, init_warmup: 10, final_warmup: 10, mask_interval: 5 };
+const registry = new Registry();
+registry.registerMethod(gainMethod('gain', gainCodec((c) => (c.variant === 'two' ? 'it is the second variant' : undefined))));
+registry.registerMethod(gainMethod('gain2', gainCodec((c) => (c.variant === 'two' ? undefined : 'not the second variant'))));
+registry.registerMethod(gainMethod('plain'));
 
-  it('writes lora_A/E/B pruned to the rank pattern (no ranknum), and imports exactly', async () => {
-    const src = build('adalora', adaConfig);
-    randomise(src.peft, 7);
-    const pattern = { 'blocks.0.attn.qkv': [true, false, true, true], 'blocks.1.attn.qkv': [true, true, true, true], 'blocks.0.mlp.fc2': [false, false, false, true], 'blocks.1.mlp.fc2': [true, true, false, false] };
-    src.peft.method.loadAdapterState!(src.toy.model, { rank_pattern: pattern });
-    const dir = join(tmp, 'adalora');
-    await exportHfPeft(dir, src.peft);
+function build(id: string, config: Record<string, unknown> = {}, trainDecoder = false) {
+  const toy = new EncoderToy({ depth: 2, dim: 6, hidden: 8, seed: 3 });
+  return { toy, peft: compose(toy, registry.createMethod(id, config), { trainDecoder }) };
+}
+
+function randomise(peft: PeftModel, seed: number) {
+  let i = seed * 1000;
+  for (const [, p] of peft.trainable()) tf.tidy(() => p.assign(tf.randomUniform(p.shape, 0.5, 1.5, 'float32', ++i)));
+}
+
+function outputDiff(a: EncoderToy, b: EncoderToy): number {
+  const input = tf.randomUniform([2, 3, 6], -1, 1, 'float32', 21) as tf.Tensor3D;
+  const [y0, y1] = [a.forward(input), b.forward(input)];
+  const d = tf.tidy(() => tf.max(tf.abs(tf.sub(y0, y1))).dataSync()[0]!);
+  tf.dispose([input, y0, y1]);
+  return d;
+}
+
+const host = (toy: EncoderToy) => ({ sites: toy.sites(), decoderPath: toy.decoderPath });
+const FC1 = 'image_encoder.blocks.0.mlp.fc1';
+
+/** Rewrites an adapter's config (merged) and its tensors' keys. */
+function rewrite(dir: string, config: Record<string, unknown>, rename?: (key: string) => string | null) {
+  const cfgPath = join(dir, 'adapter_config.json');
+  writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(readFileSync(cfgPath, 'utf8')), ...config }));
+  if (!rename) return;
+  const file = readSafetensors(join(dir, 'adapter_model.safetensors'));
+  const entries = new Map<string, { dtype: 'F32'; shape: number[]; data: Float32Array }>();
+  for (const [k, raw] of file.tensors) {
+    const to = rename(k);
+    if (to !== null) entries.set(to, { dtype: 'F32', shape: raw.shape, data: toFloat32(raw) });
+  }
+  writeFileSync(join(dir, 'adapter_model.safetensors'), serializeSafetensors(entries));
+}
+
+describe('export: the files every method shares', () => {
+  it("writes core's keys around the codec's part, the prefix, modules_to_save and trained biases; loads back exactly", async () => {
+    const src = build('gain', { targets: ['mlp.fc1', 'attn.proj'], bias: true }, true);
+    randomise(src.peft, 1);
+    const dir = join(tmp, 'gain');
+    const r = await exportHfPeft(dir, src.peft, registry);
     const cfg = readHfPeftConfig(dir);
-    expect(cfg).toMatchObject({ peft_type: 'ADALORA', init_r: 4, target_r: 2, lora_alpha: 2, tinit: 10, tfinal: 10, deltaT: 5, total_step: 100, beta1: 0.85, beta2: 0.85, orth_reg_weight: 0.1, r: 8 });
-    // keyed by module path + '.lora_E', init_r entries; a pruned layer lists its kept rows first (only the count matters to PEFT)
-    const count = (v: unknown) => (v as boolean[]).filter(Boolean).length;
-    expect(Object.keys(cfg.rank_pattern!).sort()).toEqual(Object.keys(pattern).map((k) => `${k}.lora_E`).sort());
-    for (const [k, v] of Object.entries(pattern)) {
-      expect((cfg.rank_pattern![`${k}.lora_E`] as boolean[]).length).toBe(4);
-      expect(count(cfg.rank_pattern![`${k}.lora_E`])).toBe(count(v));
+    expect(cfg).toEqual({
+      peft_type: 'GAIN',
+      task_type: null,
+      base_model_name_or_path: null,
+      revision: null,
+      inference_mode: true,
+      target_modules: ['image_encoder.blocks.0.attn.proj', FC1, 'image_encoder.blocks.1.attn.proj', 'image_encoder.blocks.1.mlp.fc1'],
+      gain_bias: true,
+      modules_to_save: ['mask_decoder'],
+    });
+    expect(r.tensors).toEqual(
+      [
+        ...['0', '1'].flatMap((b) => ['attn.proj', 'mlp.fc1'].flatMap((m) => [`image_encoder.blocks.${b}.${m}.gain`, `image_encoder.blocks.${b}.${m}.base_layer.bias`])),
+        'mask_decoder.weight',
+        'mask_decoder.bias',
+      ]
+        .map((k) => `${HF_PEFT_PREFIX}${k}`)
+        .sort(),
+    );
+    expect([...readSafetensors(join(dir, 'adapter_model.safetensors')).tensors.keys()].sort()).toEqual(r.tensors);
+    const m = adapterMethod(dir, host(src.toy), registry);
+    expect(m).toEqual({ format: 'hf-peft', id: 'gain', trainDecoder: true, config: { targets: ['attn.proj', 'mlp.fc1'], bias: true } });
+    const dst = build(m.id, m.config, m.trainDecoder);
+    const loaded = loadAnyAdapter(dir, dst.peft, registry);
+    expect(loaded).toEqual({ format: 'hf-peft', loaded: r.tensors.map((k) => k.slice(HF_PEFT_PREFIX.length)).sort() });
+    expect(outputDiff(src.toy, dst.toy)).toBe(0);
+    const w = (t: EncoderToy) => t.model.getModule('mask_decoder').param('weight').variable;
+    expect(tf.tidy(() => tf.max(tf.abs(tf.sub(w(src.toy), w(dst.toy)))).dataSync()[0])).toBe(0);
+    src.toy.dispose();
+    dst.toy.dispose();
+  });
+
+  it('base_model_name_or_path is a model id or null, never a local path', async () => {
+    expect(isHubModelId('facebook/sam-vit-base')).toBe(true);
+    expect(isHubModelId('sam-vit-base')).toBe(true);
+    for (const bad of ['sam_vit_b_01ec64.pth', 'mobile_sam.pt', '/ckpt/sam.safetensors', './sam', '../x/y', 'a/b/c', 'org/', tmp, '']) expect(isHubModelId(bad), bad).toBe(false);
+    const local = join(tmp, 'facebook');
+    mkdirSync(local);
+    const cwd = process.cwd();
+    process.chdir(tmp);
+    try {
+      expect(isHubModelId('facebook')).toBe(false); // a folder here, so PEFT would read it as a local path
+    } finally {
+      process.chdir(cwd);
     }
-    const file = readSafetensors(join(dir, 'adapter_model.safetensors'));
-    expect([...file.tensors.keys()].every((k) => /^base_model\.model\.blocks\.\d\.(attn\.qkv|mlp\.fc2)\.lora_[AEB]$/.test(k))).toBe(true);
-    expect(file.tensors.get(`${HF_PEFT_PREFIX}blocks.0.attn.qkv.lora_A`)!.shape).toEqual([3, 6]);
-    expect(file.tensors.get(`${HF_PEFT_PREFIX}blocks.0.mlp.fc2.lora_E`)!.shape).toEqual([1, 1]);
-    expect(file.tensors.get(`${HF_PEFT_PREFIX}blocks.1.mlp.fc2.lora_B`)!.shape).toEqual([6, 2]);
-    const m = adapterMethod(dir, src.toy.sites());
-    expect(m).toMatchObject({ id: 'adalora', config: { init_r: 4, target_r: 2, alpha: 2, init_warmup: 10, final_warmup: 10, mask_interval: 5, total_step: 100, targets: ['attn.qkv', 'mlp.fc2'] } });
-    const dst = build(m.id, m.config);
-    loadAnyAdapter(dir, dst.peft);
-    const input = x();
-    const [y0, y1] = [src.toy.forward(input), dst.toy.forward(input)];
-    expect(maxDiff(y0, y1)).toBe(0);
-    tf.dispose([input, y0, y1]);
+    const src = build('gain');
+    await exportHfPeft(join(tmp, 'hub'), src.peft, registry, { baseModel: 'facebook/sam-vit-base' });
+    expect(readHfPeftConfig(join(tmp, 'hub')).base_model_name_or_path).toBe('facebook/sam-vit-base');
+    await expect(exportHfPeft(join(tmp, 'path'), src.peft, registry, { baseModel: '/data/sam_vit_b_01ec64.pth' })).rejects.toThrow(
+      "base model '/data/sam_vit_b_01ec64.pth' is not a Hugging Face model id (name or org/name): base_model_name_or_path is a model id or null, never a local file",
+    );
     src.toy.dispose();
-    dst.toy.dispose();
+  });
+
+  it('refuses, in one line naming it: no codec, a codec that sets core keys, a trainable tensor with no place', async () => {
+    const plain = build('plain');
+    await expect(exportHfPeft(join(tmp, 'no'), plain.peft, registry)).rejects.toThrow("method 'plain' has no Hugging Face PEFT codec (methods with one: gain, gain2); export it with --format peftjs");
+    const rogue = new Registry();
+    rogue.registerMethod(gainMethod('gain', gainCodec(undefined, { modules_to_save: ['x'] })));
+    const setsCore = build('gain');
+    await expect(exportHfPeft(join(tmp, 'core'), setsCore.peft, rogue)).rejects.toThrow("method 'gain': its Hugging Face PEFT codec sets 'modules_to_save', which core writes");
+    // a layer that unfreezes the base weight: the weight would land in the adapter
+    const unfrozen = build('gain', { unfreeze: true });
+    await expect(exportHfPeft(join(tmp, 'unfrozen'), unfrozen.peft, registry)).rejects.toThrow(
+      "trainable tensor 'image_encoder.blocks.0.mlp.fc1.weight' has no place in a Hugging Face PEFT adapter (not the method's, not a bias, not the mask decoder); export with --format peftjs",
+    );
+    for (const t of [plain, setsCore, unfrozen]) t.toy.dispose();
   });
 });
 
-describe('trained decoder and the peftjs format', () => {
-  it('a trained mask decoder goes to modules_to_save under its own keys, and comes back', async () => {
-    const make = () => {
-      const b = registry.createBackbone('toy', 'small');
-      return { b, peft: compose(b, registry.createMethod('lora', { r: 2, targets: ['mlp.*'] })) };
-    };
-    const src = make();
-    randomise(src.peft, 8);
-    const dir = join(tmp, 'decoder');
-    await exportHfPeft(dir, src.peft);
-    const cfg = readHfPeftConfig(dir);
-    expect(cfg.modules_to_save).toEqual(['mask_decoder']);
-    const keys = [...readSafetensors(join(dir, 'adapter_model.safetensors')).tensors.keys()].sort();
-    expect(keys).toContain('base_model.model.mask_decoder.weight');
-    expect(keys).toContain('base_model.model.mask_decoder.bias');
-    expect(adapterMethod(dir, src.b.sites()).trainDecoder).toBe(true);
-    const dst = make();
-    loadHfPeftAdapter(dir, dst.peft);
-    const w0 = src.b.model.getModule('mask_decoder').param('weight').variable;
-    const w1 = dst.b.model.getModule('mask_decoder').param('weight').variable;
-    expect(maxDiff(w0, w1)).toBe(0);
-    src.b.model.dispose();
-    dst.b.model.dispose();
-  });
-
-  it('loadAnyAdapter reads peftjs adapter files too', async () => {
-    const src = build('lora', loraConfig);
-    randomise(src.peft, 9);
-    const dir = join(tmp, 'peftjs-format');
-    await saveAdapter(dir, src.peft);
-    expect(detectAdapterFormat(dir)).toBe('peftjs');
-    expect(adapterMethod(dir, src.toy.sites())).toMatchObject({ format: 'peftjs', id: 'lora', config: loraConfig });
-    const dst = build('lora', loraConfig);
-    expect(loadAnyAdapter(dir, dst.peft).format).toBe('peftjs');
-    const input = x();
-    const [y0, y1] = [src.toy.forward(input), dst.toy.forward(input)];
-    expect(maxDiff(y0, y1)).toBe(0);
-    tf.dispose([input, y0, y1]);
+describe('import: reading what PEFT wrote', () => {
+  it("strips PEFT's adapter name ('.default', 'modules_to_save.default') and loads by the stripped names", async () => {
+    const src = build('gain', {}, true);
+    randomise(src.peft, 2);
+    const dir = join(tmp, 'names');
+    await exportHfPeft(dir, src.peft, registry);
+    rewrite(dir, {}, (k) => (k.endsWith('.gain') ? `${k}.default` : k.replace('mask_decoder.', 'mask_decoder.modules_to_save.default.')));
+    const keys = [...readSafetensors(join(dir, 'adapter_model.safetensors')).tensors.keys()];
+    expect(keys).toContain(`${HF_PEFT_PREFIX}${FC1}.gain.default`);
+    expect(keys).toContain(`${HF_PEFT_PREFIX}mask_decoder.modules_to_save.default.weight`);
+    const dst = build('gain', {}, true);
+    loadHfPeftAdapter(dir, dst.peft, registry);
+    expect(outputDiff(src.toy, dst.toy)).toBe(0);
     src.toy.dispose();
     dst.toy.dispose();
+  });
+
+  it('dispatches by peft_type and declines, and names the method, the type or the codecs when it cannot', async () => {
+    const src = build('gain');
+    randomise(src.peft, 3);
+    const dir = join(tmp, 'dispatch');
+    await exportHfPeft(dir, src.peft, registry);
+    expect(adapterMethod(dir, host(src.toy), registry).id).toBe('gain');
+    rewrite(dir, { variant: 'two' });
+    expect(adapterMethod(dir, host(src.toy), registry).id).toBe('gain2');
+    expect(() => loadHfPeftAdapter(dir, src.peft, registry)).toThrow(/: a GAIN adapter needs method 'gain2', the model has 'gain'$/);
+    // only the methods passed in are seen
+    expect(() => adapterMethod(dir, host(src.toy), registry.methods().filter((d) => d.id === 'gain'))).toThrow(/method 'gain' does not read it: it is the second variant$/);
+    const both = [gainMethod('a', gainCodec()), gainMethod('b', gainCodec())];
+    expect(() => adapterMethod(dir, host(src.toy), both)).toThrow(/methods 'a' and 'b' all read peft_type 'GAIN' with this config; one of them should decline it/);
+    rewrite(dir, { peft_type: 'BOFT' });
+    expect(() => adapterMethod(dir, host(src.toy), registry)).toThrow(/peft_type 'BOFT' is read by no loaded method \(types read here: GAIN \(gain, gain2\)\); load the plugin that provides it/);
+    rewrite(dir, { peft_type: 7 });
+    expect(() => detectAdapterFormat(dir)).toThrow(/neither a peftjs adapter/);
+    src.toy.dispose();
+  });
+
+  it('a key the model cannot take is an error, and nothing is assigned', async () => {
+    const src = build('gain');
+    randomise(src.peft, 4);
+    const dir = join(tmp, 'stray');
+    await exportHfPeft(dir, src.peft, registry);
+    rewrite(dir, {}, (k) => (k.includes('blocks.1') ? k.replace('.gain', '.weight') : k));
+    const dst = build('gain');
+    const before = dst.toy.model.getModule(FC1).param('gain').variable.dataSync().slice();
+    expect(() => loadHfPeftAdapter(dir, dst.peft, registry)).toThrow(/missing tensor 'base_model\.model\.image_encoder\.blocks\.1\.mlp\.fc1\.gain' \(gain of/);
+    // the codec took everything it wanted, but a base weight is not a method tensor, bias or modules_to_save
+    rewrite(dir, {}, (k) => (k.includes('blocks.1') ? k.replace('.weight', '.gain') : k));
+    const file = readSafetensors(join(dir, 'adapter_model.safetensors'));
+    const entries = new Map([...file.tensors].map(([k, raw]) => [k, { dtype: 'F32' as const, shape: raw.shape, data: toFloat32(raw) }]));
+    entries.set(`${HF_PEFT_PREFIX}${FC1}.weight`, { dtype: 'F32', shape: [8, 6], data: new Float32Array(48) });
+    writeFileSync(join(dir, 'adapter_model.safetensors'), serializeSafetensors(entries));
+    expect(() => loadHfPeftAdapter(dir, dst.peft, registry)).toThrow(`unexpected tensor '${HF_PEFT_PREFIX}${FC1}.weight' (not a tensor of method 'gain', a bias or a module in modules_to_save)`);
+    expect(Array.from(dst.toy.model.getModule(FC1).param('gain').variable.dataSync())).toEqual(Array.from(before));
+    src.toy.dispose();
+    dst.toy.dispose();
+  });
+
+  it('modules_to_save decides whether the decoder trains; anything but the decoder is refused', async () => {
+    const src = build('gain', {}, false);
+    const dir = join(tmp, 'saved');
+    await exportHfPeft(dir, src.peft, registry);
+    expect(readHfPeftConfig(dir).modules_to_save).toBeNull();
+    expect(adapterMethod(dir, host(src.toy), registry).trainDecoder).toBe(false);
+    rewrite(dir, { modules_to_save: ['decoder'] }); // PEFT wraps every module whose name ends with it: mask_decoder
+    expect(adapterMethod(dir, host(src.toy), registry).trainDecoder).toBe(true);
+    rewrite(dir, { modules_to_save: ['mask_decoder', 'image_encoder.neck'] });
+    expect(() => adapterMethod(dir, host(src.toy), registry)).toThrow(/'modules_to_save' names 'image_encoder\.neck', but besides the method peftjs trains only the mask decoder \('mask_decoder'\)$/);
+    // the peftjs format: whether its saved tensors include the decoder
+    const frozen = join(tmp, 'peftjs-frozen');
+    await saveAdapter(frozen, src.peft);
+    expect(adapterMethod(frozen, host(src.toy), registry)).toEqual({ format: 'peftjs', id: 'gain', config: { targets: ['mlp.fc1'], bias: false, unfreeze: false }, trainDecoder: false });
+    expect(detectAdapterFormat(frozen)).toBe('peftjs');
+    src.toy.dispose();
+  });
+
+  it('refuses .bin adapters and a missing target_modules by name', async () => {
+    const toy = new EncoderToy({ depth: 1, dim: 6, hidden: 8, seed: 3 });
+    const dir = join(tmp, 'bin');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ peft_type: 'GAIN' }));
+    writeFileSync(join(dir, 'adapter_model.bin'), 'pickle');
+    expect(() => adapterMethod(dir, host(toy), registry)).toThrow(/adapter_model\.safetensors: not found \(adapter_model\.bin files are pickled and not read/);
+    writeFileSync(join(dir, 'adapter_model.safetensors'), serializeSafetensors(new Map()));
+    expect(() => adapterMethod(dir, host(toy), registry)).toThrow(/'target_modules' is missing/);
+    toy.dispose();
+  });
+});
+
+describe("PEFT's module selection (check_target_module_exists)", () => {
+  const paths = ['image_encoder.blocks.0.attn.qkv', 'image_encoder.blocks.0.mlp.fc1', 'image_encoder.blocks.1.attn.qkv', 'image_encoder.blocks.1.mlp.fc1', 'image_encoder.blocks.12.attn.qkv', 'blocks.0.attn.qkv', 'mask_decoder.qkv'];
+  const sel = (config: Record<string, unknown>) => peftSelectedModules(config, paths);
+
+  it('target_modules: an exact name, a suffix after a dot, or a full-match regex', () => {
+    expect(sel({ target_modules: ['qkv'] })).toEqual(paths.filter((p) => p.endsWith('.qkv')));
+    expect(sel({ target_modules: ['attn.qkv', 'image_encoder.blocks.0.mlp.fc1'] })).toEqual([paths[0], paths[1], paths[2], paths[4], paths[5]]);
+    expect(sel({ target_modules: ['kv'] })).toEqual([]); // a suffix after '.', not any suffix
+    expect(sel({ target_modules: 'image_encoder\\.blocks\\.\\d\\.attn\\.qkv' })).toEqual([paths[0], paths[2]]);
+    expect(sel({ target_modules: 'all-linear' })).toEqual(paths);
+    expect(() => sel({ target_modules: '(' })).toThrow(/'target_modules': "\(" is not a regular expression JavaScript reads/);
+  });
+
+  it('exclude_modules and modules_to_save take modules out', () => {
+    expect(sel({ target_modules: ['qkv'], exclude_modules: ['blocks.0.attn.qkv'] })).toEqual([paths[2], paths[4], paths[6]]);
+    expect(sel({ target_modules: ['qkv'], exclude_modules: '.*blocks\\.1\\..*' })).toEqual([paths[0], paths[4], paths[5], paths[6]]);
+    expect(sel({ target_modules: ['qkv'], modules_to_save: ['mask_decoder'] })).not.toContain('mask_decoder.qkv');
+  });
+
+  it('layers_to_transform keeps suffix matches in those layers: after layers_pattern, or PEFT\'s first numbered component', () => {
+    expect(sel({ target_modules: ['qkv'], layers_to_transform: [1, 12] })).toEqual([paths[2], paths[4]]);
+    expect(sel({ target_modules: ['qkv'], layers_to_transform: 0, layers_pattern: 'blocks' })).toEqual([paths[0]]);
+    expect(sel({ target_modules: ['qkv'], layers_to_transform: 0, layers_pattern: ['layers', 'blocks'] })).toEqual([paths[0]]);
+    // PEFT's rule needs a component before the layer list: a root-level `blocks.0.` has no index, so it is not selected
+    expect(sel({ target_modules: ['qkv'], layers_to_transform: [0] })).toEqual([paths[0]]);
+    // an exact name is selected whatever the layer filter (as in PEFT)
+    expect(sel({ target_modules: ['qkv', 'image_encoder.blocks.1.mlp.fc1'], layers_to_transform: [0] })).toEqual([paths[0], paths[3]]);
+    expect(sel({ target_modules: ['qkv'], layers_to_transform: [] })).toEqual(paths.filter((p) => p.endsWith('.qkv')));
+    expect(() => sel({ target_modules: ['qkv'], layers_pattern: 'blocks' })).toThrow(/'layers_pattern' needs 'layers_to_transform'/);
+    expect(() => sel({ target_modules: ['qkv'], layers_to_transform: ['1'] })).toThrow(/'layers_to_transform' must be a layer index or a list of them/);
+  });
+
+  it('rank/alpha pattern keys: what peftjs writes, and PEFT\'s lookup', () => {
+    expect(patternKey('image_encoder.blocks.0.attn.qkv')).toBe('blocks\\.0\\.attn\\.qkv');
+    expect(patternValue({ 'blocks\\.0\\.attn\\.qkv': 4 }, 'image_encoder.blocks.0.attn.qkv')).toBe(4);
+    expect(patternValue({ 'blocks\\.0\\.attn\\.qkv': 4 }, 'image_encoder.blocks.10.attn.qkv')).toBeUndefined();
+    expect(patternValue({ qkv: 2, fc1: 3 }, 'image_encoder.blocks.3.mlp.fc1')).toBe(3);
+    expect(patternValue({ '^image_encoder.blocks.0.attn.qkv': 5 }, 'image_encoder.blocks.0.attn.qkv')).toBe(5);
+    expect(patternValue(null, 'x')).toBeUndefined();
+  });
+
+  it('siteTargets writes roles, role groups and exact-path regexes', () => {
+    const toy = new EncoderToy({ depth: 2, dim: 6, hidden: 8, seed: 3 });
+    const sites = toy.sites();
+    const lin = (path: string) => sites.find((s): s is LinearSite => s.path === path && s.kind === 'linear')!;
+    const qkv = [lin('image_encoder.blocks.0.attn.qkv'), lin('image_encoder.blocks.1.attn.qkv')];
+    expect(siteTargets(qkv.map((site) => ({ site, groups: [false, true, true] })), sites, 'x')).toEqual(['attn.qkv[k,v]']);
+    expect(siteTargets(qkv.map((site) => ({ site, groups: [true, true, true] })), sites, 'x')).toEqual(['attn.qkv']);
+    expect(siteTargets([{ site: qkv[0]! }, { site: lin(FC1) }], sites, 'x')).toEqual(['/^(image_encoder\\.blocks\\.0\\.attn\\.qkv)$/', '/^(image_encoder\\.blocks\\.0\\.mlp\\.fc1)$/']);
+    expect(() => siteTargets([{ site: qkv[0]!, groups: [true, false, false] }], sites, 'where')).toThrow(new PeftError("where: output groups on only some 'attn.qkv' layers ('image_encoder.blocks.0.attn.qkv') cannot be written as peftjs targets"));
+    toy.dispose();
   });
 });

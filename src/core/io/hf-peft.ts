@@ -1,26 +1,19 @@
-// Hugging Face PEFT adapter files for LoRA and AdaLoRA, written so that
-// `PeftModel.from_pretrained(sam, dir)` loads them, and read back:
-//   adapter_config.json        peft_type LORA | ADALORA, r, lora_alpha,
-//                              target_modules (the adapted module paths), ...
-//   adapter_model.safetensors  base_model.model.<path>.lora_A.weight [r, in]
-//                              base_model.model.<path>.lora_B.weight [out, r]
-//                              (AdaLoRA: <path>.lora_A [r, in], .lora_E [r, 1],
-//                              .lora_B [out, r]; ranknum is not saved: PEFT
-//                              rebuilds it as init_r), trained biases as
-//                              <path>.base_layer.bias (adapted layers) or
-//                              <name> (others), and the trained mask decoder
-//                              under base_model.model.mask_decoder.* with
-//                              modules_to_save: ["mask_decoder"].
-// Grouped LoRA (q and v of a fused qkv: lora_A [r*k, in], lora_B [(out/G)*k, r])
-// has no PEFT form; it is written as a plain LoRA of rank r*k on qkv whose
-// lora_B [out, r*k] is block-structured (group g's rows hold the j-th enabled
-// group's block in columns j*r..j*r+r, zeros elsewhere), with rank_pattern
-// r*k and alpha_pattern alpha*k (alpha*sqrt(k) with rsLoRA) for that module,
-// so B A * scaling is exactly the grouped update.
-//
-// Layers are recognised by their tensors, not their classes (core does not
-// import plugins): lora_A + lora_B (+ `enabled` groups) is LoRA, with lora_E
-// it is AdaLoRA.
+// Hugging Face PEFT adapter folders, for any method that declares a codec
+// (`MethodDefinition.hfPeft`, see hf-peft-codec.ts): written so that
+// `PeftModel.from_pretrained(model, dir)` loads them, and read back.
+//   adapter_config.json        peft_type (the codec's), task_type null,
+//                              base_model_name_or_path (a hub model id or
+//                              null), inference_mode, target_modules,
+//                              modules_to_save, and the codec's own keys;
+//   adapter_model.safetensors  base_model.model.<module path>.<codec's name>,
+//                              trained biases as <path>.base_layer.bias
+//                              (adapted modules) or <name> (others), and a
+//                              trained mask decoder under its own names with
+//                              modules_to_save: [<decoder path>].
+// Reading strips PEFT's prefix and adapter name (`lora_A.default.weight` →
+// `lora_A.weight`), picks the codec by `peft_type`, selects modules by PEFT's
+// own rules (target_modules, exclude_modules, layers_to_transform,
+// layers_pattern), checks every tensor, and only then assigns any.
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,96 +24,43 @@ import type { InjectionSite, LinearSite } from '../peft/injection-site.js';
 import type { LayerInjector } from '../peft/layer-injector.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_FORMAT, ADAPTER_WEIGHTS_FILE, loadAdapter, readAdapterConfig, type AdapterTarget } from './adapter-files.js';
 import { writeFileAtomic } from './atomic.js';
+import type { HfPeftAdapter, HfPeftCodec, HfPeftMethod, HfPeftMethods } from './hf-peft-codec.js';
 import { readSafetensors, serializeSafetensors, toFloat32, type RawTensor, type TensorToWrite } from './safetensors.js';
 
 /** PEFT's prefix of every saved key (PeftModel.base_model.model). */
 export const HF_PEFT_PREFIX = 'base_model.model.';
 
-export type HfPeftType = 'LORA' | 'ADALORA';
+/** The adapter name PEFT gives an adapter that was not named (`lora_A.default.weight`). */
+const ADAPTER_NAME = 'default';
 
-/** The keys peftjs writes and reads (PEFT's LoraConfig / AdaLoraConfig fields). */
-export interface HfPeftConfig {
-  peft_type: HfPeftType;
-  r: number;
-  lora_alpha: number;
-  lora_dropout: number;
-  target_modules: string[] | string;
-  bias: 'none' | 'all' | 'lora_only';
-  fan_in_fan_out: boolean;
-  use_rslora?: boolean;
-  modules_to_save: string[] | null;
-  rank_pattern?: Record<string, unknown> | null;
-  alpha_pattern?: Record<string, number>;
-  task_type: null;
-  base_model_name_or_path: string | null;
-  inference_mode: boolean;
-  init_r?: number;
-  target_r?: number;
-  tinit?: number;
-  tfinal?: number;
-  deltaT?: number;
-  beta1?: number;
-  beta2?: number;
-  orth_reg_weight?: number;
-  total_step?: number;
-  [key: string]: unknown;
+/** Config keys core writes; a codec's part may not set them. */
+const CORE_KEYS = ['peft_type', 'task_type', 'base_model_name_or_path', 'revision', 'inference_mode', 'modules_to_save'];
+
+function methodList(methods: HfPeftMethods): readonly HfPeftMethod[] {
+  return Array.isArray(methods) ? (methods as readonly HfPeftMethod[]) : (methods as { methods(): readonly HfPeftMethod[] }).methods();
 }
 
-/** What is exported: a PeftModel (from `compose`) satisfies this. */
-export interface HfPeftSource {
-  readonly model: Module;
-  readonly method: LayerInjector;
-  readonly methodKeys: string[];
-  readonly backbone?: { readonly id: string; readonly preset: string; readonly decoderPath?: string };
-}
-
-export interface HfPeftExportOptions {
-  /** `base_model_name_or_path` (e.g. the official checkpoint the run started from). */
-  baseModel?: string | null;
-}
-
-/** The LoRA-family layers of a model, recognised by their tensors. */
-export interface LowRankLayer {
-  path: string;
-  module: Module;
-  kind: 'lora' | 'grouped' | 'svd';
-  /** LoRA: the rank of one group's update; AdaLoRA: the current number of triplets. */
-  r: number;
-  /** LoRA's alpha / r (or alpha / sqrt r). */
-  scaling?: number;
-  /** Grouped LoRA: which output groups are adapted. */
-  enabled?: boolean[];
-  groupWidth?: number;
-}
-
-export function lowRankLayers(model: Module): LowRankLayer[] {
-  const out: LowRankLayer[] = [];
-  for (const [path, m] of model.namedModules()) {
-    if (!m.hasParam('lora_A') || !m.hasParam('lora_B')) continue;
-    const a = m.param('lora_A').shape;
-    if (m.hasParam('lora_E')) {
-      out.push({ path, module: m, kind: 'svd', r: m.param('lora_E').shape[0]! });
-      continue;
-    }
-    const info = m as unknown as { r?: number; scaling?: number; enabled?: unknown; groupWidth?: number; fanInFanOut?: boolean };
-    if (info.fanInFanOut) throw new PeftError(`'${path}': fan_in_fan_out LoRA layers cannot be exported`);
-    if (typeof info.scaling !== 'number') throw new PeftError(`'${path}': a LoRA layer without a numeric 'scaling'`);
-    if (Array.isArray(info.enabled)) {
-      out.push({ path, module: m, kind: 'grouped', r: info.r ?? a[0]! / info.enabled.filter(Boolean).length, scaling: info.scaling, enabled: info.enabled as boolean[], groupWidth: info.groupWidth });
-    } else {
-      out.push({ path, module: m, kind: 'lora', r: info.r ?? a[0]!, scaling: info.scaling });
-    }
-  }
-  return out;
-}
-
-function hfTypeOf(methodId: string): HfPeftType {
-  if (methodId === 'lora') return 'LORA';
-  if (methodId === 'adalora') return 'ADALORA';
-  throw new PeftError(`method '${methodId}' has no Hugging Face PEFT form (only lora and adalora do); export it with --format peftjs`);
+/** `TYPE (method, …)` for every peft_type the loaded methods read, for messages. */
+function knownTypes(methods: readonly HfPeftMethod[]): string {
+  const by = new Map<string, string[]>();
+  for (const m of methods) for (const t of m.hfPeft?.peftTypes ?? []) by.set(t, [...(by.get(t) ?? []), m.id]);
+  return by.size ? [...by].map(([t, ids]) => `${t} (${ids.join(', ')})`).join(', ') : 'none';
 }
 
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * Whether `value` can be written as `base_model_name_or_path`: a Hugging Face
+ * model id (`name` or `org/name`), not a file name with a weights extension
+ * and not a file or folder that exists here. PEFT resolves this field as a
+ * local path first, so a local path would point readers at the exporter's disk.
+ */
+export function isHubModelId(value: string): boolean {
+  if (value.length > 96 || !/^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/.test(value)) return false;
+  if (/\.\.|--|[.-]$/.test(value)) return false;
+  if (/\.(pth?|bin|safetensors|ckpt|pkl|onnx|h5|zip|json)$/i.test(value)) return false;
+  return !existsSync(value);
+}
 
 /**
  * The rank_pattern / alpha_pattern key of a module path: the path without its
@@ -132,235 +72,14 @@ export function patternKey(path: string): string {
   return esc(cut < 0 ? path : path.slice(cut + 1));
 }
 
-async function f32(t: tf.Tensor): Promise<Float32Array> {
-  return (await t.data()) as Float32Array;
-}
-
-/** Grouped LoRA's B `[(out/G)*k, r]` as a plain LoRA B `[out, r*k]`, block by block. */
-export function groupedToFullB(b: Float32Array, enabled: boolean[], groupWidth: number, r: number): Float32Array {
-  const k = enabled.filter(Boolean).length;
-  const out = new Float32Array(enabled.length * groupWidth * r * k);
-  let j = 0;
-  enabled.forEach((on, g) => {
-    if (!on) return;
-    for (let row = 0; row < groupWidth; row++) {
-      for (let c = 0; c < r; c++) out[(g * groupWidth + row) * r * k + j * r + c] = b[(j * groupWidth + row) * r + c]!;
-    }
-    j++;
-  });
-  return out;
-}
-
-/** The inverse of `groupedToFullB`; a PeftError when `full` is not block-structured that way. */
-export function fullToGroupedB(full: Float32Array, enabled: boolean[], groupWidth: number, r: number, what: string): Float32Array {
-  const k = enabled.filter(Boolean).length;
-  const out = new Float32Array(groupWidth * k * r);
-  const slot = (() => {
-    let j = 0;
-    return enabled.map((on) => (on ? j++ : -1));
-  })();
-  for (let g = 0; g < enabled.length; g++) {
-    for (let row = 0; row < groupWidth; row++) {
-      for (let col = 0; col < r * k; col++) {
-        const v = full[(g * groupWidth + row) * r * k + col]!;
-        const inBlock = slot[g]! >= 0 && Math.floor(col / r) === slot[g];
-        if (inBlock) out[(slot[g]! * groupWidth + row) * r + (col % r)] = v;
-        else if (v !== 0) {
-          throw new PeftError(`${what}: lora_B is not block-structured for groups [${enabled.map((e) => (e ? 1 : 0))}] (non-zero at row ${g * groupWidth + row}, column ${col}); load it into a model that adapts the whole layer`);
-        }
-      }
-    }
-  }
-  return out;
-}
-
-/** HF PEFT's config for the exported adapter (LoRA or AdaLoRA). */
-function hfConfig(source: HfPeftSource, type: HfPeftType, layers: LowRankLayer[], extra: Partial<HfPeftConfig>, options: HfPeftExportOptions): HfPeftConfig {
-  const c = source.method.config as Record<string, unknown>;
-  const common = {
-    peft_type: type,
-    task_type: null,
-    base_model_name_or_path: options.baseModel ?? null,
-    inference_mode: true,
-    target_modules: layers.map((l) => l.path),
-    fan_in_fan_out: false,
-    lora_dropout: Number(c.dropout ?? 0),
-    layers_to_transform: null,
-    layers_pattern: null,
-    init_lora_weights: true,
-    use_dora: false,
-    revision: null,
-  };
-  if (type === 'LORA') {
-    return {
-      ...common,
-      r: Number(c.r),
-      lora_alpha: Number(c.alpha),
-      use_rslora: Boolean(c.rslora),
-      bias: (c.bias as HfPeftConfig['bias']) ?? 'none',
-      modules_to_save: null,
-      rank_pattern: {},
-      alpha_pattern: {},
-      ...extra,
-    } as HfPeftConfig;
-  }
-  const initR = Number(c.init_r);
-  const alpha = Number(c.alpha);
-  return {
-    ...common,
-    r: 8, // PEFT warns when AdaLoRA's unused `r` is not its default
-    // PEFT rebuilds pruned layers with scaling lora_alpha, or their kept rank when lora_alpha is 0; peftjs's alpha 0 means init_r
-    lora_alpha: alpha > 0 ? alpha : initR,
-    use_rslora: false,
-    bias: 'none',
-    modules_to_save: null,
-    init_r: initR,
-    target_r: Number(c.target_r),
-    tinit: Number(c.init_warmup),
-    tfinal: Number(c.final_warmup),
-    deltaT: Number(c.mask_interval),
-    beta1: Number(c.beta1),
-    beta2: Number(c.beta2),
-    orth_reg_weight: Number(c.orth_reg_weight),
-    total_step: Number(c.total_step),
-    rank_pattern: null,
-    ...extra,
-  } as HfPeftConfig;
-}
-
-export interface HfPeftExportResult {
-  configPath: string;
-  weightsPath: string;
-  config: HfPeftConfig;
-  tensors: string[];
-}
-
-/** Writes `adapter_config.json` + `adapter_model.safetensors` in Hugging Face PEFT's format into `dir`. */
-export async function exportHfPeft(dir: string, source: HfPeftSource, options: HfPeftExportOptions = {}): Promise<HfPeftExportResult> {
-  const type = hfTypeOf(source.method.id);
-  const model = source.model;
-  const layers = lowRankLayers(model);
-  if (layers.length === 0) throw new PeftError(`the model has no ${source.method.id} layers to export`);
-  const entries = new Map<string, TensorToWrite>();
-  const put = async (key: string, t: tf.Tensor | Float32Array, shape?: number[]) => {
-    const data = t instanceof Float32Array ? t : await f32(t);
-    entries.set(`${HF_PEFT_PREFIX}${key}`, { dtype: 'F32', shape: shape ?? (t as tf.Tensor).shape, data });
-  };
-  const extra: Partial<HfPeftConfig> = {};
-  const covered = new Set<string>(source.methodKeys);
-  if (type === 'LORA') {
-    const c = source.method.config as { r: number; alpha: number; rslora?: boolean };
-    const rankPattern: Record<string, number> = {};
-    const alphaPattern: Record<string, number> = {};
-    for (const l of layers) {
-      if (l.kind === 'svd') throw new PeftError(`'${l.path}' is an AdaLoRA layer in a lora model`);
-      const a = l.module.param('lora_A').variable;
-      const b = l.module.param('lora_B').variable;
-      await put(`${l.path}.lora_A.weight`, a);
-      if (l.kind === 'lora') {
-        if (l.r !== c.r) throw new PeftError(`'${l.path}': rank ${l.r} differs from the config's r ${c.r}`);
-        await put(`${l.path}.lora_B.weight`, b);
-        continue;
-      }
-      const k = l.enabled!.filter(Boolean).length;
-      const out = l.enabled!.length * l.groupWidth!;
-      await put(`${l.path}.lora_B.weight`, groupedToFullB(await f32(b), l.enabled!, l.groupWidth!, l.r), [out, l.r * k]);
-      if (k !== 1) {
-        rankPattern[patternKey(l.path)] = l.r * k;
-        alphaPattern[patternKey(l.path)] = c.rslora ? c.alpha * Math.sqrt(k) : c.alpha * k;
-      }
-    }
-    extra.rank_pattern = rankPattern;
-    extra.alpha_pattern = alphaPattern;
-  } else {
-    for (const l of layers) if (l.kind !== 'svd') throw new PeftError(`'${l.path}' is a LoRA layer in an adalora model`);
-    // the method prunes A, E, B to its rank pattern (as in its own adapter files)
-    const live = new Map<string, tf.Tensor>();
-    for (const l of layers) for (const n of ['lora_A', 'lora_E', 'lora_B']) live.set(`${l.path}.${n}`, l.module.param(n).variable);
-    const exporter = source.method as LayerInjector & { exportAdapterTensors?(m: Module, t: Map<string, tf.Tensor>): Map<string, tf.Tensor> };
-    const pruned = exporter.exportAdapterTensors ? exporter.exportAdapterTensors(model, live) : live;
-    try {
-      for (const [key, t] of pruned) await put(key, t);
-    } finally {
-      for (const [k, t] of pruned) if (live.get(k) !== t) t.dispose();
-    }
-    const state = source.method.adapterState?.(model) ?? {};
-    const rp = state.rank_pattern as Record<string, boolean[]> | null | undefined;
-    extra.rank_pattern = rp ? Object.fromEntries(Object.entries(rp).map(([path, keep]) => [`${path}.lora_E`, keep])) : null;
-  }
-  // other trainable tensors: biases (LoRA's bias modes) and the trained mask decoder (modules_to_save)
-  const decoder = source.backbone?.decoderPath ?? 'mask_decoder';
-  const tensors = new Map(model.namedTensors());
-  const decoderKeys = [...tensors.keys()].filter((k) => k.startsWith(`${decoder}.`));
-  const decoderTrained = decoderKeys.some((k) => tensors.get(k)!.trainable);
-  if (decoderTrained) {
-    extra.modules_to_save = [decoder];
-    for (const k of decoderKeys) {
-      await put(k, tensors.get(k)!.variable);
-      covered.add(k);
-    }
-  }
-  const adaptedPaths = new Set(layers.map((l) => l.path));
-  for (const [name, p] of tensors) {
-    if (!p.trainable || covered.has(name)) continue;
-    if (!name.endsWith('.bias')) throw new PeftError(`trainable tensor '${name}' has no place in a Hugging Face PEFT adapter; export with --format peftjs`);
-    const owner = name.slice(0, -'.bias'.length);
-    await put(adaptedPaths.has(owner) ? `${owner}.base_layer.bias` : name, p.variable);
-  }
-  const config = hfConfig(source, type, layers, extra, options);
-  const bytes = serializeSafetensors(entries, { format: 'pt' });
-  const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
-  const configPath = join(dir, ADAPTER_CONFIG_FILE);
-  writeFileAtomic(weightsPath, bytes);
-  writeFileAtomic(configPath, `${JSON.stringify(config, null, 2)}\n`);
-  return { configPath, weightsPath, config, tensors: [...entries.keys()].sort() };
-}
-
-/** Reads `dir/adapter_config.json` as a Hugging Face PEFT config (LoRA or AdaLoRA). */
-export function readHfPeftConfig(dir: string): HfPeftConfig {
-  const path = join(dir, ADAPTER_CONFIG_FILE);
-  if (!existsSync(path)) throw new PeftError(`${path}: no adapter here (file not found)`);
-  let j: Record<string, unknown>;
-  try {
-    j = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-  } catch (err) {
-    throw new PeftError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
-  }
-  if (typeof j !== 'object' || j === null) throw new PeftError(`${path}: must be a JSON object`);
-  if (j.peft_type !== 'LORA' && j.peft_type !== 'ADALORA') {
-    throw new PeftError(`${path}: 'peft_type' ${JSON.stringify(j.peft_type)} is not supported (LORA or ADALORA)`);
-  }
-  const num = (key: string, fallback?: number): number => {
-    const v = j[key] ?? fallback;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new PeftError(`${path}: '${key}' must be a number`);
-    return v;
-  };
-  if (j.use_dora) throw new PeftError(`${path}: DoRA adapters (use_dora) are not supported`);
-  if (j.fan_in_fan_out) throw new PeftError(`${path}: fan_in_fan_out adapters are not supported (SAM's linears are nn.Linear)`);
-  const bias = j.bias ?? 'none';
-  if (bias !== 'none' && bias !== 'all' && bias !== 'lora_only') throw new PeftError(`${path}: 'bias' must be none, all or lora_only`);
-  return {
-    ...j,
-    peft_type: j.peft_type,
-    r: num('r', 8),
-    lora_alpha: num('lora_alpha', 8),
-    lora_dropout: num('lora_dropout', 0),
-    target_modules: (j.target_modules as string[] | string) ?? [],
-    bias,
-    fan_in_fan_out: false,
-    use_rslora: Boolean(j.use_rslora),
-    modules_to_save: Array.isArray(j.modules_to_save) ? (j.modules_to_save as string[]) : null,
-    rank_pattern: (j.rank_pattern as Record<string, unknown> | null | undefined) ?? null,
-    alpha_pattern: (j.alpha_pattern as Record<string, number> | undefined) ?? {},
-    task_type: null,
-    base_model_name_or_path: typeof j.base_model_name_or_path === 'string' ? j.base_model_name_or_path : null,
-    inference_mode: j.inference_mode !== false,
-  } as HfPeftConfig;
-}
-
-/** PEFT's pattern lookup: the first key `k` with `(.*\.)?k$` matching the module path. */
-function patternValue<T>(pattern: Record<string, T> | null | undefined, path: string): T | undefined {
-  for (const [key, v] of Object.entries(pattern ?? {})) {
+/**
+ * PEFT's pattern lookup (`get_pattern_key`): the value of the first key `k`
+ * for which `(.*\.)?k$` matches the module path, else the value under the
+ * path itself, else undefined.
+ */
+export function patternValue<T>(pattern: Readonly<Record<string, T>> | null | undefined, path: string): T | undefined {
+  if (!pattern || typeof pattern !== 'object') return undefined;
+  for (const [key, v] of Object.entries(pattern)) {
     let re: RegExp;
     try {
       re = new RegExp(`^(.*\\.)?(${key})$`);
@@ -369,113 +88,372 @@ function patternValue<T>(pattern: Record<string, T> | null | undefined, path: st
     }
     if (re.test(path)) return v;
   }
-  return undefined;
+  return Object.prototype.hasOwnProperty.call(pattern, path) ? pattern[path] : undefined;
 }
 
-/** The adapter's tensors by module-relative key (PEFT's prefix and adapter name removed). */
-function hfTensors(dir: string): Map<string, RawTensor> {
-  const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
-  if (!existsSync(weightsPath)) throw new PeftError(`${weightsPath}: not found (adapter_model.bin files are not read; convert them to safetensors)`);
-  const file = readSafetensors(weightsPath);
-  const out = new Map<string, RawTensor>();
-  for (const [key, raw] of file.tensors) {
-    let k = key.startsWith(HF_PEFT_PREFIX) ? key.slice(HF_PEFT_PREFIX.length) : key;
-    k = k.replace(/\.(lora_[ABE])\.default(\.weight)?$/, '.$1$2').replace(/\.modules_to_save\.default\./, '.');
-    out.set(k, raw);
+/** A RegExp from a config's pattern; a bad one is a PeftError naming `what`. */
+function regex(source: string, pattern: string, what: string): RegExp {
+  try {
+    return new RegExp(source);
+  } catch (err) {
+    throw new PeftError(`${what}: ${JSON.stringify(pattern)} is not a regular expression JavaScript reads (${(err as Error).message})`);
   }
-  return out;
+}
+
+/** Python's `re.fullmatch(pattern, text)`. */
+function fullMatch(pattern: string, text: string, what: string): boolean {
+  return regex(`^(?:${pattern})$`, pattern, what).test(text);
+}
+
+/** Which modules `target_modules` names among `paths` (PEFT's rule: exact, suffix after '.', or a full-match regex string). */
+export function matchTargetModules(target: readonly string[] | string, paths: readonly string[]): string[] {
+  if (typeof target === 'string') return paths.filter((p) => fullMatch(target, p, "'target_modules'"));
+  return paths.filter((p) => target.some((t) => p === t || p.endsWith(`.${t}`)));
+}
+
+function names(v: unknown, key: string, where: string): string[] | string | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'string') return v;
+  if (Array.isArray(v) && v.every((s) => typeof s === 'string')) return v as string[];
+  throw new PeftError(`${where}: '${key}' must be a list of module names or a regular expression`);
+}
+
+/**
+ * The module paths PEFT adapts by `config`, among `paths` (its
+ * `check_target_module_exists`): `exclude_modules` and `modules_to_save`
+ * remove a module; `target_modules` selects by exact name, by '.'-suffix or by
+ * a full-match regex ('all-linear': every path given); `layers_to_transform`
+ * keeps suffix matches in those layers only, the layer index being the number
+ * after `layers_pattern` (or, without it, after the second path component:
+ * PEFT's `.*?\.[^.]*\.(\d+)\.`). Exact names ignore the layer filter, as in PEFT.
+ */
+export function peftSelectedModules(config: Readonly<Record<string, unknown>>, paths: readonly string[], where = 'adapter_config.json'): string[] {
+  const target = names(config.target_modules, 'target_modules', where);
+  if (target === null) throw new PeftError(`${where}: 'target_modules' is missing (peftjs does not guess PEFT's per-architecture defaults)`);
+  const exclude = names(config.exclude_modules, 'exclude_modules', where);
+  const toSave = names(config.modules_to_save, 'modules_to_save', where);
+  const layers = config.layers_to_transform;
+  const usingLayers = layers !== undefined && layers !== null && !(Array.isArray(layers) && layers.length === 0);
+  if (usingLayers && !(Number.isInteger(layers) || (Array.isArray(layers) && layers.every(Number.isInteger)))) {
+    throw new PeftError(`${where}: 'layers_to_transform' must be a layer index or a list of them`);
+  }
+  const patternRaw = names(config.layers_pattern, 'layers_pattern', where);
+  const patterns = patternRaw === null ? [] : typeof patternRaw === 'string' ? (patternRaw ? [patternRaw] : []) : patternRaw;
+  // PEFT's config validation refuses these two combinations
+  if (typeof target === 'string' && (usingLayers || patterns.length)) {
+    throw new PeftError(`${where}: 'layers_to_transform'/'layers_pattern' cannot be used when 'target_modules' is a regular expression (PEFT refuses this config too)`);
+  }
+  if (patterns.length && !usingLayers) throw new PeftError(`${where}: 'layers_pattern' needs 'layers_to_transform' (PEFT refuses this config too)`);
+  const layerRes = patterns.length ? patterns.map((p) => regex(`^.*?\\.${p}\\.(\\d+)\\.`, p, `${where}: 'layers_pattern'`)) : [/^.*?\.[^.]*\.(\d+)\./];
+  const savedRes = (toSave === null ? [] : typeof toSave === 'string' ? [toSave] : toSave).map((m) => regex(`^(.*\\.)?${m}($|\\.)`, m, `${where}: 'modules_to_save'`));
+  const layerOf = (path: string): number | undefined => {
+    for (const re of layerRes) {
+      const m = re.exec(path);
+      if (m) return Number(m[1]);
+    }
+    return undefined;
+  };
+  return paths.filter((path) => {
+    if (exclude !== null) {
+      if (typeof exclude === 'string' ? fullMatch(exclude, path, `${where}: 'exclude_modules'`) : exclude.some((e) => path === e || path.endsWith(`.${e}`))) return false;
+    }
+    if (savedRes.some((re) => re.test(path))) return false;
+    if (typeof target === 'string') return target === 'all-linear' || fullMatch(target, path, `${where}: 'target_modules'`);
+    if (target.includes(path)) return true;
+    if (!target.some((t) => path.endsWith(`.${t}`))) return false;
+    if (!usingLayers) return true;
+    const index = layerOf(path);
+    if (index === undefined) return false;
+    return Array.isArray(layers) ? layers.includes(index) : layers === index;
+  });
+}
+
+/**
+ * peftjs targets that select exactly `chosen` among `sites`: per role, the
+ * role itself (with its groups, `attn.qkv[q,v]`) when every site of that role
+ * is chosen alike, else an exact-path regex (`/^(blocks\.0\.mlp\.fc1)$/`).
+ * Output groups on only some sites of a role have no target form: a PeftError.
+ */
+export function siteTargets(chosen: readonly { site: LinearSite; groups?: readonly boolean[] }[], sites: readonly InjectionSite[], owner: string): string[] {
+  const targets: string[] = [];
+  const byRole = new Map<string, { site: LinearSite; groups?: readonly boolean[] }[]>();
+  for (const c of chosen) byRole.set(c.site.role, [...(byRole.get(c.site.role) ?? []), c]);
+  const key = (g?: readonly boolean[]) => (g && !g.every(Boolean) ? g.map(Number).join('') : 'all');
+  for (const [role, list] of byRole) {
+    const all = sites.filter((s) => s.kind === 'linear' && s.role === role);
+    const alike = list.every((c) => key(c.groups) === key(list[0]!.groups));
+    const groups = list[0]!.groups;
+    if (list.length === all.length && alike) {
+      const partial = groups && !groups.every(Boolean);
+      targets.push(partial ? `${role}[${list[0]!.site.groups!.filter((_, i) => groups[i]).join(',')}]` : role);
+    } else if (list.every((c) => key(c.groups) === 'all')) {
+      targets.push(`/^(${list.map((c) => esc(c.site.path)).join('|')})$/`);
+    } else {
+      const some = list.filter((c) => key(c.groups) !== 'all').map((c) => `'${c.site.path}'`);
+      throw new PeftError(`${owner}: output groups on only some '${role}' layers (${some.slice(0, 3).join(', ')}${some.length > 3 ? ', …' : ''}) cannot be written as peftjs targets`);
+    }
+  }
+  return targets;
+}
+
+/** A tf tensor or float32 data as a safetensors entry (float32). */
+export async function hfTensor(t: tf.Tensor | Float32Array, shape?: readonly number[]): Promise<TensorToWrite> {
+  if (t instanceof Float32Array) {
+    if (!shape) throw new PeftError('hfTensor: float32 data needs a shape');
+    return { dtype: 'F32', shape: [...shape], data: t };
+  }
+  const data = (await t.data()) as Float32Array;
+  return { dtype: 'F32', shape: [...(shape ?? t.shape)], data: data instanceof Float32Array ? data : Float32Array.from(data) };
+}
+
+/** The codec of method `id`, or a PeftError naming the methods that have one. */
+function codecOf(methods: readonly HfPeftMethod[], id: string): HfPeftCodec {
+  const codec = methods.find((m) => m.id === id)?.hfPeft;
+  if (codec) return codec;
+  const able = methods.filter((m) => m.hfPeft).map((m) => m.id);
+  throw new PeftError(`method '${id}' has no Hugging Face PEFT codec (${able.length ? `methods with one: ${able.join(', ')}` : 'no loaded method has one'}); export it with --format peftjs`);
+}
+
+/** What is exported: a PeftModel (from `compose`) satisfies this. */
+export interface HfPeftSource {
+  readonly model: Module;
+  readonly method: LayerInjector;
+  readonly methodKeys: readonly string[];
+  readonly sites?: readonly InjectionSite[];
+  /** `decoderPath`: the trainable mask decoder, written as modules_to_save when it trained. */
+  readonly backbone?: { readonly decoderPath?: string };
+}
+
+export interface HfPeftExportOptions {
+  /** `base_model_name_or_path`: a Hugging Face model id, or null (the default). A local path is refused. */
+  baseModel?: string | null;
+}
+
+export interface HfPeftExportResult {
+  configPath: string;
+  weightsPath: string;
+  config: Record<string, unknown>;
+  /** The keys written, sorted. */
+  tensors: string[];
+}
+
+/** Writes `adapter_config.json` + `adapter_model.safetensors` in Hugging Face PEFT's format into `dir`, with the method's codec. */
+export async function exportHfPeft(dir: string, source: HfPeftSource, methods: HfPeftMethods, options: HfPeftExportOptions = {}): Promise<HfPeftExportResult> {
+  const id = source.method.id;
+  const codec = codecOf(methodList(methods), id);
+  const baseModel = options.baseModel ?? null;
+  if (baseModel !== null && !isHubModelId(baseModel)) {
+    throw new PeftError(`base model '${baseModel}' is not a Hugging Face model id (name or org/name): base_model_name_or_path is a model id or null, never a local file`);
+  }
+  const part = await codec.exportAdapter({ model: source.model, method: source.method, methodKeys: source.methodKeys, sites: source.sites }, source.method.config);
+  for (const key of CORE_KEYS) if (key in part.config) throw new PeftError(`method '${id}': its Hugging Face PEFT codec sets '${key}', which core writes`);
+  if (part.adaptedPaths.length === 0 || part.tensors.size === 0) throw new PeftError(`method '${id}': the model has no adapted module to export`);
+  const entries = new Map<string, TensorToWrite>();
+  const put = (key: string, entry: TensorToWrite) => {
+    if (entries.has(`${HF_PEFT_PREFIX}${key}`)) throw new PeftError(`method '${id}': tensor '${HF_PEFT_PREFIX}${key}' is written twice`);
+    entries.set(`${HF_PEFT_PREFIX}${key}`, entry);
+  };
+  for (const [key, entry] of part.tensors) put(key, entry);
+  const covered = new Set<string>([...source.methodKeys, ...(part.covers ?? [])]);
+  const tensors = new Map(source.model.namedTensors());
+  // the trained mask decoder: modules_to_save, under its own names (where ModulesToSaveWrapper reads them)
+  const decoder = source.backbone?.decoderPath;
+  const decoderKeys = decoder ? [...tensors.keys()].filter((k) => k.startsWith(`${decoder}.`)) : [];
+  const decoderTrained = decoderKeys.some((k) => tensors.get(k)!.trainable);
+  if (decoderTrained) {
+    for (const k of decoderKeys) {
+      put(k, await hfTensor(tensors.get(k)!.variable));
+      covered.add(k);
+    }
+  }
+  // trained biases: on an adapted module PEFT keeps the original layer as `base_layer`
+  const adapted = new Set(part.adaptedPaths);
+  for (const [name, p] of tensors) {
+    if (!p.trainable || covered.has(name)) continue;
+    if (!name.endsWith('.bias')) throw new PeftError(`trainable tensor '${name}' has no place in a Hugging Face PEFT adapter (not the method's, not a bias, not the mask decoder); export with --format peftjs`);
+    const owner = name.slice(0, -'.bias'.length);
+    put(adapted.has(owner) ? `${owner}.base_layer.bias` : name, await hfTensor(p.variable));
+  }
+  const config: Record<string, unknown> = {
+    peft_type: codec.peftTypes[0],
+    task_type: null,
+    base_model_name_or_path: baseModel,
+    revision: null,
+    inference_mode: true,
+    target_modules: part.adaptedPaths,
+    ...part.config,
+    modules_to_save: decoderTrained ? [decoder] : null,
+  };
+  const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
+  const configPath = join(dir, ADAPTER_CONFIG_FILE);
+  writeFileAtomic(weightsPath, serializeSafetensors(entries, { format: 'pt' }));
+  writeFileAtomic(configPath, `${JSON.stringify(config, null, 2)}\n`);
+  return { configPath, weightsPath, config, tensors: [...entries.keys()].sort() };
+}
+
+function readJsonObject(path: string): Record<string, unknown> {
+  if (!existsSync(path)) throw new PeftError(`${path}: no adapter here (file not found)`);
+  let j: unknown;
+  try {
+    j = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new PeftError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
+  }
+  if (typeof j !== 'object' || j === null || Array.isArray(j)) throw new PeftError(`${path}: must be a JSON object`);
+  return j as Record<string, unknown>;
+}
+
+/** Reads `dir/adapter_config.json` as a Hugging Face PEFT config: an object with a string `peft_type`. */
+export function readHfPeftConfig(dir: string): Record<string, unknown> & { peft_type: string } {
+  const path = join(dir, ADAPTER_CONFIG_FILE);
+  const j = readJsonObject(path);
+  if (typeof j.peft_type !== 'string' || !j.peft_type) throw new PeftError(`${path}: 'peft_type' must be a string (a Hugging Face PEFT adapter names its method there)`);
+  return j as Record<string, unknown> & { peft_type: string };
+}
+
+/**
+ * PEFT's checkpoint key from a key that may still hold the adapter name
+ * (`x.lora_A.default.weight`, `x.lora_E.default`, `mask_decoder.modules_to_save.default.weight`):
+ * the inverse of PEFT's `_remove_adapter_name_from_state_dict_key` for the adapter 'default'.
+ */
+function withoutAdapterName(key: string): string {
+  let k = key.replace(`.modules_to_save.${ADAPTER_NAME}.`, '.');
+  if (k.endsWith(`.${ADAPTER_NAME}`)) return k.slice(0, -ADAPTER_NAME.length - 1);
+  const parts = k.split('.');
+  if (parts.length >= 3 && parts[parts.length - 2] === ADAPTER_NAME) k = [...parts.slice(0, -2), parts[parts.length - 1]].join('.');
+  return k;
+}
+
+/** A Hugging Face PEFT adapter folder, read and checked for what every method shares. */
+class HfPeftAdapterFolder implements HfPeftAdapter {
+  readonly configPath: string;
+  readonly weightsPath: string;
+  readonly config: Record<string, unknown>;
+  readonly peftType: string;
+  readonly tensors: Map<string, RawTensor>;
+  readonly used = new Set<string>();
+  private readonly staged: { param: Parameter; data: Float32Array; key: string }[] = [];
+
+  constructor(readonly dir: string) {
+    this.configPath = join(dir, ADAPTER_CONFIG_FILE);
+    this.weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
+    this.config = readHfPeftConfig(dir);
+    this.peftType = this.config.peft_type as string;
+    if (!existsSync(this.weightsPath)) {
+      throw new PeftError(`${this.weightsPath}: not found (adapter_model.bin files are pickled and not read; save with safe_serialization=True, PEFT's default)`);
+    }
+    this.tensors = new Map();
+    for (const [key, raw] of readSafetensors(this.weightsPath).tensors) {
+      const k = withoutAdapterName(key.startsWith(HF_PEFT_PREFIX) ? key.slice(HF_PEFT_PREFIX.length) : key);
+      if (this.tensors.has(k)) throw new PeftError(`${this.weightsPath}: two tensors for '${HF_PEFT_PREFIX}${k}' (with and without the adapter name)`);
+      this.tensors.set(k, raw);
+    }
+  }
+
+  fail(message: string): never {
+    throw new PeftError(`${this.configPath}: ${message}`);
+  }
+
+  number(key: string, fallback?: number): number {
+    const v = this.config[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(`'${key}' must be a number`);
+    return v;
+  }
+
+  boolean(key: string, fallback: boolean): boolean {
+    const v = this.config[key] ?? fallback;
+    if (typeof v !== 'boolean') this.fail(`'${key}' must be true or false`);
+    return v;
+  }
+
+  modulesWith(suffix: string): string[] {
+    const tail = `.${suffix}`;
+    return [...this.tensors.keys()].filter((k) => k.endsWith(tail)).map((k) => k.slice(0, -tail.length));
+  }
+
+  tensor(key: string, what: string): RawTensor {
+    const raw = this.tensors.get(key);
+    if (!raw) throw new PeftError(`${this.weightsPath}: missing tensor '${HF_PEFT_PREFIX}${key}' (${what})`);
+    return raw;
+  }
+
+  float32(key: string, shape: readonly number[], what: string): Float32Array {
+    const raw = this.tensor(key, what);
+    if (raw.shape.join(',') !== shape.join(',')) throw new PeftError(`${this.weightsPath}: '${HF_PEFT_PREFIX}${key}' has shape [${raw.shape}] but the model expects [${shape}]`);
+    this.used.add(key);
+    return toFloat32(raw);
+  }
+
+  stage(param: Parameter, data: Float32Array, key: string): void {
+    if (data.length !== param.size) throw new PeftError(`${this.weightsPath}: '${HF_PEFT_PREFIX}${key}' has ${data.length} values for a parameter of shape [${param.shape}]`);
+    this.used.add(key);
+    this.staged.push({ param, data, key });
+  }
+
+  /** The module names listed in modules_to_save. */
+  modulesToSave(): string[] {
+    const v = names(this.config.modules_to_save, 'modules_to_save', this.configPath);
+    return v === null ? [] : typeof v === 'string' ? [v] : v;
+  }
+
+  /** Assigns every staged tensor (after everything was checked). */
+  commit(): string[] {
+    for (const { param, data } of this.staged) tf.tidy(() => param.assign(tf.tensor(data, param.shape, 'float32')));
+    return this.staged.map((s) => s.key);
+  }
+}
+
+/** The one codec that reads `adapter`: by peft_type, then by `declines`. */
+function readerOf(adapter: HfPeftAdapterFolder, methods: readonly HfPeftMethod[]): { id: string; codec: HfPeftCodec } {
+  const typed = methods.filter((m) => m.hfPeft?.peftTypes.includes(adapter.peftType));
+  if (typed.length === 0) {
+    adapter.fail(`peft_type '${adapter.peftType}' is read by no loaded method (types read here: ${knownTypes(methods)}); load the plugin that provides it`);
+  }
+  const reasons = typed.map((m) => ({ id: m.id, why: m.hfPeft!.declines?.(adapter.config) }));
+  const willing = reasons.filter((r) => r.why === undefined);
+  if (willing.length === 0) adapter.fail(reasons.map((r) => `method '${r.id}' does not read it: ${r.why}`).join('; '));
+  if (willing.length > 1) {
+    adapter.fail(`methods ${willing.map((r) => `'${r.id}'`).join(' and ')} all read peft_type '${adapter.peftType}' with this config; one of them should decline it (HfPeftCodec.declines)`);
+  }
+  const id = willing[0]!.id;
+  return { id, codec: typed.find((m) => m.id === id)!.hfPeft! };
 }
 
 export interface HfPeftLoadResult {
-  config: HfPeftConfig;
+  config: Record<string, unknown>;
+  /** The keys that were assigned (module-relative). */
   loaded: string[];
 }
 
 /**
- * Loads a Hugging Face PEFT adapter into `target`: a model with the matching
- * peftjs method injected (lora for LORA, adalora for ADALORA) at the same
- * modules. Grouped LoRA layers take a block-structured B; a different
- * scaling (alpha, rank or rsLoRA) is folded into B. Every tensor is checked
- * before any is assigned; a key the model cannot take is an error.
+ * Loads a Hugging Face PEFT adapter into `target`: a model with the method
+ * whose codec reads this peft_type already injected at the same modules (see
+ * `adapterMethod`). The codec stages its tensors; biases
+ * (`<path>.base_layer.bias`, `<path>.bias`) and modules_to_save tensors load
+ * by name; any other key is an error. Nothing is assigned unless everything fits.
  */
-export function loadHfPeftAdapter(dir: string, target: AdapterTarget): HfPeftLoadResult {
-  const cfg = readHfPeftConfig(dir);
-  const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
-  const want = cfg.peft_type === 'LORA' ? 'lora' : 'adalora';
-  if (target.method.id !== want) throw new PeftError(`${join(dir, ADAPTER_CONFIG_FILE)}: a ${cfg.peft_type} adapter needs method '${want}', the model has '${target.method.id}'`);
-  const file = hfTensors(dir);
-  const model = target.model;
-  const assign: [Parameter, Float32Array, number[], string][] = [];
-  const used = new Set<string>();
-  const take = (key: string, what: string): RawTensor => {
-    const raw = file.get(key);
-    if (!raw) throw new PeftError(`${weightsPath}: missing tensor '${HF_PEFT_PREFIX}${key}' (${what})`);
-    used.add(key);
-    return raw;
-  };
-  const expectShape = (raw: RawTensor, shape: number[], key: string) => {
-    if (raw.shape.join(',') !== shape.join(',')) throw new PeftError(`${weightsPath}: '${HF_PEFT_PREFIX}${key}' has shape [${raw.shape}] but the model expects [${shape}]`);
-  };
-  if (cfg.peft_type === 'ADALORA' && cfg.rank_pattern && target.method.loadAdapterState) {
-    const pattern: Record<string, boolean[]> = {};
-    for (const [key, keep] of Object.entries(cfg.rank_pattern)) {
-      const path = key.replace(/\.default$/, '').replace(/\.lora_E$/, '').replace(new RegExp(`^${esc(HF_PEFT_PREFIX)}`), '');
-      pattern[path] = keep as boolean[];
-    }
-    target.method.loadAdapterState(model, { rank_pattern: pattern });
-  }
-  const layers = lowRankLayers(model);
-  for (const l of layers) {
-    const m = l.module;
-    if (l.kind === 'svd') {
-      for (const n of ['lora_A', 'lora_E', 'lora_B']) {
-        const raw = take(`${l.path}.${n}`, `AdaLoRA ${n} of '${l.path}'`);
-        expectShape(raw, m.param(n).shape, `${l.path}.${n}`);
-        assign.push([m.param(n), toFloat32(raw), raw.shape, n]);
-      }
-      const rn = file.get(`${l.path}.ranknum`);
-      if (rn && m.hasParam('ranknum')) {
-        used.add(`${l.path}.ranknum`);
-        expectShape(rn, m.param('ranknum').shape, `${l.path}.ranknum`);
-        assign.push([m.param('ranknum'), toFloat32(rn), rn.shape, 'ranknum']);
-      }
-      continue;
-    }
-    const rawA = take(`${l.path}.lora_A.weight`, `lora_A of '${l.path}'`);
-    const rawB = take(`${l.path}.lora_B.weight`, `lora_B of '${l.path}'`);
-    const rank = rawA.shape[0]!;
-    const alpha = patternValue(cfg.alpha_pattern, l.path) ?? cfg.lora_alpha;
-    const hfScaling = cfg.use_rslora ? alpha / Math.sqrt(rank) : alpha / rank;
-    const ratio = hfScaling / l.scaling!;
-    const aShape = m.param('lora_A').shape;
-    const bShape = m.param('lora_B').shape;
-    expectShape(rawA, aShape, `${l.path}.lora_A.weight`);
-    let b = toFloat32(rawB);
-    if (l.kind === 'grouped') {
-      const out = l.enabled!.length * l.groupWidth!;
-      expectShape(rawB, [out, aShape[0]!], `${l.path}.lora_B.weight`);
-      b = fullToGroupedB(b, l.enabled!, l.groupWidth!, l.r, `${weightsPath}: '${l.path}'`);
-    } else {
-      expectShape(rawB, bShape, `${l.path}.lora_B.weight`);
-    }
-    if (Math.abs(ratio - 1) > 1e-12) b = b.map((v) => v * ratio);
-    assign.push([m.param('lora_A'), toFloat32(rawA), aShape, 'lora_A'], [m.param('lora_B'), b, bShape, 'lora_B']);
-  }
-  // biases, the decoder (modules_to_save) and anything else by name
-  const own = new Map(model.namedTensors());
-  for (const [key, raw] of file) {
-    if (used.has(key)) continue;
-    const name = key.replace(/\.base_layer\.bias$/, '.bias');
+export function loadHfPeftAdapter(dir: string, target: AdapterTarget, methods: HfPeftMethods): HfPeftLoadResult {
+  const adapter = new HfPeftAdapterFolder(dir);
+  const list = methodList(methods);
+  const { id, codec } = readerOf(adapter, list);
+  if (id !== target.method.id) adapter.fail(`a ${adapter.peftType} adapter needs method '${id}', the model has '${target.method.id}'`);
+  codec.loadAdapter(adapter, { model: target.model, method: target.method });
+  const own = new Map(target.model.namedTensors());
+  const saved = adapter.modulesToSave();
+  for (const [key, raw] of adapter.tensors) {
+    if (adapter.used.has(key)) continue;
+    const name = key.endsWith('.base_layer.bias') ? `${key.slice(0, -'.base_layer.bias'.length)}.bias` : key;
+    // under a module PEFT wraps as modules_to_save: one whose name ends with an entry
+    const parts = name.split('.');
+    const underSaved = parts.some((_, i) => i > 0 && saved.some((m) => parts.slice(0, i).join('.').endsWith(m)));
     const p = own.get(name);
-    if (!p) throw new PeftError(`${weightsPath}: unexpected tensor '${HF_PEFT_PREFIX}${key}' (the model has no '${name}')`);
-    expectShape(raw, p.shape, key);
-    used.add(key);
-    assign.push([p, toFloat32(raw), raw.shape, name]);
+    if (!p || !(name.endsWith('.bias') || underSaved)) {
+      throw new PeftError(`${adapter.weightsPath}: unexpected tensor '${HF_PEFT_PREFIX}${key}' (${p ? 'not a tensor of' : 'the model has no such tensor for'} method '${id}', a bias or a module in modules_to_save)`);
+    }
+    const data = adapter.float32(key, p.shape, `'${name}'`);
+    adapter.stage(p, data, key);
   }
-  for (const [p, data, shape] of assign) {
-    tf.tidy(() => p.assign(tf.tensor(data, shape, 'float32')));
-  }
-  return { config: cfg, loaded: [...used].sort() };
+  return { config: adapter.config, loaded: adapter.commit().sort() };
 }
 
 export type AdapterFormat = 'peftjs' | 'hf-peft';
@@ -484,116 +462,63 @@ export type AdapterFormat = 'peftjs' | 'hf-peft';
 export function detectAdapterFormat(dir: string): AdapterFormat {
   const path = join(dir, ADAPTER_CONFIG_FILE);
   if (!existsSync(path)) throw new PeftError(`${dir}: no adapter here (no ${ADAPTER_CONFIG_FILE})`);
-  let j: Record<string, unknown>;
-  try {
-    j = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-  } catch (err) {
-    throw new PeftError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
-  }
-  if (j?.format === ADAPTER_FORMAT) return 'peftjs';
-  if (typeof j?.peft_type === 'string') return 'hf-peft';
+  const j = readJsonObject(path);
+  if (j.format === ADAPTER_FORMAT) return 'peftjs';
+  if (typeof j.peft_type === 'string') return 'hf-peft';
   throw new PeftError(`${path}: neither a peftjs adapter ('format': '${ADAPTER_FORMAT}') nor a Hugging Face PEFT one ('peft_type')`);
 }
 
 /** Loads a peftjs or a Hugging Face PEFT adapter into `target`, whichever `dir` holds. */
-export function loadAnyAdapter(dir: string, target: AdapterTarget): { format: AdapterFormat; loaded: string[] } {
+export function loadAnyAdapter(dir: string, target: AdapterTarget, methods: HfPeftMethods): { format: AdapterFormat; loaded: string[] } {
   const format = detectAdapterFormat(dir);
   if (format === 'peftjs') return { format, loaded: loadAdapter(dir, target).loaded };
-  return { format, loaded: loadHfPeftAdapter(dir, target).loaded };
+  return { format, loaded: loadHfPeftAdapter(dir, target, methods).loaded };
 }
 
-const HF_TO_PEFTJS_ADALORA: [string, string][] = [
-  ['init_r', 'init_r'],
-  ['target_r', 'target_r'],
-  ['tinit', 'init_warmup'],
-  ['tfinal', 'final_warmup'],
-  ['deltaT', 'mask_interval'],
-  ['total_step', 'total_step'],
-  ['beta1', 'beta1'],
-  ['beta2', 'beta2'],
-  ['orth_reg_weight', 'orth_reg_weight'],
-];
+/** What an adapter folder asks of a run that starts from it. */
+export interface AdapterMethod {
+  format: AdapterFormat;
+  /** The method that reads it, and its raw config (validate with the registry). */
+  id: string;
+  config: Record<string, unknown>;
+  /**
+   * Whether the mask decoder trained with it: a Hugging Face adapter lists it
+   * in modules_to_save, a peftjs one saved its tensors. Undefined when the
+   * decoder's path was not given.
+   */
+  trainDecoder?: boolean;
+}
 
-/** Which modules `cfg.target_modules` names among `paths` (PEFT's rule: exact, suffix after '.', or a full-match regex string). */
-export function matchTargetModules(target: string[] | string, paths: string[]): string[] {
-  if (typeof target === 'string') {
-    const re = new RegExp(`^(?:${target})$`);
-    return paths.filter((p) => re.test(p));
-  }
-  return paths.filter((p) => target.some((t) => p === t || p.endsWith(`.${t}`)));
+/** The backbone an adapter is read for: its sites and the path of its mask decoder. */
+export interface AdapterHost {
+  sites: readonly InjectionSite[];
+  decoderPath?: string;
 }
 
 /**
- * The peftjs method (id and config) that receives an adapter in `dir`, given
- * the backbone's injection sites: a peftjs adapter says it; a Hugging Face
- * one is translated (LoRA's r, alpha, dropout, rsLoRA, bias; AdaLoRA's ranks
- * and schedule; targets from target_modules, with grouped q/v detected from
- * a block-structured lora_B). Per-module ranks other than the grouped form
- * cannot be represented and are an error.
+ * The method (id and config) that receives the adapter in `dir` on a backbone
+ * with these sites: a peftjs adapter says it; a Hugging Face one names its
+ * peft_type, whose codec translates the config (PEFT's module selection rules
+ * applied first). A modules_to_save entry other than the mask decoder is an
+ * error: peftjs trains only the method and the decoder.
  */
-export function adapterMethod(dir: string, sites: InjectionSite[]): { format: AdapterFormat; id: string; config: Record<string, unknown>; trainDecoder?: boolean } {
+export function adapterMethod(dir: string, host: AdapterHost, methods: HfPeftMethods): AdapterMethod {
   const format = detectAdapterFormat(dir);
+  const decoder = host.decoderPath;
   if (format === 'peftjs') {
     const c = readAdapterConfig(dir);
-    return { format, id: c.method, config: c.config };
+    const trainDecoder = decoder === undefined ? undefined : c.trainable_tensors.some((k) => k.startsWith(`${decoder}.`));
+    return { format, id: c.method, config: c.config, trainDecoder };
   }
-  const cfg = readHfPeftConfig(dir);
-  const where = join(dir, ADAPTER_CONFIG_FILE);
-  const linear = sites.filter((s): s is LinearSite => s.kind === 'linear');
-  const file = hfTensors(dir);
-  const adapted = matchTargetModules(cfg.target_modules, linear.map((s) => s.path));
-  const fromFile = [...file.keys()].filter((k) => /\.lora_A(\.weight)?$/.test(k)).map((k) => k.replace(/\.lora_A(\.weight)?$/, ''));
-  for (const p of fromFile) if (!linear.some((s) => s.path === p)) throw new PeftError(`${where}: the adapter adapts '${p}', which is not an injection site of this backbone`);
-  const paths = adapted.length ? adapted : fromFile;
-  if (paths.length === 0) throw new PeftError(`${where}: 'target_modules' names no injection site of this backbone`);
-  const chosen = linear.filter((s) => paths.includes(s.path));
-  // per site: undefined (whole layer) or the enabled groups
-  const groupsOf = new Map<string, boolean[] | undefined>();
-  for (const s of chosen) {
-    if (cfg.peft_type !== 'LORA') {
-      groupsOf.set(s.path, undefined);
-      continue;
-    }
-    const a = file.get(`${s.path}.lora_A.weight`);
-    const b = file.get(`${s.path}.lora_B.weight`);
-    const rank = a?.shape[0] ?? cfg.r;
-    if (rank === cfg.r || !s.groups || !b) {
-      if (rank !== cfg.r) throw new PeftError(`${where}: '${s.path}' has rank ${rank} but r is ${cfg.r}; per-module ranks are not supported by peftjs's lora`);
-      groupsOf.set(s.path, undefined);
-      continue;
-    }
-    if (rank % cfg.r !== 0) throw new PeftError(`${where}: '${s.path}' has rank ${rank}, not a multiple of r ${cfg.r}`);
-    const k = rank / cfg.r;
-    const gw = s.out / s.groups.length;
-    const full = toFloat32(b);
-    // group g is enabled when its rows are non-zero; its block must then be the next one
-    const enabled = s.groups.map((_, g) => full.subarray(g * gw * rank, (g + 1) * gw * rank).some((v) => v !== 0));
-    if (enabled.filter(Boolean).length !== k) throw new PeftError(`${where}: cannot tell which ${k} output groups of '${s.path}' are adapted (lora_B has ${enabled.filter(Boolean).length} non-zero groups)`);
-    fullToGroupedB(full, enabled, gw, cfg.r, `${where}: '${s.path}'`);
-    groupsOf.set(s.path, enabled);
+  const adapter = new HfPeftAdapterFolder(dir);
+  const { id, codec } = readerOf(adapter, methodList(methods));
+  const selectedPaths = new Set(peftSelectedModules(adapter.config, host.sites.map((s) => s.path), adapter.configPath));
+  const config = codec.methodConfig(adapter, { all: host.sites, selected: host.sites.filter((s) => selectedPaths.has(s.path)) });
+  const saved = adapter.modulesToSave();
+  if (decoder !== undefined) {
+    // PEFT wraps every module whose name ends with an entry
+    const other = saved.filter((m) => !decoder.endsWith(m));
+    if (other.length) adapter.fail(`'modules_to_save' names ${other.map((m) => `'${m}'`).join(', ')}, but besides the method peftjs trains only the mask decoder ('${decoder}')`);
   }
-  // targets: a role when every site of that role is adapted alike, else exact path regexes
-  const targets: string[] = [];
-  const byRole = new Map<string, LinearSite[]>();
-  for (const s of chosen) byRole.set(s.role, [...(byRole.get(s.role) ?? []), s]);
-  for (const [role, list] of byRole) {
-    const all = linear.filter((s) => s.role === role);
-    const first = JSON.stringify(groupsOf.get(list[0]!.path));
-    const alike = list.every((s) => JSON.stringify(groupsOf.get(s.path)) === first);
-    const groups = groupsOf.get(list[0]!.path);
-    if (list.length === all.length && alike) {
-      targets.push(groups ? `${role}[${list[0]!.groups!.filter((_, i) => groups[i]).join(',')}]` : role);
-    } else if (list.every((s) => !groupsOf.get(s.path))) {
-      targets.push(`/^(${list.map((s) => esc(s.path)).join('|')})$/`);
-    } else {
-      throw new PeftError(`${where}: grouped LoRA on only some '${role}' layers cannot be represented by peftjs targets`);
-    }
-  }
-  const trainDecoder = (cfg.modules_to_save ?? []).length > 0;
-  if (cfg.peft_type === 'LORA') {
-    return { format, id: 'lora', trainDecoder, config: { r: cfg.r, alpha: cfg.lora_alpha, dropout: cfg.lora_dropout, rslora: Boolean(cfg.use_rslora), bias: cfg.bias, targets } };
-  }
-  const config: Record<string, unknown> = { alpha: cfg.lora_alpha, dropout: cfg.lora_dropout, targets };
-  for (const [from, to] of HF_TO_PEFTJS_ADALORA) if (typeof cfg[from] === 'number') config[to] = cfg[from];
-  return { format, id: 'adalora', trainDecoder, config };
+  return { format, id, config, trainDecoder: saved.length > 0 };
 }

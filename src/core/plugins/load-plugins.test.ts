@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,8 +39,9 @@ export function register(registry, peftjs) {
   ${extra}
 }`;
 
+/** The toys, in a registry that hands plugins the public API (as the host's does). */
 async function toyRegistry(): Promise<Registry> {
-  const r = new Registry();
+  const r = new Registry({ api });
   await r.load('built-in toys', registerToys);
   return r;
 }
@@ -83,6 +84,31 @@ describe('loading plugins', () => {
     expect(r).toMatchObject({ name: 'good-plugin', ok: true, registered: { methods: ['good'], backbones: [], parityKinds: [] }, root: dir });
     expect(registry.originOf('good')).toBe("plugin 'good-plugin'");
     expect(registry.methods().map((m) => m.id)).toEqual(['scale', 'good']);
+  });
+
+  it("records each id's plugin: package name and version and folder, or a file's name and path", async () => {
+    const registry = await toyRegistry();
+    const dir = pluginDir({ name: '@me/versioned', version: '1.2.3', peftjs: { register: './lib/index.js' } }, { 'lib/index.js': methodSource('versioned') });
+    const bare = pluginDir(undefined, { 'solo.js': methodSource('solo') });
+    const results = await loadPlugins(registry, [{ spec: dir, source: 'flag' }, { spec: join(bare, 'solo.js'), source: 'env' }]);
+    expect(results.map((r) => [r.name, r.version, r.ok])).toEqual([['@me/versioned', '1.2.3', true], ['solo', undefined, true]]);
+    expect(registry.provenance('method', 'versioned')).toEqual({ name: '@me/versioned', version: '1.2.3', path: dir });
+    expect(registry.provenance('method', 'solo')).toEqual({ name: 'solo', path: join(bare, 'solo.js') });
+    const oclif = await loadPlugins(await toyRegistry(), [], {
+      oclif: { plugins: [{ name: 'oc', version: '0.0.9', root: bare, hooks: { 'peft:register': [{ target: './h', identifier: 'default' }] } }], load: async () => ({ default: (o: { registry: Registry; peftjs: typeof api }) => o.registry.registerMethod({ id: 'oc', summary: '', schema: o.peftjs.z.object({}), create() { throw new Error('unused'); } }) }) },
+    });
+    expect(oclif[0]).toMatchObject({ name: 'oc', version: '0.0.9', ok: true });
+  });
+
+  it('hands plugins the registry\'s API unless told another', async () => {
+    const registry = await toyRegistry();
+    const dir = pluginDir({ name: 'api-check' }, { 'index.js': 'export let got; export function register(r, peftjs) { got = peftjs; }' });
+    await loadPlugins(registry, [{ spec: dir, source: 'flag' }]);
+    const mod = (await import(join(dir, 'index.js'))) as { got: unknown };
+    expect(mod.got).toBe(api);
+    const other = { z: api.z } as never;
+    await loadPlugins(await toyRegistry(), [{ spec: dir, source: 'flag' }], { api: other });
+    expect(mod.got).toBe(other);
   });
 
   it('a default export, or a default export with register, works too', async () => {
@@ -227,6 +253,33 @@ describe('plugin sources', () => {
     const { plugin } = await linkPlugin(await toyRegistry(), good, configDir);
     expect(plugin).toEqual({ name: 'good-link', path: good });
     expect(readLinkedPlugins(configDir).map((p) => p.name)).toEqual(['good-link']);
+  });
+
+  it('link refuses an id another linked plugin registers, naming both plugins and the id, and leaves plugins.json alone', async () => {
+    const configDir = join(tmp, 'cfg-dup');
+    const first = pluginDir({ name: 'first-dora', version: '0.1.0' }, { 'index.js': methodSource('dora') });
+    await linkPlugin(await toyRegistry(), first, configDir);
+    const before = readFileSync(join(configDir, 'plugins.json'), 'utf8');
+    const second = pluginDir({ name: 'second-dora' }, { 'index.js': methodSource('other', "registry.registerMethod({ id: 'DoRA', summary: '', schema: peftjs.z.object({}), create() {} });") });
+    await expect(linkPlugin(await toyRegistry(), second, configDir)).rejects.toThrow(
+      "plugin 'second-dora' was not linked: method 'DoRA' from plugin 'second-dora' is already registered by plugin 'first-dora'",
+    );
+    expect(readFileSync(join(configDir, 'plugins.json'), 'utf8')).toBe(before);
+    // an alias counts as well
+    const alias = pluginDir({ name: 'alias-dora' }, { 'index.js': "export function register(r, p) { r.registerMethod({ id: 'weight_decomposed', aliases: ['dora'], summary: '', schema: p.z.object({}), create() {} }); }" });
+    await expect(linkPlugin(await toyRegistry(), alias, configDir)).rejects.toThrow("method 'dora' from plugin 'alias-dora' is already registered by plugin 'first-dora'");
+    // linking the same plugin again (by path or by name) replaces it rather than conflicting with itself
+    await linkPlugin(await toyRegistry(), first, configDir);
+    const moved = join(tmp, 'moved-first');
+    cpSync(first, moved, { recursive: true });
+    await linkPlugin(await toyRegistry(), moved, configDir);
+    expect(readLinkedPlugins(configDir).map((p) => [p.name, p.path])).toEqual([['first-dora', moved]]);
+    // a linked plugin that no longer loads cannot conflict: the new one links beside it
+    const broken = pluginDir({ name: 'broken' }, { 'index.js': 'export function register() { throw new Error("broken"); }' });
+    addLinkedPlugin(configDir, { name: 'broken', path: broken });
+    const third = pluginDir({ name: 'third' }, { 'index.js': methodSource('third') });
+    await linkPlugin(await toyRegistry(), third, configDir);
+    expect(readLinkedPlugins(configDir).map((p) => p.name)).toEqual(['first-dora', 'broken', 'third']);
   });
 });
 

@@ -8,23 +8,23 @@
 //
 // A plugin is handed the host's registry object and the host's public API
 // (`register(registry, peftjs)`), so it builds on the host's copies of
-// tfjs, zod and tsyringe whatever copies it could resolve itself.
+// tfjs, zod and tsyringe whatever copies it could resolve itself. The API
+// comes from the host (the registry's `api`, or the `api` option): this
+// library never imports the public API it is part of.
+//
+// Each id a plugin registers is recorded with the plugin's name, version and
+// folder (its provenance), which run.json and adapter files write down.
 import { realpathSync } from 'node:fs';
 import { delimiter } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PeftError } from '../errors.js';
-import type { Registry } from '../registry/registry.js';
+import { pluginOrigin, type PeftjsApi, type RegisterFunction, type Registry } from '../registry/registry.js';
+import type { PluginProvenance } from '../registry/provenance.js';
 import { peftConfigDir, readLinkedPlugins } from './linked-plugins.js';
 import { PEFT_REGISTER_HOOK, resolvePluginSpec, type ResolvedPluginSpec } from './plugin-spec.js';
 import { validateRegistered } from './validate-definitions.js';
 
 export type PluginSource = 'linked' | 'env' | 'flag' | 'oclif';
-
-/** The public API handed to a plugin: what `import * as peftjs from 'peftjs'` gives. */
-export type HostApi = Record<string, unknown>;
-
-/** What an external plugin's `register` may look like: the registry, plus the host's public API. */
-export type ExternalRegister = (registry: Registry, peftjs: HostApi) => void | Promise<void>;
 
 export interface PluginRequest {
   spec: string;
@@ -34,6 +34,7 @@ export interface PluginRequest {
 /** An installed oclif plugin that declares a `peft:register` hook (a structural subset of oclif's Plugin). */
 export interface OclifPluginLike {
   name: string;
+  version?: string;
   root: string;
   isRoot?: boolean;
   hooks: Record<string, { target: string; identifier: string }[]>;
@@ -50,6 +51,8 @@ export interface OclifHookSource {
 export interface PluginLoadResult {
   /** package name, file name, or the spec when it did not resolve. */
   name: string;
+  /** package.json version, when there is one. */
+  version?: string;
   source: PluginSource;
   spec: string;
   /** The imported module(s), when the spec resolved. */
@@ -72,8 +75,8 @@ export interface LoadPluginsOptions {
   /** Skip the linked plugins and PEFT_PLUGINS (only `flags` and `extra`). */
   only?: boolean;
   oclif?: OclifHookSource;
-  /** The API handed to plugins (default: the host's `src/index`). */
-  api?: HostApi;
+  /** The public API handed to plugins (default: the registry's `api`). */
+  api?: PeftjsApi;
 }
 
 /** `PEFT_PLUGINS` entries: split on ',' and the platform's path delimiter (':' on POSIX). */
@@ -98,21 +101,13 @@ export function pluginRequests(options: Pick<LoadPluginsOptions, 'configDir' | '
   return out;
 }
 
-let hostApi: Promise<HostApi> | undefined;
-
-/** The host's public API module (loaded lazily: it re-exports this file). */
-export function loadHostApi(): Promise<HostApi> {
-  hostApi ??= import('../../index.js') as Promise<HostApi>;
-  return hostApi;
-}
-
 function oneLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   return text.replace(/\s+/g, ' ').trim() || (err instanceof Error ? err.name : 'unknown error');
 }
 
 /** The function to call in an imported plugin module. */
-function registerOf(mod: Record<string, unknown>, spec: ResolvedPluginSpec, hookContext: () => unknown, api: HostApi, config: unknown): (registry: Registry) => unknown {
+function registerOf(mod: Record<string, unknown>, spec: ResolvedPluginSpec, hookContext: () => unknown, api: PeftjsApi, config: unknown): (registry: Registry) => unknown {
   if (spec.contract === 'hook') {
     const id = spec.identifier ?? 'default';
     const fn = mod[id] ?? (id === 'default' ? Object.values(mod).find((v) => typeof v === 'function') : undefined);
@@ -124,7 +119,7 @@ function registerOf(mod: Record<string, unknown>, spec: ResolvedPluginSpec, hook
   if (typeof fn !== 'function') {
     throw new PeftError(`${spec.entry} exports no register function (export 'register', or a default export with 'register', or name the file in package.json "peftjs": { "register": "./index.js" })`);
   }
-  return (registry) => (fn as ExternalRegister)(registry, api);
+  return (registry) => (fn as RegisterFunction)(registry, api);
 }
 
 function hookContext(config: unknown, name: string) {
@@ -142,23 +137,24 @@ function hookContext(config: unknown, name: string) {
   };
 }
 
+/** How long a plugin's `register` may take before it is reported as hung. */
+export const PLUGIN_REGISTER_TIMEOUT_MS = 10_000;
+
 /**
  * Runs one plugin's register through the registry with rollback: on any
  * error (thrown, duplicate id, invalid definition) everything it registered is
  * removed and the error is returned.
  */
-/** How long a plugin's `register` may take before it is reported as hung. */
-export const PLUGIN_REGISTER_TIMEOUT_MS = 10_000;
-
 export async function loadOnePlugin(
   registry: Registry,
-  origin: string,
+  plugin: PluginProvenance,
   register: (registry: Registry) => unknown,
   timeoutMs = PLUGIN_REGISTER_TIMEOUT_MS,
 ): Promise<string | undefined> {
+  const origin = pluginOrigin(plugin);
   let timer: NodeJS.Timeout | undefined;
   try {
-    await registry.load(origin, async (r) => {
+    await registry.load(plugin, async (r) => {
       const hung = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`register() did not finish within ${timeoutMs / 1000} s`)), timeoutMs);
       });
@@ -174,11 +170,6 @@ export async function loadOnePlugin(
   }
 }
 
-/** The registry origin (for messages) of a plugin called `name`. */
-export function pluginOrigin(name: string): string {
-  return `plugin '${name}'`;
-}
-
 /**
  * Loads every requested plugin into `registry`, each isolated from the
  * others; returns one result per plugin (failures included, never thrown).
@@ -187,19 +178,18 @@ export async function loadPlugins(registry: Registry, requests: PluginRequest[],
   const cwd = options.cwd ?? process.cwd();
   const results: PluginLoadResult[] = [];
   const seen = new Set<string>();
-  let api = options.api;
+  const api = options.api ?? registry.api;
   const empty = () => ({ backbones: [], methods: [], parityKinds: [] });
-  const run = async (name: string, source: PluginSource, spec: string, entry: string | undefined, root: string | undefined, load: (api: HostApi) => Promise<(r: Registry) => unknown>) => {
-    const origin = pluginOrigin(name);
+  const run = async (name: string, version: string | undefined, source: PluginSource, spec: string, entry: string | undefined, root: string, load: (api: PeftjsApi) => Promise<(r: Registry) => unknown>) => {
+    const plugin: PluginProvenance = { name, ...(version ? { version } : {}), path: root };
     let error: string | undefined;
     try {
-      api ??= await loadHostApi();
       const register = await load(api);
-      error = await loadOnePlugin(registry, origin, register);
+      error = await loadOnePlugin(registry, plugin, register);
     } catch (err) {
       error = oneLine(err);
     }
-    results.push({ name, source, spec, entry, root, ok: !error, error, registered: error ? empty() : registry.registeredBy(origin) });
+    results.push({ name, version, source, spec, entry, root, ok: !error, error, registered: error ? empty() : registry.registeredBy(pluginOrigin(plugin)) });
   };
   for (const req of requests) {
     let specs: ResolvedPluginSpec[];
@@ -213,7 +203,7 @@ export async function loadPlugins(registry: Registry, requests: PluginRequest[],
     if (seen.has(key)) continue;
     seen.add(key);
     const name = specs[0]!.name;
-    await run(name, req.source, req.spec, specs.map((s) => s.entry).join(', '), specs[0]!.root ?? specs[0]!.entry, async (hostApi) => {
+    await run(name, specs[0]!.version, req.source, req.spec, specs.map((s) => s.entry).join(', '), specs[0]!.root ?? specs[0]!.entry, async (hostApi) => {
       const fns: ((r: Registry) => unknown)[] = [];
       for (const s of specs) {
         const mod = (await import(pathToFileURL(s.entry).href)) as Record<string, unknown>;
@@ -228,7 +218,7 @@ export async function loadPlugins(registry: Registry, requests: PluginRequest[],
     const hooks = p.isRoot ? [] : (p.hooks[PEFT_REGISTER_HOOK] ?? []);
     if (hooks.length === 0 || seen.has(`oclif:${p.name}`)) continue;
     seen.add(`oclif:${p.name}`);
-    await run(p.name, 'oclif', p.name, hooks.map((h) => h.target).join(', '), p.root, async (hostApi) => {
+    await run(p.name, p.version, 'oclif', p.name, hooks.map((h) => h.target).join(', '), p.root, async (hostApi) => {
       const fns: ((r: Registry) => unknown)[] = [];
       for (const h of hooks) {
         const mod = await options.oclif!.load(p, h.target);

@@ -23,6 +23,8 @@ export type PluginContract =
 export interface ResolvedPluginSpec {
   /** package.json name, else the folder or file name. */
   name: string;
+  /** package.json version, when there is one. */
+  version?: string;
   /** The package folder, when there is one. */
   root?: string;
   /** Absolute path of the module to import. */
@@ -34,6 +36,7 @@ export interface ResolvedPluginSpec {
 
 interface PackageJson {
   name?: unknown;
+  version?: unknown;
   main?: unknown;
   exports?: unknown;
   peftjs?: { register?: unknown };
@@ -100,17 +103,18 @@ export function resolvePluginDir(dir: string): ResolvedPluginSpec[] {
   const pkg = readPackageJson(dir);
   const name = typeof pkg?.name === 'string' && pkg.name ? pkg.name : basename(dir);
   if (!pkg) return [{ name, root: dir, entry: moduleFile(dir, './index.js', `${name}: entry`), contract: 'register' }];
+  const id = { name, ...(typeof pkg.version === 'string' && pkg.version ? { version: pkg.version } : {}), root: dir };
   const field = pkg.peftjs?.register;
   if (field !== undefined) {
     if (typeof field !== 'string') throw new PeftError(`${join(dir, 'package.json')}: "peftjs.register" must be a path like "./dist/index.js"`);
-    return [{ name, root: dir, entry: moduleFile(dir, field, `${name}: "peftjs.register"`), contract: 'register' }];
+    return [{ ...id, entry: moduleFile(dir, field, `${name}: "peftjs.register"`), contract: 'register' }];
   }
   const hooks = hookEntries(pkg);
   if (hooks.length) {
-    return hooks.map((h) => ({ name, root: dir, entry: moduleFile(dir, h.target, `${name}: hook`), contract: 'hook' as const, identifier: h.identifier }));
+    return hooks.map((h) => ({ ...id, entry: moduleFile(dir, h.target, `${name}: hook`), contract: 'hook' as const, identifier: h.identifier }));
   }
   const main = exportsEntry(pkg.exports) ?? (typeof pkg.main === 'string' ? pkg.main : './index.js');
-  return [{ name, root: dir, entry: moduleFile(dir, main, `${name}: entry`), contract: 'register' }];
+  return [{ ...id, entry: moduleFile(dir, main, `${name}: entry`), contract: 'register' }];
 }
 
 /** The folder of an installed package `name`, looking in node_modules from `cwd` upwards. */

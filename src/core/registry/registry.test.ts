@@ -6,6 +6,7 @@ import { registerToys } from '../../../test/support/toy-plugins.js';
 import { closest, editDistance } from './closest.js';
 import { describeConfig } from './config.js';
 import { compose } from '../peft/compose.js';
+import { BUILT_IN, peftjsVersion, pluginThatMade, usedPluginsOf } from './provenance.js';
 
 async function toyRegistry() {
   const r = new Registry();
@@ -58,6 +59,67 @@ describe('Registry', () => {
     const b = new Registry();
     expect(a.methods()).toHaveLength(1);
     expect(b.methods()).toHaveLength(0);
+  });
+});
+
+describe('provenance and the API handed to plugins', () => {
+  const external = { name: 'toy-pack', version: '2.3.4', path: '/plugins/toy-pack' };
+
+  it('records the plugin that provided each id, and which plugin made each backbone and method', async () => {
+    const r = new Registry();
+    await r.load(external, registerToys);
+    expect(r.provenance('method', 'scale')).toEqual(external);
+    expect(r.provenance('method', 'TOY_SCALE')).toEqual(external);
+    expect(r.provenance('backbone', 'toy')).toEqual(external);
+    expect(r.provenance('backbone', 'scale')).toBeUndefined();
+    expect(r.provenance('method', 'nosuch')).toBeUndefined();
+    expect(r.originOf('scale')).toBe("plugin 'toy-pack'");
+    expect(r.has('method', 'toy_scale')).toBe(true);
+    expect(r.has('method', 'toy')).toBe(false);
+    const backbone = r.createBackbone('toy', 'small');
+    const method = r.createMethod('scale');
+    expect(pluginThatMade(backbone)).toEqual(external);
+    expect(usedPluginsOf({ method, backbone })).toEqual({ method: external, backbone: external });
+    backbone.model.dispose();
+    // a copy: a caller cannot change what the registry holds
+    r.provenance('method', 'scale')!.name = 'changed';
+    expect(r.provenance('method', 'scale')!.name).toBe('toy-pack');
+  });
+
+  it('a built-in records path built-in and peftjs\'s own version; a plain origin name records nothing', async () => {
+    const r = new Registry();
+    await r.load({ name: 'toys', path: BUILT_IN }, registerToys);
+    expect(peftjsVersion()).toMatch(/^\d+\.\d+\.\d+/);
+    expect(r.provenance('method', 'scale')).toEqual({ name: 'toys', version: peftjsVersion(), path: BUILT_IN });
+    expect(r.originOf('scale')).toBe("built-in plugin 'toys'");
+    const plain = await toyRegistry();
+    expect(plain.provenance('method', 'scale')).toBeUndefined();
+    expect(pluginThatMade(plain.createMethod('scale'))).toBeUndefined();
+  });
+
+  it('a rolled-back plugin leaves no provenance, and a duplicate names both plugins', async () => {
+    const r = new Registry();
+    await r.load(external, registerToys);
+    const other = { name: 'other-pack', path: '/plugins/other' };
+    const dup = { id: 'scale2', aliases: ['scale'], summary: '', schema: z.object({}), create: () => { throw new Error(); } };
+    await expect(r.load(other, (reg) => reg.registerMethod(dup))).rejects.toThrow("method 'scale' from plugin 'other-pack' is already registered by plugin 'toy-pack'");
+    r.unregisterOrigin("plugin 'toy-pack'");
+    expect(r.provenance('method', 'scale')).toBeUndefined();
+    await r.load(other, registerToys);
+    expect(r.provenance('method', 'scale')).toEqual(other);
+  });
+
+  it('hands register the API it was created with; without one, using it is a clear error', async () => {
+    const api = { z } as never;
+    const seen: unknown[] = [];
+    await new Registry({ api }).load('p', (_reg, peftjs) => void seen.push(peftjs));
+    expect(seen[0]).toBe(api);
+    const bare = new Registry();
+    await expect(bare.load('p', (_reg, peftjs) => void (peftjs as { z: unknown }).z)).rejects.toThrow(
+      "the plugin used peftjs.z, but this registry was created without the host's public API (new Registry({ api }))",
+    );
+    // awaiting it or inspecting it does not throw
+    await bare.load('q', async (_reg, peftjs) => void (await Promise.resolve(peftjs)));
   });
 });
 

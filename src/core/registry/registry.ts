@@ -1,7 +1,8 @@
 // The plugin registry: backbones, methods and parity fixture kinds, registered
 // under open string ids in a tsyringe container. Built-in and external plugins
-// register through the same `register(registry)` call, and are handed this
-// object, so a plugin with its own copy of tsyringe still lands here.
+// register through the same `register(registry, peftjs)` call, and are handed
+// this object, so a plugin with its own copy of tsyringe still lands here.
+// Every id is recorded with the plugin that provided it (provenance.ts).
 import 'reflect-metadata';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { PeftError } from '../errors.js';
@@ -12,13 +13,52 @@ import type { Backbone } from '../peft/backbone.js';
 import type { LayerInjector } from '../peft/layer-injector.js';
 import { closest } from './closest.js';
 import { checkBackboneDefinition, checkMethodDefinition } from './check-definition.js';
+import { BUILT_IN, peftjsVersion, recordMaker, type PluginProvenance } from './provenance.js';
 
 export const BACKBONE = Symbol.for('peftjs.backbone');
 export const METHOD = Symbol.for('peftjs.method');
 export const PARITY_KIND = Symbol.for('peftjs.parity-kind');
 
-/** What a plugin package exports: `register(registry)`. */
-export type RegisterFunction = (registry: Registry) => void | Promise<void>;
+/**
+ * The public API of peftjs as a plugin receives it: the values of
+ * `import * as peftjs from 'peftjs'` (classes, functions, `tf`, `z`…).
+ * Declared empty here and completed in src/plugin-api.ts by interface
+ * merging (`interface PeftjsApi extends typeof api`): this file is part of
+ * that API, so naming the API's type here directly would be an import cycle.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface PeftjsApi {}
+
+/**
+ * What a plugin exports, and what the loader and `Registry.load` call:
+ * `register(registry, peftjs)`, where `peftjs` is the host's public API (use
+ * its `tf` and `z`, not copies of your own). May be async.
+ */
+export type RegisterFunction = (registry: Registry, peftjs: PeftjsApi) => void | Promise<void>;
+
+export interface RegistryOptions {
+  container?: DependencyContainer;
+  /** The public API handed to every plugin `load` runs (the host passes `import * as api from 'peftjs'`). */
+  api?: PeftjsApi;
+}
+
+// A parity kind is handed this registry; parity-kind.ts declares the type it
+// receives and this file, which imports that one, completes it.
+declare module '../parity/parity-kind.js' {
+  // eslint-disable-next-line @typescript-eslint/no-empty-object-type
+  interface ParityRegistry extends Registry {}
+}
+
+/** Handed to plugins by a registry made without `api`: any use names the problem instead of failing on `undefined`. */
+const NO_API = new Proxy(
+  {},
+  {
+    get(_target, key) {
+      if (typeof key === 'symbol' || key === 'then') return undefined;
+      throw new PeftError(`the plugin used peftjs.${key}, but this registry was created without the host's public API (new Registry({ api }))`);
+    },
+  },
+) as PeftjsApi;
 
 export class Registry {
   readonly container: DependencyContainer;
@@ -26,20 +66,37 @@ export class Registry {
   private readonly origin = new Map<string, string>();
   /** Which plugin registered each definition object (backbones, methods, parity kinds), for rollback. */
   private readonly owner = new Map<object, string>();
+  /** Which plugin provided each definition (absent for registrations under a plain origin name). */
+  private readonly provided = new Map<object, PluginProvenance>();
   private currentOrigin = 'built-in';
+  private currentPlugin: PluginProvenance | undefined;
+  /** The public API handed to plugins. */
+  readonly api: PeftjsApi;
 
-  constructor(container: DependencyContainer = rootContainer.createChildContainer()) {
-    this.container = container;
+  constructor(options: RegistryOptions = {}) {
+    this.container = options.container ?? rootContainer.createChildContainer();
+    this.api = options.api ?? NO_API;
   }
 
-  /** Runs a plugin's `register` with its registrations attributed to `origin`. */
-  async load(origin: string, register: RegisterFunction): Promise<void> {
-    const previous = this.currentOrigin;
-    this.currentOrigin = origin;
+  /**
+   * Runs a plugin's `register(this, api)` with its registrations attributed
+   * to `plugin`: a `PluginProvenance` (recorded for each id it registers;
+   * a built-in's `version` defaults to peftjs's), or a plain name for
+   * messages only (tests, a plugin loaded by hand).
+   */
+  async load(plugin: string | PluginProvenance, register: RegisterFunction): Promise<void> {
+    const previous = [this.currentOrigin, this.currentPlugin] as const;
+    if (typeof plugin === 'string') {
+      this.currentOrigin = plugin;
+      this.currentPlugin = undefined;
+    } else {
+      this.currentPlugin = plugin.path === BUILT_IN && plugin.version === undefined ? { ...plugin, version: peftjsVersion() } : { ...plugin };
+      this.currentOrigin = pluginOrigin(this.currentPlugin);
+    }
     try {
-      await register(this);
+      await register(this, this.api);
     } finally {
-      this.currentOrigin = previous;
+      [this.currentOrigin, this.currentPlugin] = previous;
     }
   }
 
@@ -50,14 +107,14 @@ export class Registry {
       throw new PeftError(`backbone '${def.id}': default preset '${def.defaultPreset}' is not one of its presets`);
     }
     this.container.register(BACKBONE, { useValue: def });
-    this.owner.set(def, this.currentOrigin);
+    this.owned(def);
   }
 
   registerMethod(def: MethodDefinition): void {
     this.checkNew('method', def.id, def.aliases, this.methods());
     checkMethodDefinition(def);
     this.container.register(METHOD, { useValue: def });
-    this.owner.set(def, this.currentOrigin);
+    this.owned(def);
   }
 
   registerParityKind(kind: ParityKind): void {
@@ -65,7 +122,25 @@ export class Registry {
       throw new PeftError(`parity kind '${kind.kind}' is already registered`);
     }
     this.container.register(PARITY_KIND, { useValue: kind });
-    this.owner.set(kind, this.currentOrigin);
+    this.owned(kind);
+  }
+
+  private owned(def: object): void {
+    this.owner.set(def, this.currentOrigin);
+    if (this.currentPlugin) this.provided.set(def, this.currentPlugin);
+  }
+
+  /** The plugin that provided backbone or method `id` (an alias works too); undefined when unknown or not registered. */
+  provenance(type: 'backbone' | 'method', id: string): PluginProvenance | undefined {
+    const defs: { id: string; aliases?: string[] }[] = type === 'backbone' ? this.backbones() : this.methods();
+    const def = defs.find((d) => matches(d, id));
+    const p = def && this.provided.get(def);
+    return p && { ...p };
+  }
+
+  /** Whether backbone or method `id` (or an alias) is registered. */
+  has(type: 'backbone' | 'method', id: string): boolean {
+    return (type === 'backbone' ? this.backbones() : this.methods()).some((d) => matches(d, id));
   }
 
   /** The ids `origin` registered, by kind. */
@@ -97,7 +172,11 @@ export class Registry {
     // tsyringe cannot drop one registration of a multi-registered token: re-register the rest
     this.container.reset();
     for (const [token, defs] of kept) for (const d of defs) this.container.register(token, { useValue: d });
-    for (const [d, o] of [...this.owner]) if (o === origin) this.owner.delete(d);
+    for (const [d, o] of [...this.owner]) {
+      if (o !== origin) continue;
+      this.owner.delete(d);
+      this.provided.delete(d);
+    }
     return removed;
   }
 
@@ -146,13 +225,17 @@ export class Registry {
     const base = def.presets[name];
     if (!base) throw new PeftError(unknownMessage(`preset of backbone '${def.id}'`, name, Object.keys(def.presets)));
     const config = parseConfig(def.schema, { ...base, ...overrides }, `backbone '${def.id}' preset '${name}'`);
-    return def.create(config, name);
+    const backbone = def.create(config, name);
+    recordMaker(backbone, this.provided.get(def));
+    return backbone;
   }
 
   /** Builds a method's injector from a config, validated. */
   createMethod(id: string, config: Record<string, unknown> = {}): LayerInjector {
     const def = this.method(id);
-    return def.create(parseConfig(def.schema, config, `method '${def.id}'`));
+    const method = def.create(parseConfig(def.schema, config, `method '${def.id}'`));
+    recordMaker(method, this.provided.get(def));
+    return method;
   }
 
   private all<T>(token: symbol): T[] {
@@ -179,6 +262,11 @@ export class Registry {
     if (d) return d;
     throw new PeftError(unknownMessage(type, id, defs.map((x) => x.id)));
   }
+}
+
+/** How messages name a plugin: `plugin 'peftjs-dora'`, `built-in plugin 'method-lora'`. */
+export function pluginOrigin(p: Pick<PluginProvenance, 'name' | 'path'>): string {
+  return p.path === BUILT_IN ? `built-in plugin '${p.name}'` : `plugin '${p.name}'`;
 }
 
 function matches(d: { id: string; aliases?: string[] }, id: string): boolean {
