@@ -1,13 +1,15 @@
 #!/usr/bin/env node
-// `npm run reliability`: the reliability suite at a larger budget than
-// `npm test` gives it, and the long scripts, with the figures for
-// docs/reliability.md.
+// `npm run reliability`: the reliability tests at a larger budget than
+// `npm test` gives them, with the figures for docs/reliability.md. Every check
+// here is also a test `npm test` runs at a small budget; this only turns the
+// budgets up and collects the numbers.
 //   1. builds dist/ (the CLI runs from it) unless --no-build;
 //   2. runs test/reliability with PEFT_FUZZ_RUNS cases per fuzz property
 //      (default 3000), every CLI flag case, and collects each property's
 //      figures (cases run, accepted, rejected with a typed error, failed, time);
-//   3. the SIGKILL loop (sigkill.mjs), the full-disk run on a tmpfs
-//      (diskfull.mjs, root only) and the 1,000-step memory run (memory.mjs);
+//   3. the SIGKILL loop (test/reliability/sigkill.test.ts, 24 kills), the
+//      full-disk run on a tmpfs (diskfull.test.ts, root only) and the
+//      1,000-step memory run (memory.mjs, the script memory.test.ts runs);
 //   4. writes .cache/reliability/results.json and prints the tables; with
 //      --write-docs, replaces the figures section of docs/reliability.md.
 //
@@ -50,12 +52,16 @@ if (!has('no-build') && !rendering) {
   if (r.status !== 0) log(`reliability: tsc reported ${`${r.stdout}${r.stderr}`.split('\n').filter((l) => /error TS/.test(l)).length} type error(s); using what it emitted`);
 }
 
+const vitest = join(root, 'node_modules/vitest/vitest.mjs');
+// the long tests, run on their own below (and by npm test at their small budgets)
+const LONG = ['sigkill', 'diskfull', 'memory'];
+
 if (only.includes('fuzz') && !rendering) {
   const stats = join(out, 'stats.jsonl');
   rmSync(stats, { force: true });
-  const vitest = join(root, 'node_modules/vitest/vitest.mjs');
   const fuzzRuns = arg('fuzz-runs', '3000');
-  const r = run(`test/reliability (${fuzzRuns} cases per fuzz property)`, [vitest, 'run', 'test/reliability'], {
+  const exclude = LONG.flatMap((name) => ['--exclude', `test/reliability/${name}.test.ts`]);
+  const r = run(`test/reliability (${fuzzRuns} cases per fuzz property)`, [vitest, 'run', 'test/reliability', ...exclude], {
     PEFT_FUZZ_RUNS: fuzzRuns,
     PEFT_RELIABILITY_STATS: stats,
     PEFT_CLI_ALL: '1',
@@ -65,15 +71,16 @@ if (only.includes('fuzz') && !rendering) {
   results.steps.tests = { exit: r.code, seconds: r.seconds, passed: Number(summary?.[1] ?? NaN), failed: Number(summary?.[2] ?? NaN), skipped: Number(summary?.[3] ?? NaN), properties: props };
 }
 
-for (const [name, script, extra] of [
-  ['sigkill', 'sigkill.mjs', ['--kills', arg('kills', '24')]],
-  ['diskfull', 'diskfull.mjs', []],
-  ['memory', 'memory.mjs', ['--steps', arg('memory-steps', '1000')]],
+for (const [name, args, env] of [
+  ['sigkill', [vitest, 'run', 'test/reliability/sigkill.test.ts'], { PEFT_SIGKILL_KILLS: arg('kills', '24') }],
+  ['diskfull', [vitest, 'run', 'test/reliability/diskfull.test.ts'], {}],
+  ['memory', [join(root, 'scripts/reliability/memory.mjs'), '--steps', arg('memory-steps', '1000')], {}],
 ]) {
   if (!only.includes(name) || rendering) continue;
+  // the tests write <name>.json to PEFT_RELIABILITY_OUT; the script to --json
   const json = join(out, `${name}.json`);
   rmSync(json, { force: true });
-  const r = run(name, [join(root, 'scripts/reliability', script), ...extra, '--json', json]);
+  const r = run(name, name === 'memory' ? [...args, '--json', json] : args, { ...env, PEFT_RELIABILITY_OUT: out });
   results.steps[name] = existsSync(json) ? { exit: r.code, ...JSON.parse(readFileSync(json, 'utf8')) } : { exit: r.code, seconds: r.seconds, problems: ['no result written'] };
 }
 if (!rendering) {
