@@ -179,7 +179,7 @@ describe('dora through the peft CLI (PEFT_PLUGINS=examples/peftjs-dora)', () => 
 
   it('peft verify dora passes the law suite', () => {
     const r = peft(['verify', 'dora', '--runs', '3', '--seed', '1']);
-    expect(r.stdout).toMatch(/6 passed, 0 failed, 0 skipped/);
+    expect(r.stdout).toMatch(/7 passed, 0 failed, 0 skipped/);
     expect(r.code).toBe(0);
   });
 

@@ -177,7 +177,7 @@ describe('ia3 through the peft CLI', () => {
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(/^peftjs-ia3\s+linked\s+ok\s+method ia3/m);
     const verify = peft(['verify', 'ia3', '--runs', '3', '--seed', '1']);
-    expect(verify.stdout).toMatch(/6 passed, 0 failed, 0 skipped/);
+    expect(verify.stdout).toMatch(/7 passed, 0 failed, 0 skipped/);
     expect(verify.code).toBe(0);
     const unlink = peft(['plugins', 'unlink', 'peftjs-ia3']);
     expect(unlink.code).toBe(0);

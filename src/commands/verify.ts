@@ -1,3 +1,4 @@
+// `peft verify <method>`: the law suite of one registered method (core laws, then its own).
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { methodConfigFromFlags, methodFlags } from '../cli/model-flags.js';
@@ -5,9 +6,10 @@ import { formatLawResult, verifyMethod } from '../core/testing/laws.js';
 import { PeftError } from '../core/errors.js';
 
 export default class Verify extends BaseCommand {
-  static override summary = "Check a PEFT method's laws (identity at init, frozen base, merge/unmerge, save/load, parameter counts, AdaLoRA's rank budget) with property-based tests.";
+  static override summary =
+    "Check a PEFT method's laws (identity at init, only its own tensors train, frozen base, merge/unmerge, save/load, parameter counts, then the laws the method brings itself) with property-based tests.";
   static override description =
-    'Runs every law that applies to the method over random shapes and configs (fast-check), on a small synthetic backbone. Works for any registered method, built-in or from a plugin. Prints each law; a failing law prints its shrunk counterexample, and the command exits 1.';
+    "Runs the core laws over random shapes and configs (fast-check) on a small synthetic backbone, the method's default config first, then the method's own laws (its definition's `laws`, e.g. AdaLoRA's rank budget). Works for any registered method, built-in or from a plugin. Prints each law; a failing law names the tensor or key at fault and prints its shrunk counterexample, and the command exits 1.";
   static override examples = ['<%= config.bin %> verify lora', '<%= config.bin %> verify adalora --runs 50 --seed 7', '<%= config.bin %> verify ia3 --plugin ./examples/peftjs-ia3'];
   static override args = {
     method: Args.string({ description: 'method id', required: true }),
