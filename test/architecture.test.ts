@@ -4,11 +4,12 @@
 // every violation, one line each (a cycle as its whole path).
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cruise, type ICruiseOptions, type ICruiseResult } from 'dependency-cruiser';
 import extractDepcruiseOptions from 'dependency-cruiser/config-utl/extract-depcruise-options';
 import extractTSConfig from 'dependency-cruiser/config-utl/extract-ts-config';
+import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -44,6 +45,19 @@ describe('architecture (dependency-cruiser)', () => {
     expect(result.summary.totalCruised).toBeGreaterThan(200);
 
     expect(violations(result), 'import rules broken (.dependency-cruiser.cjs says why each rule holds)').toEqual([]);
+  });
+
+  it('the build (tsconfig.json, what goes to dist/) compiles no test, test helper, example or script', () => {
+    const parsed = ts.getParsedCommandLineOfConfigFile(join(root, 'tsconfig.json'), {}, {
+      ...ts.sys,
+      onUnRecoverableConfigFileDiagnostic: (d) => {
+        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+      },
+    });
+    const files = parsed!.fileNames.map((f) => relative(root, f));
+    expect(files).toContain('src/index.ts');
+    expect(files.filter((f) => /\.test\.ts$/.test(f) || /^(test|examples|scripts)\//.test(f))).toEqual([]);
+    // and what it compiles imports neither vitest nor test/: rules shipped-code-imports-no-test-runner and -helper above
   });
 
   describe('the rules catch what they are for', () => {
