@@ -8,28 +8,21 @@ import {
   PeftError,
   Registry,
   ToyBackbone,
-  addRow,
   compose,
   gradsByName,
   loadAdapter,
-  matmul,
   methodLaws,
-  randomMat,
   readAdapterConfig,
   readSafetensors,
   runFixture,
   saveAdapter,
-  scaleMat,
-  seededValues,
   tf,
   trainStep,
-  transpose,
-  writeFixture,
-  addMat,
   Subject,
   LawTally,
-  type Mat,
 } from '../../src/index.js';
+import { addRow, matmul, randomMat, scaleMat, seededValues, transpose, addMat, type Mat } from '../../test/support/reference-math.js';
+import { writeFixture } from '../../test/support/fixture-writer.js';
 import { AdaloraInjector, SVDLinear, adaloraMethod, register } from './index.js';
 import { adaloraLaws } from './laws.js';
 import { FIXTURES } from '../../test/support/fixtures.js';

@@ -13,7 +13,8 @@ import { ensureWasmBackend, onBackend } from '../../test/support/kernels.js';
 import { PEFT_SENSITIVITY_EMA, fusedKernelActive } from '../../src/accel/native/fused-names.js';
 import { registerNativeKernels } from '../../src/accel/native/index.js';
 import { built, whyNotBuilt, without } from '../../test/support/native.js';
-import { Parameter, seededValues, tf } from '../../src/index.js';
+import { Parameter, tf } from '../../src/index.js';
+import { seededValues } from '../../test/support/reference-math.js';
 import { RankAllocator, type RankAllocatorConfig, type SvdTriplets } from './rank-allocator.js';
 
 if (!built) console.log(`native RankAllocator tests skipped: ${whyNotBuilt}`);

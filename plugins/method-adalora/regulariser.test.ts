@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { seededValues, tf, valueAndGrads } from '../../src/index.js';
+import { tf, valueAndGrads } from '../../src/index.js';
+import { seededValues } from '../../test/support/reference-math.js';
 import { orthogonalRegulariser } from './regulariser.js';
 
 interface Pair {

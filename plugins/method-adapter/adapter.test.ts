@@ -7,22 +7,13 @@ import {
   PeftError,
   Registry,
   ToyBackbone,
-  addMat,
-  addRow,
-  colSums,
   compose,
-  gelu,
-  geluGrad,
-  matmul,
   methodLaws,
-  randomMat,
   runFixture,
-  seededValues,
   tf,
-  transpose,
-  writeFixture,
-  type Mat,
 } from '../../src/index.js';
+import { addMat, addRow, colSums, gelu, geluGrad, matmul, randomMat, seededValues, transpose, type Mat } from '../../test/support/reference-math.js';
+import { writeFixture } from '../../test/support/fixture-writer.js';
 import { Adapter, adapterMethod, register } from './index.js';
 import { FIXTURES } from '../../test/support/fixtures.js';
 

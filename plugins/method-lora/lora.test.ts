@@ -9,25 +9,13 @@ import {
   Registry,
   ToyBackbone,
   compose,
-  hcat,
-  matmul,
   methodLaws,
-  randomMat,
   runFixture,
-  scaleMat,
-  seededValues,
-  sliceCols,
-  sliceRows,
   tf,
-  transpose,
-  vcat,
-  writeFixture,
-  addMat,
-  addRow,
-  zerosMat,
-  type Mat,
   FoldedDelta,
 } from '../../src/index.js';
+import { hcat, matmul, randomMat, scaleMat, seededValues, sliceCols, sliceRows, transpose, vcat, addMat, addRow, zerosMat, type Mat } from '../../test/support/reference-math.js';
+import { writeFixture } from '../../test/support/fixture-writer.js';
 import { GroupedLoraLinear, LoraLinear, baseParamsOf, loraMethod, register } from './index.js';
 import { FIXTURES } from '../../test/support/fixtures.js';
 

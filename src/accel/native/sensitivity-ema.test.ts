@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ensureWasmBackend, onBackend } from '../../../test/support/kernels.js';
-import { seededValues } from '../../core/testing/reference-math.js';
+import { seededValues } from '../../../test/support/reference-math.js';
 import { sensitivityEma } from '../../core/nn/sensitivity-ema.js';
 import { PEFT_SENSITIVITY_EMA } from './fused-names.js';
 import { fusedKernelActive, registerNativeKernels } from './index.js';

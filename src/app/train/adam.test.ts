@@ -11,7 +11,7 @@ import { PEFT_ADAM } from '../../accel/native/fused-names.js';
 import { registerNativeKernels, setNativeKernelsEnabled } from '../../accel/native/index.js';
 import { built, whyNotBuilt, without } from '../../../test/support/native.js';
 import { Parameter } from '../../core/nn/parameter.js';
-import { seededValues } from '../../core/testing/reference-math.js';
+import { seededValues } from '../../../test/support/reference-math.js';
 import { Adam } from './adam.js';
 
 if (!built) console.log(`native Adam trajectory tests skipped: ${whyNotBuilt}`);

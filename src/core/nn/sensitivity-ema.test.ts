@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { fusedKernelActive, PEFT_SENSITIVITY_EMA } from '../../accel/native/fused-names.js';
 import { built, without } from '../../../test/support/native.js';
-import { seededValues } from '../testing/reference-math.js';
+import { seededValues } from '../../../test/support/reference-math.js';
 import { sensitivityEma } from './sensitivity-ema.js';
 
 const f = Math.fround;

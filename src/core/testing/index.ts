@@ -6,5 +6,3 @@ export * from './config-arbitrary.js';
 export * from './plan.js';
 export * from './subject.js';
 export * from './toy-backbone.js';
-export * from './fixture-writer.js';
-export * from './reference-math.js';

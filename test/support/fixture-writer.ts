@@ -4,8 +4,8 @@
 // reference computation).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { serializeSafetensors, type TensorToWrite } from '../io/safetensors.js';
-import { makeDir } from '../io/make-dir.js';
+import { serializeSafetensors, type TensorToWrite } from '../../src/core/io/safetensors.js';
+import { makeDir } from '../../src/core/io/make-dir.js';
 
 export interface FixtureArray {
   shape: number[];
