@@ -1,42 +1,8 @@
-// The public API of peftjs. Plugins (built-in and external) import only this.
+// The public API of peftjs. Plugins (built-in and external) import only this:
+// the values in ./api.js, plus the plugin contract's types, completed in
+// ./plugin-api.js (`PeftjsApi` is `typeof` the values, which api.ts holds so
+// that this file, which names the contract, is not part of what it names).
 import 'reflect-metadata';
 
-export * as tf from '@tensorflow/tfjs';
-export { z } from 'zod';
-/** fast-check, for a plugin's own laws (`MethodDefinition.laws`): the host's copy, as with tf and z. */
-export { default as fc } from 'fast-check';
-export * from './core/errors.js';
-export * from './app/backend.js';
-export * from './core/nn/index.js';
-export * from './core/nn/interpolate.js';
-export * from './core/nn/sensitivity-ema.js';
-export * from './core/io/safetensors.js';
-export * from './core/io/atomic.js';
-export * from './core/io/torch-checkpoint.js';
-export * from './core/io/adapter-files.js';
-export * from './core/io/hf-peft.js';
-export * from './core/io/hf-peft-codec.js';
-export * from './core/registry/registry.js';
-export * from './core/registry/definitions.js';
-export * from './core/registry/config.js';
-export * from './core/registry/closest.js';
-export * from './core/plugins/index.js';
-export * from './core/peft/injection-site.js';
-export * from './core/peft/hookable-block.js';
-export * from './core/peft/backbone.js';
-export * from './core/peft/layer-injector.js';
-export * from './core/peft/compose.js';
-export * from './core/peft/site-selector.js';
-export * from './core/peft/fold.js';
-export * from './app/runs/merge-run.js';
-export * from './core/segment/types.js';
-export * from './core/segment/segmentation-backbone.js';
-export * from './core/segment/sam-head.js';
-export * from './core/segment/sam-mask-head-parity.js';
-export * from './core/parity/index.js';
-export * from './core/testing/index.js';
-export * from './app/data/index.js';
-export * from './app/train/prompts.js';
-export * from './app/train/losses.js';
-export * from './app/train/metrics.js';
-export * from './accel/kernels/index.js';
+export * from './api.js';
+export type { PeftjsApi, RegisterFunction } from './plugin-api.js';
