@@ -17,8 +17,12 @@
 
 /** A test file: the tests are not part of the layer they sit in. */
 const TEST = '\\.test\\.ts$';
-/** The top of src/: the public API barrel and the registry with the built-ins. */
-const TOP = '^src/(index|builtins)\\.ts$';
+/**
+ * The top of src/, above every layer: the files directly in src/ (index.ts, the
+ * public API barrel; builtins.ts, the registry with the built-ins; and the
+ * API's parts beside them).
+ */
+const TOP = '^src/[^/]+\\.ts$';
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
