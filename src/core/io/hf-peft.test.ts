@@ -188,7 +188,10 @@ describe('export: the files every method shares', () => {
         .map((k) => `${HF_PEFT_PREFIX}${k}`)
         .sort(),
     );
-    expect([...readSafetensors(join(dir, 'adapter_model.safetensors')).tensors.keys()].sort()).toEqual(r.tensors);
+    const file = readSafetensors(join(dir, 'adapter_model.safetensors'));
+    expect([...file.tensors.keys()].sort()).toEqual(r.tensors);
+    // which method and backbone wrote it: in the metadata, not in PEFT's config
+    expect(file.metadata).toMatchObject({ format: 'pt', 'peftjs.method': 'gain', 'peftjs.backbone': 'encoder-toy' });
     const m = adapterMethod(dir, host(src.toy), registry);
     expect(m).toEqual({ format: 'hf-peft', id: 'gain', trainDecoder: true, config: { targets: ['attn.proj', 'mlp.fc1'], bias: true } });
     const dst = build(m.id, m.config, m.trainDecoder);

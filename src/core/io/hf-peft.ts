@@ -6,6 +6,7 @@
 //                              null), inference_mode, target_modules,
 //                              modules_to_save, and the codec's own keys;
 //   adapter_model.safetensors  base_model.model.<module path>.<codec's name>,
+//                              peftjs's provenance in its metadata,
 //                              trained biases as <path>.base_layer.bias
 //                              (adapted modules) or <name> (others), and a
 //                              trained mask decoder under its own names with
@@ -22,6 +23,7 @@ import type { Module } from '../nn/module.js';
 import type { Parameter } from '../nn/parameter.js';
 import type { InjectionSite, LinearSite } from '../peft/injection-site.js';
 import type { LayerInjector } from '../peft/layer-injector.js';
+import { provenanceMetadata } from '../registry/provenance.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_FORMAT, ADAPTER_WEIGHTS_FILE, loadAdapter, readAdapterConfig, type AdapterTarget } from './adapter-files.js';
 import { writeFileAtomic } from './atomic.js';
 import type { HfPeftAdapter, HfPeftCodec, HfPeftMethod, HfPeftMethods } from './hf-peft-codec.js';
@@ -221,7 +223,7 @@ export interface HfPeftSource {
   readonly methodKeys: readonly string[];
   readonly sites?: readonly InjectionSite[];
   /** `decoderPath`: the trainable mask decoder, written as modules_to_save when it trained. */
-  readonly backbone?: { readonly decoderPath?: string };
+  readonly backbone?: { readonly id: string; readonly decoderPath?: string };
 }
 
 export interface HfPeftExportOptions {
@@ -286,7 +288,8 @@ export async function exportHfPeft(dir: string, source: HfPeftSource, methods: H
   };
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
   const configPath = join(dir, ADAPTER_CONFIG_FILE);
-  writeFileAtomic(weightsPath, serializeSafetensors(entries, { format: 'pt' }));
+  // which method, backbone and plugins: in the weights' metadata, since PEFT's config takes no keys of ours
+  writeFileAtomic(weightsPath, serializeSafetensors(entries, { format: 'pt', ...provenanceMetadata(source) }));
   writeFileAtomic(configPath, `${JSON.stringify(config, null, 2)}\n`);
   return { configPath, weightsPath, config, tensors: [...entries.keys()].sort() };
 }
