@@ -6,7 +6,9 @@
 // - `post-attn` runs on the attention output ONLY on the windowed path (the
 //   grid differs from one window), on the windows `[nW, window², C]` before the
 //   window reverse. When the grid is exactly one window the reference calls
-//   attention directly and applies no space adapter, so neither do we.
+//   attention directly and applies no space adapter, so neither do we; a grid
+//   smaller than the window is zero-padded to one window and takes the
+//   windowed path, adapter included (adapter-paths.test.ts covers each path).
 // - `mlp-parallel` receives the un-normalised x after local_conv:
 //   `x = x + mlp(x) + Σ scale·hook(x)` (TinyViT's MLP normalises inside).
 import { HookableBlock, LayerNorm, Linear, Module, geluErf, tf, type LinearLike } from '../../src/index.js';

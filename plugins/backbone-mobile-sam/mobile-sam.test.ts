@@ -239,7 +239,8 @@ function stubRegistry(base: Registry, log: { id: string; groups?: boolean[]; pat
   const linearMethod = (id: string) => ({
     id,
     summary: 'stub',
-    schema: z.object({ targets: z.array(z.string()) }).passthrough(),
+    // every key needs a default (registration checks it); the variants always pass targets
+    schema: z.object({ targets: z.array(z.string()).default(['attn.qkv']) }).passthrough(),
     create: (c: { targets: string[] }): LayerInjector => {
       let chosen: ReturnType<typeof selectLinearSites> = [];
       return {
@@ -262,7 +263,7 @@ function stubRegistry(base: Registry, log: { id: string; groups?: boolean[]; pat
   base.registerMethod({
     id: 'adapter',
     summary: 'stub',
-    schema: z.object({ mlp_ratio: z.number() }),
+    schema: z.object({ mlp_ratio: z.number().default(0.25) }),
     create: (c): LayerInjector => ({
       id: 'adapter',
       config: c,
