@@ -14,7 +14,7 @@ export default class Export extends BaseCommand {
     run: Flags.string({ description: 'run directory (written by peft train)', required: true }),
     checkpoint: Flags.string({ description: "'best' (default), 'last', or a checkpoint directory" }),
     format: Flags.string({ description: 'adapter format', options: ['peftjs', 'hf-peft'], default: 'hf-peft' }),
-    'base-model': Flags.string({ description: "hf-peft: base_model_name_or_path, a Hugging Face model id such as 'facebook/sam-vit-base' (default: null)" }),
+    'base-model': Flags.string({ description: 'hf-peft: base_model_name_or_path, a Hugging Face model id (org/name; default: null, never the local --checkpoint file)' }),
     out: Flags.string({ char: 'o', description: 'the adapter folder to write', required: true }),
     force: Flags.boolean({ description: 'write into --out even if it is not empty' }),
   };

@@ -205,23 +205,23 @@ describe('export: the files every method shares', () => {
   });
 
   it('base_model_name_or_path is a model id or null, never a local path', async () => {
-    expect(isHubModelId('facebook/sam-vit-base')).toBe(true);
-    expect(isHubModelId('sam-vit-base')).toBe(true);
-    for (const bad of ['sam_vit_b_01ec64.pth', 'mobile_sam.pt', '/ckpt/sam.safetensors', './sam', '../x/y', 'a/b/c', 'org/', tmp, '']) expect(isHubModelId(bad), bad).toBe(false);
-    const local = join(tmp, 'facebook');
+    expect(isHubModelId('my-org/vit-base')).toBe(true);
+    expect(isHubModelId('vit-base.v2')).toBe(true);
+    for (const bad of ['vit_b_01ec64.pth', 'model.pt', '/ckpt/weights.safetensors', './weights', '../x/y', 'a/b/c', 'org/', tmp, '']) expect(isHubModelId(bad), bad).toBe(false);
+    const local = join(tmp, 'my-org');
     mkdirSync(local);
     const cwd = process.cwd();
     process.chdir(tmp);
     try {
-      expect(isHubModelId('facebook')).toBe(false); // a folder here, so PEFT would read it as a local path
+      expect(isHubModelId('my-org')).toBe(false); // a folder here, so PEFT would read it as a local path
     } finally {
       process.chdir(cwd);
     }
     const src = build('gain');
-    await exportHfPeft(join(tmp, 'hub'), src.peft, registry, { baseModel: 'facebook/sam-vit-base' });
-    expect(readHfPeftConfig(join(tmp, 'hub')).base_model_name_or_path).toBe('facebook/sam-vit-base');
-    await expect(exportHfPeft(join(tmp, 'path'), src.peft, registry, { baseModel: '/data/sam_vit_b_01ec64.pth' })).rejects.toThrow(
-      "base model '/data/sam_vit_b_01ec64.pth' is not a Hugging Face model id (name or org/name): base_model_name_or_path is a model id or null, never a local file",
+    await exportHfPeft(join(tmp, 'hub'), src.peft, registry, { baseModel: 'my-org/vit-base' });
+    expect(readHfPeftConfig(join(tmp, 'hub')).base_model_name_or_path).toBe('my-org/vit-base');
+    await expect(exportHfPeft(join(tmp, 'path'), src.peft, registry, { baseModel: '/data/vit_b_01ec64.pth' })).rejects.toThrow(
+      "base model '/data/vit_b_01ec64.pth' is not a Hugging Face model id (name or org/name): base_model_name_or_path is a model id or null, never a local file",
     );
     src.toy.dispose();
   });
