@@ -16,6 +16,11 @@ const BUILT_INS: [string, () => Promise<{ register: RegisterFunction }>][] = [
   ['method-adalora', () => import('../plugins/method-adalora/index.js')],
 ];
 
+/** The backbone `peft train` and `peft plan` use when none is given (a built-in; its `tiny` preset trains on a CPU). */
+export const DEFAULT_BACKBONE = 'mobile_sam';
+/** The method `peft train` and `peft plan` use when none is given. */
+export const DEFAULT_METHOD = 'lora';
+
 export async function createDefaultRegistry(): Promise<Registry> {
   const registry = new Registry({ api });
   // the SAM task head is core (SAM and MobileSAM share it); its fixture kind is registered here

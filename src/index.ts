@@ -6,3 +6,4 @@ import 'reflect-metadata';
 
 export * from './api.js';
 export type { PeftjsApi, RegisterFunction } from './plugin-api.js';
+export * from './core/registry/method-config.js';

@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { PeftError } from '../src/core/errors.js';
-import { readRun, REPORT_MARKER, resultsMarkdown, toRows, writeReport, type ResultsFile } from '../src/app/report/index.js';
+import { DisplayNames, readRun, REPORT_MARKER, resultsMarkdown, toRows, writeReport, type ResultsFile } from '../src/app/report/index.js';
+import { createDefaultRegistry } from '../src/builtins.js';
+import type { Registry } from '../src/core/registry/registry.js';
 import { emaSmooth, smoothingFor, thin } from '../src/app/report/smooth.js';
 import { fmtDuration, fmtTrainable } from '../src/app/report/format.js';
 
@@ -17,6 +19,9 @@ const CHROMIUM = process.env.PEFT_CHROMIUM ?? '/usr/bin/chromium';
 const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 let root: string;
+/** The built-in plugins: the table spells backbones and methods as they declare (`display`). */
+let plugins: Registry;
+let names: DisplayNames;
 
 interface FakeRun {
   backbone: [string, string];
@@ -97,7 +102,9 @@ function makeRun(dir: string, f: FakeRun): void {
 
 let runs: string[];
 
-beforeAll(() => {
+beforeAll(async () => {
+  plugins = await createDefaultRegistry();
+  names = new DisplayNames(plugins);
   root = mkdtempSync(join(tmpdir(), 'peft-report-test-'));
   runs = [join(root, 'lora'), join(root, 'adapter'), join(root, 'adalora')];
   makeRun(runs[0]!, { backbone: ['mobile_sam', 'tiny'], method: 'lora', epochs: 3, stepsPerEpoch: 10, reach: 0.72, complete: true });
@@ -119,7 +126,7 @@ describe('report library', () => {
   });
 
   it('table rows: the seed\'s columns from summary.json, incomplete runs from the log', () => {
-    const rows = toRows(runs.map(readRun));
+    const rows = toRows(runs.map(readRun), names);
     const [lora, adapter, adalora] = rows;
     expect(lora).toMatchObject({ baseline: 'MobileSAM', encoder: 'Tiny-ViT (tiny)', backbone: 'mobile_sam/tiny', mode: 'LoRA', mod: 'sam_lora', dataset: 'REFUGE', status: 'complete', metricsFrom: 'summary' });
     expect(lora!.dice).toBeCloseTo(0.72, 10);
@@ -138,8 +145,24 @@ describe('report library', () => {
     expect(fmtDuration(410.2)).toBe('6 m 50 s');
   });
 
+  it('names come from the plugins that registered the ids; an id no plugin registers shows as it is', () => {
+    const records = runs.map(readRun);
+    const bare = toRows(records);
+    expect(bare[0]).toMatchObject({ baseline: 'mobile_sam', encoder: 'mobile_sam tiny', mode: 'lora', mod: 'lora' });
+    // a plugin that declares names for its own ids only
+    const partial = new DisplayNames({
+      backbones: () => [{ id: 'efficient_sam', display: { family: 'ESAM', encoders: { '*': 'Any-ViT' } } }],
+      methods: () => [{ id: 'adapter', display: { name: 'Adapt' } }, { id: 'lora' }],
+    });
+    const [lora, adapter] = toRows(records, partial);
+    expect(adapter).toMatchObject({ baseline: 'ESAM', encoder: 'Any-ViT (vit_s)', mode: 'Adapt', mod: 'adapter' });
+    expect(lora).toMatchObject({ baseline: 'mobile_sam', mode: 'lora', mod: 'lora' });
+    expect(names.encoder('sam', 'vit_l')).toBe('ViT-L');
+    expect(names.encoder('sam', null)).toBe('ViT');
+  });
+
   it('markdown table reproduces the seed\'s layout', () => {
-    const md = resultsMarkdown(toRows(runs.map(readRun)));
+    const md = resultsMarkdown(toRows(runs.map(readRun), names));
     expect(md).toContain('#### REFUGE');
     expect(md).toContain('| Baseline | Backbone | mode | DICE | mIoU | Memory | Trainable params | Time |');
     expect(md).toContain('| MobileSAM | Tiny-ViT (tiny) | LoRA | 0.7200 | 0.5965 | 775 MB | 45.7K (0.46%) | 6 m 50 s |');
@@ -158,7 +181,7 @@ describe('report library', () => {
 
   it('writes the page, PNG and SVG charts, results.json and results.md', async () => {
     const out = join(root, 'report-lib');
-    const r = await writeReport(runs, { out, now: new Date('2025-02-03T04:05:06Z') });
+    const r = await writeReport(runs, { out, now: new Date('2025-02-03T04:05:06Z'), plugins });
     for (const f of ['index.html', 'loss.png', 'dice.png', 'loss.svg', 'dice.svg', 'results.json', 'results.md', REPORT_MARKER]) expect(existsSync(join(out, f)), f).toBe(true);
     for (const f of ['loss.png', 'dice.png']) expect(readFileSync(join(out, f)).subarray(0, 8).equals(PNG_MAGIC), f).toBe(true);
     expect(readFileSync(join(out, 'loss.svg'), 'utf8')).toMatch(/^<svg/);
@@ -203,9 +226,9 @@ describe('report library', () => {
     expect(existsSync(join(mine, 'index.html'))).toBe(true);
 
     const out = join(root, 'again');
-    await writeReport(runs, { out });
+    await writeReport(runs, { out, plugins });
     expect(existsSync(join(out, 'runs', 'efficientsam-adapter_loss.svg'))).toBe(true);
-    await writeReport([runs[0]!], { out }); // a previous report: rewritten without --force
+    await writeReport([runs[0]!], { out, plugins }); // a previous report: rewritten without --force
     expect(existsSync(join(out, 'runs', 'efficientsam-adapter_loss.svg'))).toBe(false);
     const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as ResultsFile;
     expect(json.runs).toHaveLength(1);
@@ -257,7 +280,7 @@ describe.skipIf(!haveChromium)(`report in headless Chromium${haveChromium ? '' :
   it('renders: the table has every run, the images load, no console errors, no network', async () => {
     const { chromium } = await import('playwright-core');
     const out = join(root, 'report-browser');
-    await writeReport(runs, { out });
+    await writeReport(runs, { out, plugins });
     const userDataDir = mkdtempSync(join(tmpdir(), 'peft-chromium-'));
     const context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,

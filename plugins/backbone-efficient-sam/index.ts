@@ -35,6 +35,7 @@ export function register(registry: Registry): void {
     defaultPreset: 'vit_t',
     schema: efficientSamSchema,
     create: (config: EfficientSamConfig, preset: string) => createEfficientSam(config, preset),
+    display: { family: 'EfficientSAM', encoders: { vit_t: 'ViT-Tiny', vit_s: 'ViT-Small', '*': 'ViT' } },
   });
   registry.registerParityKind(imageEncoderKind);
   registry.registerParityKind(maskHeadKind);

@@ -20,4 +20,7 @@ export const mobileSamBackbone: BackboneDefinition<TinyVitConfig> = {
   defaultPreset: 'tiny_vit',
   schema: tinyVitSchema,
   create: createMobileSamBackbone,
+  display: { family: 'MobileSAM', encoders: { tiny_vit: 'Tiny-ViT', '*': 'Tiny-ViT' } },
+  // TinyViT derives `attention_bias_idxs` from the window size; some MobileSAM checkpoints persist it
+  isDerivedCheckpointKey: (key) => key.endsWith('.attention_bias_idxs'),
 };

@@ -19,4 +19,5 @@ export const samBackbone: BackboneDefinition<SamEncoderConfig> = {
   defaultPreset: DEFAULT_SAM_PRESET,
   schema: samConfigSchema,
   create: createSamBackbone,
+  display: { family: 'SAM', encoders: { vit_b: 'ViT-B', vit_l: 'ViT-L', vit_h: 'ViT-H', '*': 'ViT' } },
 };

@@ -1,7 +1,8 @@
 // The `adalora` method's config: SVD-form LoRA ranks, the rank budget
 // schedule of the RankAllocator, its EMA factors and the orthogonal
 // regulariser's weight. Validated before anything runs; every violation names
-// its key.
+// its key. A training run fills in the schedule's lengths (run-binding.ts);
+// the defaults here are for a run of 3000 steps.
 import { z } from '../../src/index.js';
 
 const beta = (what: string) =>
@@ -23,10 +24,10 @@ export const adaloraSchema = z
       .min(1)
       .default(['attn.qkv', 'attn.proj', 'mlp.fc1', 'mlp.fc2'])
       .describe("Linear sites to adapt: roles ('attn.qkv'), globs ('mlp.*') or /regex/ over paths"),
-    init_warmup: z.number().int().min(0).default(500).describe('Steps before pruning starts (budget = total rank)'),
-    final_warmup: z.number().int().min(0).default(1500).describe('Final steps at the target budget with frozen importance'),
+    init_warmup: z.number().int().min(0).default(500).describe('Steps before pruning starts (budget = total rank); a training run sets floor(total_step / 6) unless given'),
+    final_warmup: z.number().int().min(0).default(1500).describe('Final steps at the target budget with frozen importance; a training run sets floor(total_step / 2) unless given'),
     mask_interval: z.number().int().min(1).default(10).describe('Steps between two rank allocations during the cubic schedule'),
-    total_step: z.number().int().min(1).default(3000).describe('Total optimiser steps of the run (> init_warmup + final_warmup)'),
+    total_step: z.number().int().min(1).default(3000).describe("Total optimiser steps of the schedule (> init_warmup + final_warmup); a training run sets the run's steps unless given"),
     beta1: beta('EMA factor of the sensitivity |p * grad|, in (0, 1)'),
     beta2: beta('EMA factor of the uncertainty |ipt - ema|, in (0, 1)'),
     orth_reg_weight: z.number().min(0).default(0.1).describe('Weight of the orthogonal regulariser added to the loss (>= 0)'),

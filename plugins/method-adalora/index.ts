@@ -5,6 +5,7 @@ import { adaloraHfPeft } from './hf-peft.js';
 import { AdaloraInjector } from './injector.js';
 import { adaloraLaws } from './laws.js';
 import { rankAllocatorParity, svdLinearParity } from './parity.js';
+import { adaloraRunBindingRule, bindAdaloraRun, describeAdaloraSchedule } from './run-binding.js';
 
 export const adaloraMethod: MethodDefinition<AdaloraConfig> = {
   id: 'adalora',
@@ -12,8 +13,13 @@ export const adaloraMethod: MethodDefinition<AdaloraConfig> = {
   aliases: ['sam_adalora'],
   schema: adaloraSchema,
   create: (config) => new AdaloraInjector(config),
-  hfPeft: adaloraHfPeft,
+  display: { name: 'AdaLoRA', mod: 'sam_adalora' },
+  flagKeys: { rank: 'init_r', 'target-rank': 'target_r', alpha: 'alpha', targets: 'targets' },
+  bindRun: bindAdaloraRun,
+  runBindingRule: adaloraRunBindingRule,
+  describeSchedule: describeAdaloraSchedule,
   laws: (def) => adaloraLaws(def),
+  hfPeft: adaloraHfPeft,
 };
 
 export function register(registry: Registry): void {
@@ -28,5 +34,6 @@ export { adaloraHfPeft } from './hf-peft.js';
 export { SVDLinear, svdLayers } from './layer.js';
 export { RankAllocator, budgetSchedule, type AllocationResult, type RankAllocatorConfig, type ScheduleConfig, type SvdTriplets } from './rank-allocator.js';
 export { orthogonalRegulariser } from './regulariser.js';
+export { adaloraRunBindingRule, bindAdaloraRun, describeAdaloraSchedule } from './run-binding.js';
 export { ImportanceAverages } from './importance.js';
 export { adaloraLaws, referenceBudget, scheduleCases, type ScheduleCase } from './laws.js';

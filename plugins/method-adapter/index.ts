@@ -10,6 +10,8 @@ export const adapterMethod: MethodDefinition<AdapterConfig> = {
   aliases: ['sam_adpt'],
   schema: adapterSchema,
   create: (config) => new AdapterInjector(config),
+  display: { name: 'Adapter', mod: 'sam_adpt' },
+  flagKeys: { 'mid-dim': 'mid_dim' },
 };
 
 export function register(registry: Registry): void {

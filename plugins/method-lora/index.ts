@@ -11,6 +11,8 @@ export const loraMethod: MethodDefinition<LoraConfig> = {
   aliases: ['sam_lora'],
   schema: loraSchema,
   create: (config) => new LoraInjector(config),
+  display: { name: 'LoRA', mod: 'sam_lora' },
+  flagKeys: { rank: 'r', alpha: 'alpha', targets: 'targets' },
   hfPeft: loraHfPeft,
 };
 

@@ -1,24 +1,33 @@
 // Flags shared by the commands that build a model (plan, train, verify…), and
-// their translation into backbone and method configs.
+// their translation into a backbone request and a method request. Which config
+// key a common flag sets is the method's own declaration (`flagKeys`).
 import { Flags } from '@oclif/core';
+import { DEFAULT_BACKBONE, DEFAULT_METHOD } from '../builtins.js';
 import { PeftError } from '../core/errors.js';
-import { describeConfig } from '../core/registry/config.js';
 import type { MethodDefinition } from '../core/registry/definitions.js';
+import { methodConfigFromFlags as bindFlags, type MethodFlagValues } from '../core/registry/method-config.js';
 
 export const backboneFlags = {
-  backbone: Flags.string({ description: 'backbone id (see `peft list backbones`)', aliases: ['net'], default: 'mobile_sam' }),
-  preset: Flags.string({ description: "backbone preset (default: the backbone's own)", aliases: ['encoder'] }),
+  backbone: Flags.string({ description: 'backbone id (see `peft list backbones`)', aliases: ['net'], default: DEFAULT_BACKBONE }),
+  preset: Flags.string({ description: "backbone preset (default: its CPU-sized 'tiny' if it has one, else the backbone's default)", aliases: ['encoder'] }),
   'image-size': Flags.integer({ description: 'input image size in pixels', aliases: ['image_size'] }),
 };
 
 export const methodFlags = {
-  method: Flags.string({ description: 'PEFT method id (see `peft list methods`)', aliases: ['mod'], default: 'lora' }),
-  rank: Flags.integer({ description: 'LoRA rank r / AdaLoRA initial rank init_r' }),
-  'target-rank': Flags.integer({ description: 'AdaLoRA target rank target_r' }),
-  alpha: Flags.string({ description: 'LoRA/AdaLoRA scaling alpha' }),
-  'mid-dim': Flags.integer({ description: 'Adapter hidden width (overrides mlp_ratio)', aliases: ['mid_dim'] }),
+  method: Flags.string({ description: 'PEFT method id (see `peft list methods`)', aliases: ['mod'], default: DEFAULT_METHOD }),
+  rank: Flags.integer({ description: "the method's rank (LoRA r, AdaLoRA init_r; `peft info <method>` shows what each flag sets)" }),
+  'target-rank': Flags.integer({ description: "the method's target rank after pruning (AdaLoRA target_r)" }),
+  alpha: Flags.string({ description: "the method's scaling numerator (LoRA/AdaLoRA alpha)" }),
+  'mid-dim': Flags.integer({ description: "the method's hidden width (Adapter mid_dim, overriding mlp_ratio)", aliases: ['mid_dim'] }),
   targets: Flags.string({ description: 'sites to adapt, comma-separated (e.g. "attn.qkv[q,v],mlp.*")' }),
   set: Flags.string({ description: 'any method config key: --set key=value (JSON value), repeatable', multiple: true }),
+};
+
+/** The run-length flags of `peft train`, which `peft plan` takes too (a method's schedule follows them). */
+export const runLengthFlags = {
+  batch: Flags.integer({ char: 'b', description: 'batch size', default: 2 }),
+  epochs: Flags.integer({ description: 'epochs to train (default 1 unless --steps)' }),
+  steps: Flags.integer({ description: 'optimiser steps to train in all (overrides --epochs)' }),
 };
 
 function parseValue(raw: string): unknown {
@@ -46,7 +55,7 @@ export function splitTargets(text: string): string[] {
   return out;
 }
 
-export interface MethodFlagValues {
+export interface MethodFlagInput {
   rank?: number;
   'target-rank'?: number;
   alpha?: string;
@@ -55,29 +64,27 @@ export interface MethodFlagValues {
   set?: string[];
 }
 
-/** The method config the flags describe; a flag the method has no key for is an error naming both. */
-export function methodConfigFromFlags(def: MethodDefinition, flags: MethodFlagValues): Record<string, unknown> {
-  const keys = new Set(describeConfig(def.schema).map((k) => k.key));
-  const config: Record<string, unknown> = {};
-  const put = (flag: string, candidates: string[], value: unknown) => {
-    if (value === undefined) return;
-    const key = candidates.find((k) => keys.has(k));
-    if (!key) throw new PeftError(`--${flag} does not apply to method '${def.id}' (its keys: ${[...keys].join(', ')})`);
-    config[key] = value;
-  };
-  put('rank', ['r', 'init_r', 'rank'], flags.rank);
-  put('target-rank', ['target_r', 'target_rank'], flags['target-rank']);
-  put('alpha', ['alpha', 'lora_alpha'], flags.alpha === undefined ? undefined : parseValue(flags.alpha));
-  put('mid-dim', ['mid_dim'], flags['mid-dim']);
-  put('targets', ['targets', 'target_modules'], flags.targets === undefined ? undefined : splitTargets(flags.targets));
+/** The common method flags' values, parsed (alpha and --set values as JSON, targets split), for any method. */
+export function methodFlagValues(flags: MethodFlagInput): MethodFlagValues {
+  const set: Record<string, unknown> = {};
   for (const item of flags.set ?? []) {
     const eq = item.indexOf('=');
     if (eq <= 0) throw new PeftError(`--set '${item}': expected key=value`);
-    const key = item.slice(0, eq).trim();
-    if (!keys.has(key)) throw new PeftError(`--set '${key}': method '${def.id}' has no such key (its keys: ${[...keys].join(', ')})`);
-    config[key] = parseValue(item.slice(eq + 1));
+    set[item.slice(0, eq).trim()] = parseValue(item.slice(eq + 1));
   }
-  return config;
+  return {
+    rank: flags.rank,
+    'target-rank': flags['target-rank'],
+    alpha: flags.alpha === undefined ? undefined : parseValue(flags.alpha),
+    'mid-dim': flags['mid-dim'],
+    targets: flags.targets === undefined ? undefined : splitTargets(flags.targets),
+    set,
+  };
+}
+
+/** The method config the flags describe; a flag the method does not bind is an error naming the flag, the method and the flags it binds. */
+export function methodConfigFromFlags(def: MethodDefinition, flags: MethodFlagInput): Record<string, unknown> {
+  return bindFlags(def, methodFlagValues(flags));
 }
 
 /** Backbone config overrides from the flags. */

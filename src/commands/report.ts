@@ -24,7 +24,7 @@ export default class Report extends BaseCommand {
     const { argv, flags } = await this.parse(Report);
     const dirs = argv as string[];
     if (dirs.length === 0) throw new PeftError('give at least one training run directory: peft report DIR... [--out DIR]');
-    const r = await writeReport(dirs, { out: flags.out, force: flags.force });
+    const r = await writeReport(dirs, { out: flags.out, force: flags.force, plugins: await this.registry() });
     this.log(formatTable([...TABLE_COLUMNS, 'status'], r.rows.map((row) => [...tableCells(row), row.status])));
     this.log(`\nwrote ${join(r.out, 'index.html')} (${r.files.length} files in ${r.out})`);
   }

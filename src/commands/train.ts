@@ -1,15 +1,20 @@
 import { Flags } from '@oclif/core';
-import { resolve, join } from 'node:path';
+import { basename, resolve, join } from 'node:path';
 import { BaseCommand } from '../cli/base-command.js';
-import { backboneFlags, backboneOverrides, methodConfigFromFlags, methodFlags } from '../cli/model-flags.js';
+import { backboneFlags, backboneOverrides, methodFlagValues, methodFlags, runLengthFlags } from '../cli/model-flags.js';
 import { ProgressLine, duration } from '../cli/progress.js';
 import { PeftError } from '../core/errors.js';
-import { adapterMethod } from '../core/io/hf-peft.js';
 import { lossNames } from '../app/train/losses.js';
 import { checkLrSchedule, lrSchedules } from '../app/train/lr-schedule.js';
 import { promptModes, type PromptMode } from '../app/train/prompts.js';
 import type { RunSpec } from '../app/runs/run-spec.js';
+import type { RunRequest } from '../app/runs/run-request.js';
 import { trainRun } from '../app/runs/train-run.js';
+
+/** A run name is one plain folder under --out. */
+function checkRunName(name: string): void {
+  if (!name.trim() || /[\\/]|^\.\.?$/.test(name)) throw new PeftError(`--exp-name '${name}' must be a plain folder name`);
+}
 
 export default class Train extends BaseCommand {
   static override summary = 'Fine-tune a backbone with a PEFT method for segmentation, and report Dice, IoU and memory.';
@@ -24,13 +29,10 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
   static override flags = {
     ...backboneFlags,
     ...methodFlags,
-    preset: Flags.string({ description: "backbone preset (default here: tiny, which trains in minutes on a CPU)", aliases: ['encoder'] }),
     'out-size': Flags.integer({ description: 'target (and metric) resolution; default: the mask decoder output, image size / 4', aliases: ['out_size'] }),
-    batch: Flags.integer({ char: 'b', description: 'batch size', default: 2 }),
+    ...runLengthFlags,
     lr: Flags.string({ description: 'Adam learning rate', default: '1e-4' }),
     'lr-schedule': Flags.string({ description: `learning rate over the run: ${lrSchedules.join(', ')} (decays to 0 at the last step)`, default: 'constant', aliases: ['lr_schedule'] }),
-    epochs: Flags.integer({ description: 'epochs to train (default 1 unless --steps)' }),
-    steps: Flags.integer({ description: 'optimiser steps to train in all (overrides --epochs)' }),
     checkpoint: Flags.string({ description: 'official backbone weights (.safetensors, .pt, .pth)', aliases: ['sam-ckpt', 'sam_ckpt'] }),
     adapter: Flags.string({ description: 'start from this adapter folder (peftjs, or Hugging Face PEFT for a method with a codec): its method, config and whether the mask decoder trains (modules_to_save), overridable by --rank/--set…/--[no-]freeze-decoder' }),
     dataset: Flags.string({ description: 'refuge (folder layout) or isic (CSV)', default: 'refuge', options: ['refuge', 'isic', 'REFUGE', 'ISIC'] }),
@@ -60,31 +62,18 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     if (!promptModes.includes(flags.prompt as PromptMode)) throw new PeftError(`unknown --prompt '${flags.prompt}': choose ${promptModes.join(', ')}`);
     const backend = await this.backend(flags.backend);
     const registry = await this.registry();
-    const backboneDef = registry.backbone(flags.backbone);
-    const preset = flags.preset ?? ('tiny' in backboneDef.presets ? 'tiny' : backboneDef.defaultPreset);
-    // validate the whole configuration before anything runs
-    const probe = registry.createBackbone(backboneDef.id, preset, backboneOverrides(flags));
-    const imageSize = probe.imageSize;
-    const fromAdapter = flags.adapter ? adapterMethod(resolve(flags.adapter), { sites: probe.sites(), decoderPath: probe.decoderPath }, registry) : undefined;
-    probe.model.dispose();
-    const methodDef = registry.method(fromAdapter?.id ?? flags.method);
-    const methodConfig = { ...registry.createMethod(methodDef.id, { ...fromAdapter?.config, ...methodConfigFromFlags(methodDef, flags) }).config };
-    const outSize = flags['out-size'] ?? imageSize / 4;
-    if (!Number.isInteger(outSize) || outSize < 1) throw new PeftError(`--out-size must be a positive integer, got ${outSize}`);
-    const name = flags['exp-name'] ?? `${backboneDef.id}-${preset}-${methodDef.id}-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
-    if (!name.trim() || /[\\/]|^\.\.?$/.test(name)) throw new PeftError(`--exp-name '${name}' must be a plain folder name`);
-    const runDir = resolve(flags.out, name);
-    const spec: RunSpec = {
-      version: 1,
-      createdAt: new Date().toISOString(),
-      backbone: { id: backboneDef.id, preset, overrides: backboneOverrides(flags) },
-      method: { id: methodDef.id, config: methodConfig },
+    if (flags.resume && !flags['exp-name']) throw new PeftError('--resume needs --exp-name: the run to continue');
+    if (flags['exp-name'] !== undefined) checkRunName(flags['exp-name']);
+    // the default name needs the preset and method the run resolves to (an adapter brings its own method)
+    const name = (spec: RunSpec) => flags['exp-name'] ?? `${spec.backbone.id}-${spec.backbone.preset}-${spec.method.id}-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
+    const request: RunRequest = {
+      backbone: { id: flags.backbone, preset: flags.preset, overrides: backboneOverrides(flags) },
+      method: { id: flags.method, flags: methodFlagValues(flags) },
       checkpoint: flags.checkpoint ? resolve(flags.checkpoint) : undefined,
       adapter: flags.adapter ? resolve(flags.adapter) : undefined,
-      // an adapter decides (modules_to_save) unless the flag is given either way
-      trainDecoder: flags['freeze-decoder'] === undefined ? (fromAdapter?.trainDecoder ?? true) : !flags['freeze-decoder'],
-      imageSize,
-      outSize,
+      // unset: the mask decoder trains, or, with --adapter, as the adapter says
+      trainDecoder: flags['freeze-decoder'] === undefined ? undefined : !flags['freeze-decoder'],
+      outSize: flags['out-size'],
       dataset: {
         kind: flags.dataset.toLowerCase() as 'refuge' | 'isic',
         path: flags['data-path'] ? resolve(flags['data-path']) : null,
@@ -105,6 +94,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
       },
       command: `peft ${process.argv.slice(2).join(' ')}`,
     };
+    const runDir = flags.resume ? resolve(flags.out, flags['exp-name']!) : (spec: RunSpec) => resolve(flags.out, name(spec));
     let stop = false;
     const onSignal = (sig: string) => {
       if (stop) process.exit(130);
@@ -119,12 +109,12 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     try {
       const s = await trainRun(
         registry,
-        spec,
+        request,
         runDir,
         {
-          onReady: ({ spec: sp, report, trainSize, valSize, dataRoot }) => {
+          onReady: ({ spec: sp, report, trainSize, valSize, dataRoot, runDir: dir }) => {
             this.log(`${sp.backbone.id} (${sp.backbone.preset}, ${sp.imageSize} px) + ${sp.method.id}: ${report.trainableParameters.toLocaleString('en')} trainable of ${report.totalParameters.toLocaleString('en')} parameters, ${report.sites.length} sites`);
-            this.log(`data: ${dataRoot} (${trainSize} train, ${valSize} validation), backend ${backend.active}, run ${runDir}`);
+            this.log(`data: ${dataRoot} (${trainSize} train, ${valSize} validation), backend ${backend.active}, run ${dir}`);
             if (!sp.checkpoint && !sp.adapter && flags.lr === Train.flags.lr.default && !flags.resume) {
               // lr 1e-4 is the reference's, for a pretrained SAM; a random backbone barely moves at it
               this.log('note: no --checkpoint, so the backbone starts from random weights; at the default --lr 1e-4 (for pretrained SAM) it learns slowly: --lr 1e-3 --lr-schedule cosine --steps 3000 reach disc Dice ~0.85 on the embedded data (docs/results.md)');
@@ -144,7 +134,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
       );
       progress?.done();
       const lines: string[] = [];
-      if (s.stoppedEarly) lines.push(`stopped at step ${s.steps}; the last checkpoint is saved: continue with --resume --exp-name ${name}`);
+      if (s.stoppedEarly) lines.push(`stopped at step ${s.steps}; the last checkpoint is saved: continue with --resume --exp-name ${basename(s.runDir)}`);
       if (s.final) {
         const classes = Object.keys(s.final.dice);
         const mean = (r: Record<string, number>) => classes.reduce((a, c) => a + r[c]!, 0) / classes.length;
@@ -156,7 +146,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
       lines.push(
         `memory: peak RSS ${(s.peakRss / 2 ** 20).toFixed(0)} MB, peak tensors ${(s.peakTensorBytes / 2 ** 20).toFixed(0)} MB`,
         `time: ${duration(s.seconds)} for ${s.steps} steps (${s.steps ? Math.round((s.seconds * 1000) / s.steps) : 0} ms/step)`,
-        `saved: ${runDir} (best: ${join(runDir, 'checkpoints/best')}, last: ${join(runDir, 'checkpoints/last')})`,
+        `saved: ${s.runDir} (best: ${join(s.runDir, 'checkpoints/best')}, last: ${join(s.runDir, 'checkpoints/last')})`,
       );
       this.log(lines.join('\n'));
     } finally {

@@ -4,5 +4,5 @@ export { readRun, readRunLog } from './read-run.js';
 export { toRow, toRows, classMean } from './rows.js';
 export { resultsMarkdown, TABLE_COLUMNS, tableCells } from './format.js';
 export { REPORT_MARKER } from './output-dir.js';
-export { baselineName, encoderName, modeName, modName } from './names.js';
+export { DisplayNames, datasetName, type DisplaySource } from './names.js';
 export type { ResultRow, RunInfo, RunRecord, RunSummary, StepPoint, ValPoint } from './types.js';

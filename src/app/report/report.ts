@@ -10,6 +10,7 @@ import { reportHtml, type PageImage } from './html.js';
 import { finishOutputDir, prepareOutputDir } from './output-dir.js';
 import { readRun } from './read-run.js';
 import { renderChart } from './render.js';
+import { DisplayNames, type DisplaySource } from './names.js';
 import { toRows } from './rows.js';
 import { PeftError } from '../../core/errors.js';
 import type { ResultRow, RunRecord } from './types.js';
@@ -22,6 +23,8 @@ export interface ReportOptions {
   force?: boolean;
   /** Timestamp written into the page (default: now). */
   now?: Date;
+  /** The registered plugins, whose display names the table uses (a Registry); without it backbones and methods show their ids. */
+  plugins?: DisplaySource;
 }
 
 export interface ReportResult {
@@ -51,7 +54,7 @@ function slug(label: string, taken: Set<string>): string {
 export async function writeReport(dirs: string[], options: ReportOptions): Promise<ReportResult> {
   if (dirs.length === 0) throw new PeftError('give at least one training run directory');
   const records: RunRecord[] = dirs.map(readRun);
-  const rows = toRows(records);
+  const rows = toRows(records, new DisplayNames(options.plugins));
   const generatedAt = (options.now ?? new Date()).toISOString();
   const { out } = options;
   const previous = prepareOutputDir(out, options.force ?? false);

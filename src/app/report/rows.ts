@@ -2,7 +2,7 @@
 // over classes, peak memory, parameters, time. A run without summary.json
 // (in progress or crashed) gets what its log has and is marked incomplete.
 import { basename, resolve } from 'node:path';
-import { baselineName, datasetName, encoderName, modeName, modName } from './names.js';
+import { datasetName, DisplayNames } from './names.js';
 import type { ResultRow, RunRecord, ValPoint } from './types.js';
 
 const MIB = 1024 * 1024;
@@ -38,7 +38,8 @@ function bestOfLog(vals: ValPoint[], classes: string[]): { dice: number | null; 
   return { dice, step };
 }
 
-export function toRow(r: RunRecord): Omit<ResultRow, 'label'> {
+/** A run's row; `names` spells the backbone and method as their plugins do (default: their ids). */
+export function toRow(r: RunRecord, names: DisplayNames = new DisplayNames()): Omit<ResultRow, 'label'> {
   const { info, summary } = r;
   const lastVal = r.vals.at(-1);
   const final = summary?.final ?? lastVal;
@@ -55,14 +56,14 @@ export function toRow(r: RunRecord): Omit<ResultRow, 'label'> {
   return {
     dir: r.dir,
     status: summary ? 'complete' : 'incomplete',
-    baseline: baselineName(info.backbone.id),
+    baseline: names.baseline(info.backbone.id),
     backbone: preset ? `${info.backbone.id}/${preset}` : info.backbone.id,
     backboneId: info.backbone.id,
     preset,
-    encoder: encoderName(info.backbone.id, preset),
-    mode: modeName(info.method.id),
+    encoder: names.encoder(info.backbone.id, preset),
+    mode: names.mode(info.method.id),
     methodId: info.method.id,
-    mod: modName(info.method.id),
+    mod: names.mod(info.method.id),
     dataset: datasetName(info.dataset?.kind, info.dataset?.path),
     classes,
     dice: classMean(diceByClass, classes),
@@ -87,8 +88,8 @@ export function toRow(r: RunRecord): Omit<ResultRow, 'label'> {
 }
 
 /** Rows for runs, each with a short label that is unique among them (for legends). */
-export function toRows(records: RunRecord[]): ResultRow[] {
-  const rows = records.map(toRow);
+export function toRows(records: RunRecord[], names: DisplayNames = new DisplayNames()): ResultRow[] {
+  const rows = records.map((r) => toRow(r, names));
   const candidates = [
     (x: Omit<ResultRow, 'label'>) => `${x.baseline} ${x.mode}`,
     (x: Omit<ResultRow, 'label'>) => `${x.baseline}${x.preset ? ` ${x.preset}` : ''} ${x.mode}`,

@@ -10,6 +10,7 @@ import { ensureDefaultDataset } from '../data/synth-output.js';
 import { writeFileAtomic } from '../../core/io/atomic.js';
 import { loadAnyAdapter } from '../../core/io/hf-peft.js';
 import { loadBackboneWeights } from '../../core/peft/backbone-weights.js';
+import type { Backbone } from '../../core/peft/backbone.js';
 import { compose, type PeftModel } from '../../core/peft/compose.js';
 import { seedEverything } from '../../core/nn/init.js';
 import type { Registry } from '../../core/registry/registry.js';
@@ -38,12 +39,31 @@ export interface RunSpec {
 
 /** Builds backbone (+ official weights) and method, and composes them. */
 export function buildPeftModel(registry: Registry, spec: RunSpec): PeftModel {
-  // the base weights of a run without --checkpoint are its seeded initialisation:
-  // eval and resume rebuild exactly the same ones
+  return composeRun(registry, spec, buildBackbone(registry, spec));
+}
+
+/**
+ * The run's backbone with its official weights, seeded first: the base weights
+ * of a run without --checkpoint are its seeded initialisation, so eval and
+ * resume rebuild exactly the same ones. Nothing may draw initial values
+ * between this and `composeRun` (data loading does not).
+ */
+export function buildBackbone(registry: Registry, spec: Pick<RunSpec, 'backbone' | 'checkpoint' | 'options'>): Backbone {
   seedEverything(spec.options.seed);
-  const backbone = registry.createBackbone(spec.backbone.id, spec.backbone.preset, spec.backbone.overrides);
+  const def = registry.backbone(spec.backbone.id);
+  const backbone = registry.createBackbone(def.id, spec.backbone.preset, spec.backbone.overrides);
   try {
-    if (spec.checkpoint) loadBackboneWeights(backbone, spec.checkpoint);
+    if (spec.checkpoint) loadBackboneWeights(backbone, def, spec.checkpoint);
+    return backbone;
+  } catch (err) {
+    backbone.model.dispose();
+    throw err;
+  }
+}
+
+/** Composes the run's method onto `backbone` and loads the adapter the run starts from; disposes the backbone on failure. */
+export function composeRun(registry: Registry, spec: { method: RunSpec['method']; trainDecoder: boolean; adapter?: string }, backbone: Backbone): PeftModel {
+  try {
     const method = registry.createMethod(spec.method.id, spec.method.config);
     const peft = compose(backbone, method, { trainDecoder: spec.trainDecoder });
     if (spec.adapter) loadAnyAdapter(spec.adapter, peft, registry);
@@ -55,7 +75,7 @@ export function buildPeftModel(registry: Registry, spec: RunSpec): PeftModel {
 }
 
 /** Opens the training and validation sets. REFUGE validates on Validation-400 if present, else Test-400. */
-export async function openDatasets(spec: RunSpec): Promise<{ train: Dataset; val: Dataset; root: string }> {
+export async function openDatasets(spec: Pick<RunSpec, 'dataset' | 'imageSize' | 'outSize' | 'augment'>): Promise<{ train: Dataset; val: Dataset; root: string }> {
   const common = { imageSize: spec.imageSize, outSize: spec.outSize };
   if (spec.dataset.kind === 'isic') {
     if (!spec.dataset.path) throw new PeftError('--dataset isic needs --data-path (the training CSV)');

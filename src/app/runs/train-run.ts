@@ -1,6 +1,7 @@
-// The main job as a library call: build the model from a RunSpec, open the
-// data, train, and write run.json, log.jsonl, checkpoints and summary.json
-// into the run directory.
+// The main job as a library call: resolve a run request into the RunSpec
+// run.json records (the method's config bound to the run's length), build the
+// model once, open the data, train, and write run.json, log.jsonl,
+// checkpoints and summary.json into the run directory.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { backendReport } from '../backend.js';
@@ -9,9 +10,13 @@ import { writeFileAtomic } from '../../core/io/atomic.js';
 import type { InjectionSite } from '../../core/peft/injection-site.js';
 import { checkMethodFits } from '../../core/peft/method-fits.js';
 import type { Registry } from '../../core/registry/registry.js';
-import { buildPeftModel, openDatasets, readRunSpec, RUN_FILE, writeRunSpec, type RunSpec } from './run-spec.js';
-import { trainLoop, validateTrainOptions, type TrainCallbacks, type TrainSummary } from '../train/loop.js';
 import { makeDir } from '../../core/io/make-dir.js';
+import { adapterMethod } from '../../core/io/hf-peft.js';
+import type { PeftModel } from '../../core/peft/compose.js';
+import type { Dataset } from '../data/dataset.js';
+import { runLength, trainLoop, validateTrainOptions, type TrainCallbacks, type TrainSummary } from '../train/loop.js';
+import { defaultTrainingSetSize, methodConfigForRun, resolveOutSize, trainingPreset, type RunRequest } from './run-request.js';
+import { buildBackbone, buildPeftModel, composeRun, openDatasets, readRunSpec, RUN_FILE, writeRunSpec, type RunSpec } from './run-spec.js';
 
 export { checkMethodFits, MAX_ADAPTER_TO_LAYER } from '../../core/peft/method-fits.js';
 
@@ -33,10 +38,11 @@ function fittingRegistry(registry: Registry): Registry {
       if (prop === 'createMethod') {
         return (...args: Parameters<Registry['createMethod']>) => {
           const method = target.createMethod(...args);
+          const def = target.method(args[0]);
           const select = method.select.bind(method);
           method.select = (sites: InjectionSite[]) => {
             const chosen = select(sites);
-            checkMethodFits(method, chosen);
+            checkMethodFits(method, chosen, def);
             return chosen;
           };
           return method;
@@ -47,8 +53,8 @@ function fittingRegistry(registry: Registry): Registry {
   });
 }
 
-/** Refuses to train into a directory that holds anything but a previous run of the same spec. */
-function prepareRunDir(dir: string, resume: boolean): void {
+/** Refuses a run folder that holds anything (a new run), or no run (resume). */
+function checkRunDir(dir: string, resume: boolean): void {
   if (resume) {
     if (!existsSync(join(dir, RUN_FILE))) throw new PeftError(`${dir}: nothing to resume (no ${RUN_FILE})`);
     return;
@@ -56,6 +62,10 @@ function prepareRunDir(dir: string, resume: boolean): void {
   if (existsSync(dir) && readdirSync(dir).length > 0) {
     throw new PeftError(`${dir} already exists and is not empty: choose another --exp-name, or --resume it`);
   }
+}
+
+function createRunDir(dir: string): void {
+  checkRunDir(dir, false);
   try {
     makeDir(dir);
   } catch (err) {
@@ -63,26 +73,90 @@ function prepareRunDir(dir: string, resume: boolean): void {
   }
 }
 
+interface StartedRun {
+  spec: RunSpec;
+  peft: PeftModel;
+  data?: { train: Dataset; val: Dataset; root: string };
+}
+
+/**
+ * Resolves a new run's request into its RunSpec and composes the model, the
+ * backbone built once: the default preset, the image and output sizes, the
+ * adapter's method, the run's length (from --steps, or epochs of the training
+ * set) and the method's config bound to it. A method config error is found
+ * before any dataset is generated.
+ */
+async function startRun(registry: Registry, request: RunRequest): Promise<StartedRun> {
+  const backboneDef = registry.backbone(request.backbone.id);
+  const backbone = { id: backboneDef.id, preset: trainingPreset(backboneDef, request.backbone.preset), overrides: request.backbone.overrides ?? {} };
+  const model = buildBackbone(registry, { backbone, checkpoint: request.checkpoint, options: request.options });
+  let spec: RunSpec;
+  let data: StartedRun['data'];
+  try {
+    const imageSize = model.imageSize;
+    const outSize = resolveOutSize(request, imageSize);
+    const fromAdapter = request.adapter ? adapterMethod(request.adapter, { sites: model.sites(), decoderPath: model.decoderPath }, registry) : undefined;
+    const methodDef = registry.method(fromAdapter?.id ?? request.method.id);
+    const trainDecoder = request.trainDecoder ?? fromAdapter?.trainDecoder ?? true;
+    const { method: _asked, version: _v, createdAt, ...rest } = request;
+    const sized = { version: 1 as const, createdAt: createdAt ?? new Date().toISOString(), ...rest, backbone, trainDecoder, imageSize, outSize };
+    let totalSteps = request.options.steps;
+    if (totalSteps === undefined) {
+      // epochs of the training set: the embedded data's size is known without generating it; other data is opened (cheap)
+      let trainSize = sized.dataset.kind === 'refuge' && sized.dataset.path === null ? defaultTrainingSetSize() : undefined;
+      if (trainSize === undefined) {
+        data = await openDatasets(sized);
+        trainSize = data.train.length;
+      }
+      if (trainSize === 0) throw new PeftError('the training set is empty');
+      totalSteps = runLength(request.options, trainSize).totalSteps;
+    }
+    const { config } = methodConfigForRun(methodDef, request.method, totalSteps, fromAdapter?.config);
+    spec = { ...sized, method: { id: methodDef.id, config } };
+  } catch (err) {
+    model.model.dispose();
+    throw err;
+  }
+  return { spec, peft: composeRun(fittingRegistry(registry), spec, model), data };
+}
+
+/**
+ * Trains a new run described by `request` into `runDir` (a folder, or a
+ * function that names it from the resolved spec), or, with `resume`,
+ * continues the run in `runDir` from its run.json and last checkpoint.
+ */
 export async function trainRun(
   registry: Registry,
-  spec: RunSpec,
-  runDir: string,
-  callbacks: TrainCallbacks & { onReady?(info: { spec: RunSpec; report: ReturnType<import('../../core/peft/compose.js').PeftModel['report']>; trainSize: number; valSize: number; dataRoot: string }): void } = {},
+  request: RunRequest,
+  runDir: string | ((spec: RunSpec) => string),
+  callbacks: TrainCallbacks & { onReady?(info: { spec: RunSpec; report: ReturnType<PeftModel['report']>; trainSize: number; valSize: number; dataRoot: string; runDir: string }): void } = {},
   resume = false,
 ): Promise<RunSummaryFile> {
-  if (!resume) {
-    validateTrainOptions(spec.options);
-    if (spec.dataset.valPath && spec.dataset.kind !== 'isic') throw new PeftError(`--val-path is for --dataset isic; --dataset ${spec.dataset.kind} finds its validation split itself`);
+  let started: StartedRun;
+  let dir: string;
+  if (resume) {
+    if (typeof runDir !== 'string') throw new PeftError('resuming a run needs its folder (--exp-name)');
+    dir = runDir;
+    checkRunDir(dir, true);
+    const spec = readRunSpec(dir);
+    started = { spec, peft: buildPeftModel(fittingRegistry(registry), spec) };
+  } else {
+    validateTrainOptions(request.options);
+    if (request.dataset.valPath && request.dataset.kind !== 'isic') throw new PeftError(`--val-path is for --dataset isic; --dataset ${request.dataset.kind} finds its validation split itself`);
+    if (typeof runDir === 'string') checkRunDir(runDir, false);
+    started = await startRun(registry, request);
+    dir = typeof runDir === 'string' ? runDir : runDir(started.spec);
   }
-  prepareRunDir(runDir, resume);
-  const effective = resume ? readRunSpec(runDir) : spec;
-  const peft = buildPeftModel(fittingRegistry(registry), effective);
+  const { spec, peft } = started;
   try {
-    const data = await openDatasets(effective);
-    if (!resume) writeRunSpec(runDir, effective);
+    const data = started.data ?? (await openDatasets(spec));
+    if (!resume) {
+      createRunDir(dir);
+      writeRunSpec(dir, spec);
+    }
     const report = peft.report();
-    callbacks.onReady?.({ spec: effective, report, trainSize: data.train.length, valSize: data.val.length, dataRoot: data.root });
-    const summary = await trainLoop(peft, data, effective.options, runDir, callbacks, resume);
+    callbacks.onReady?.({ spec, report, trainSize: data.train.length, valSize: data.val.length, dataRoot: data.root, runDir: dir });
+    const summary = await trainLoop(peft, data, spec.options, dir, callbacks, resume);
     const out: RunSummaryFile = {
       ...summary,
       final: summary.final ? { dice: summary.final.dice, iou: summary.final.iou, dice05: summary.final.dice05, iou05: summary.final.iou05 } : null,
@@ -91,7 +165,7 @@ export async function trainRun(
       totalParameters: report.totalParameters,
       backend: backendReport()?.active ?? 'unknown',
     };
-    if (!summary.stoppedEarly) writeFileAtomic(join(runDir, SUMMARY_FILE), `${JSON.stringify(out, null, 2)}\n`);
+    if (!summary.stoppedEarly) writeFileAtomic(join(dir, SUMMARY_FILE), `${JSON.stringify(out, null, 2)}\n`);
     return out;
   } finally {
     peft.dispose();

@@ -79,6 +79,17 @@ export function meanDice(r: EvalResult): number {
   return v.reduce((a, b) => a + b, 0) / v.length;
 }
 
+/**
+ * How long a run is: `steps` if given, else `epochs` (default 1) of
+ * ceil(train size / batch) steps. What the loop runs, and what a method's
+ * run binding (`bindRun`) and `peft plan` are told.
+ */
+export function runLength(options: Pick<TrainOptions, 'batch' | 'epochs' | 'steps'>, trainSize: number): { stepsPerEpoch: number; totalSteps: number; totalEpochs: number } {
+  const stepsPerEpoch = Math.ceil(trainSize / options.batch);
+  const totalSteps = options.steps ?? stepsPerEpoch * (options.epochs ?? 1);
+  return { stepsPerEpoch, totalSteps, totalEpochs: Math.ceil(totalSteps / stepsPerEpoch) };
+}
+
 /** Checks the options a run is given (each names its `peft train` flag). */
 export function validateTrainOptions(options: TrainOptions): void {
   const int = (v: number | undefined, flag: string, min: number) => {
@@ -113,9 +124,7 @@ export async function trainLoop(
   if (train.length === 0) throw new PeftError('the training set is empty');
   validateTrainOptions(options);
   if (options.batch > train.length) throw new PeftError(`--batch ${options.batch} is larger than the training set (${train.length} samples)`);
-  const stepsPerEpoch = Math.ceil(train.length / options.batch);
-  const totalSteps = options.steps ?? stepsPerEpoch * (options.epochs ?? 1);
-  const totalEpochs = Math.ceil(totalSteps / stepsPerEpoch);
+  const { stepsPerEpoch, totalSteps, totalEpochs } = runLength(options, train.length);
   /** Epochs completed once `step` steps are done (the last, partial one counts at totalSteps). */
   const epochsDoneAt = (step: number) => (step >= totalSteps ? totalEpochs : Math.floor(step / stepsPerEpoch));
   const lossFn = createLoss(options.loss);

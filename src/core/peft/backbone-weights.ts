@@ -1,24 +1,34 @@
 // Loading official checkpoints into a backbone: `.safetensors` or PyTorch's
-// zip `.pt`/`.pth`, keyed as official SAM / MobileSAM / EfficientSAM state
-// dicts. Strict: a checkpoint that does not fit the preset is an error naming
-// the first mismatches, and nothing is loaded.
+// zip `.pt`/`.pth`, keyed as the backbone's official state dict. Strict: a
+// checkpoint that does not fit the preset is an error naming the first
+// mismatches, and nothing is loaded.
 import * as tf from '@tensorflow/tfjs';
 import { PeftError } from '../errors.js';
 import { checkpointToTensors, loadCheckpoint } from '../io/torch-checkpoint.js';
 import type { StateDictReport } from '../nn/module.js';
 import type { Backbone } from './backbone.js';
+import type { BackboneDefinition } from '../registry/definitions.js';
 
 export interface LoadWeightsOptions {
   /** Allow missing/unexpected keys (the report is returned). Default false. */
   partial?: boolean;
 }
 
-/** Loads a checkpoint file into the backbone's model (before any PEFT injection). */
-export function loadBackboneWeights(backbone: Backbone, path: string, options: LoadWeightsOptions = {}): StateDictReport {
+/**
+ * Loads a checkpoint file into the backbone's model (before any PEFT
+ * injection). `definition` is the backbone's registered definition: the
+ * checkpoint keys its `isDerivedCheckpointKey` names (values the model
+ * computes itself, which some official checkpoints persist) are skipped.
+ */
+export function loadBackboneWeights(
+  backbone: Backbone,
+  definition: Pick<BackboneDefinition, 'isDerivedCheckpointKey'>,
+  path: string,
+  options: LoadWeightsOptions = {},
+): StateDictReport {
   const entries = loadCheckpoint(path);
-  // TinyViT's `attention_bias_idxs` is derived from the window size (some
-  // MobileSAM checkpoints persist it): peftjs derives it, so it is skipped
-  for (const key of [...entries.keys()]) if (key.endsWith('.attention_bias_idxs')) entries.delete(key);
+  const derived = definition.isDerivedCheckpointKey;
+  if (derived) for (const key of [...entries.keys()]) if (derived(key)) entries.delete(key);
   if (entries.size === 0) throw new PeftError(`${path}: the checkpoint holds no tensors`);
   const own = new Set([...backbone.model.namedTensors()].map(([k]) => k));
   const overlap = [...entries.keys()].filter((k) => own.has(k)).length;

@@ -5,6 +5,7 @@
 // cannot be exported to Hugging Face PEFT, one without `flagKeys` takes its
 // keys through `--set` only, and so on.
 import type { Backbone } from '../peft/backbone.js';
+import type { InjectionSite } from '../peft/injection-site.js';
 import type { LayerInjector } from '../peft/layer-injector.js';
 import type { ParityKind } from '../parity/parity-kind.js';
 import type { Law, MethodLawOptions } from '../testing/law.js';
@@ -40,8 +41,12 @@ export interface MethodDefinition<C = any> {
    * only when the user did not set it, then validates the result.
    */
   bindRun?(userConfig: Readonly<Record<string, unknown>>, run: RunBinding): Record<string, unknown>;
-  /** Lines that explain the method's schedule for a validated config (`peft plan`, `peft info`). */
-  describeSchedule?(config: C): string[];
+  /**
+   * Lines that explain the method's schedule for a validated config and the
+   * sites it adapts (`peft plan`), e.g. AdaLoRA's rank budget over the steps;
+   * `totalSteps` is the planned run's length when known.
+   */
+  describeSchedule?(config: C, context: { sites: readonly InjectionSite[]; totalSteps?: number }): string[];
   /** The rule `bindRun` applies, in one or two sentences (`peft info`, docs). */
   runBindingRule?: string;
   /** Hugging Face PEFT's adapter format for this method (export and import). */

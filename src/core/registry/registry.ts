@@ -274,7 +274,7 @@ function matches(d: { id: string; aliases?: string[] }, id: string): boolean {
   return d.id.toLowerCase() === n || (d.aliases ?? []).some((a) => a.toLowerCase() === n);
 }
 
-/** `unknown method 'lroa' (known: adalora, adapter, lora); did you mean 'lora'?` */
+/** `unknown method 'dorra' (known: dora, ia3); did you mean 'dora'?` */
 export function unknownMessage(type: string, id: string, known: string[]): string {
   const guess = closest(id, known);
   const list = known.length ? [...known].sort().join(', ') : 'none registered';
