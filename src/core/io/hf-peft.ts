@@ -107,12 +107,6 @@ function fullMatch(pattern: string, text: string, what: string): boolean {
   return regex(`^(?:${pattern})$`, pattern, what).test(text);
 }
 
-/** Which modules `target_modules` names among `paths` (PEFT's rule: exact, suffix after '.', or a full-match regex string). */
-export function matchTargetModules(target: readonly string[] | string, paths: readonly string[]): string[] {
-  if (typeof target === 'string') return paths.filter((p) => fullMatch(target, p, "'target_modules'"));
-  return paths.filter((p) => target.some((t) => p === t || p.endsWith(`.${t}`)));
-}
-
 function names(v: unknown, key: string, where: string): string[] | string | null {
   if (v === undefined || v === null) return null;
   if (typeof v === 'string') return v;
@@ -486,8 +480,8 @@ export interface AdapterMethod {
   config: Record<string, unknown>;
   /**
    * Whether the mask decoder trained with it: a Hugging Face adapter lists it
-   * in modules_to_save, a peftjs one saved its tensors. Undefined when the
-   * decoder's path was not given.
+   * in modules_to_save, a peftjs one saved its tensors (undefined there when
+   * the decoder's path was not given).
    */
   trainDecoder?: boolean;
 }
