@@ -4,18 +4,18 @@
 // TinyViT and SAM encoders (when their plugins are in place) and LoRA.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { valueAndGrads } from '../../core/nn/grad.js';
-import { compose } from '../../core/peft/compose.js';
-import { Registry, type RegisterFunction } from '../../core/registry/registry.js';
-import { Adam } from '../../app/train/adam.js';
-import { wasmHeapBytes } from '../../app/train/memory-meter.js';
-import { valueAndGradsLowMemory } from './backprop.js';
-import { onBackend } from '../../../test/support/kernels.js';
+import { valueAndGrads } from '../src/core/nn/grad.js';
+import { compose } from '../src/core/peft/compose.js';
+import { Registry, type RegisterFunction } from '../src/core/registry/registry.js';
+import { Adam } from '../src/app/train/adam.js';
+import { wasmHeapBytes } from '../src/app/train/memory-meter.js';
+import { valueAndGradsLowMemory } from '../src/accel/kernels/backprop.js';
+import { onBackend } from './support/kernels.js';
 
 const PLUGINS: Record<string, () => Promise<{ register: RegisterFunction }>> = {
-  'backbone-mobile-sam': () => import('../../../plugins/backbone-mobile-sam/index.js'),
-  'backbone-sam': () => import('../../../plugins/backbone-sam/index.js'),
-  'method-lora': () => import('../../../plugins/method-lora/index.js'),
+  'backbone-mobile-sam': () => import('../plugins/backbone-mobile-sam/index.js'),
+  'backbone-sam': () => import('../plugins/backbone-sam/index.js'),
+  'method-lora': () => import('../plugins/method-lora/index.js'),
 };
 
 async function plugin(dir: string): Promise<{ register: RegisterFunction } | undefined> {

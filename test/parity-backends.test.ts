@@ -3,21 +3,21 @@
 // kind a plugin in place registers must pass on both, with its own tolerance.
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { fixtureFiles, runFixture } from '../../core/parity/run-parity.js';
-import { Registry, type RegisterFunction } from '../../core/registry/registry.js';
-import { samMaskHeadParity } from '../../core/segment/sam-mask-head-parity.js';
-import { clearTransposeCache } from './index.js';
-import { onBackend } from '../../../test/support/kernels.js';
-import { FIXTURES } from '../../../test/support/fixtures.js';
+import { fixtureFiles, runFixture } from '../src/core/parity/run-parity.js';
+import { Registry, type RegisterFunction } from '../src/core/registry/registry.js';
+import { samMaskHeadParity } from '../src/core/segment/sam-mask-head-parity.js';
+import { clearTransposeCache } from '../src/accel/kernels/index.js';
+import { onBackend } from './support/kernels.js';
+import { FIXTURES } from './support/fixtures.js';
 
 
 const PLUGINS: Record<string, () => Promise<{ register: RegisterFunction }>> = {
-  'backbone-efficient-sam': () => import('../../../plugins/backbone-efficient-sam/index.js'),
-  'backbone-sam': () => import('../../../plugins/backbone-sam/index.js'),
-  'backbone-mobile-sam': () => import('../../../plugins/backbone-mobile-sam/index.js'),
-  'method-lora': () => import('../../../plugins/method-lora/index.js'),
-  'method-adapter': () => import('../../../plugins/method-adapter/index.js'),
-  'method-adalora': () => import('../../../plugins/method-adalora/index.js'),
+  'backbone-efficient-sam': () => import('../plugins/backbone-efficient-sam/index.js'),
+  'backbone-sam': () => import('../plugins/backbone-sam/index.js'),
+  'backbone-mobile-sam': () => import('../plugins/backbone-mobile-sam/index.js'),
+  'method-lora': () => import('../plugins/method-lora/index.js'),
+  'method-adapter': () => import('../plugins/method-adapter/index.js'),
+  'method-adalora': () => import('../plugins/method-adalora/index.js'),
 };
 
 async function registry(): Promise<Registry> {
