@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureDefaultDataset } from '../src/app/data/synth-output.js';
+import { createDefaultRegistry } from '../src/builtins.js';
+import { checkFlagKeys } from '../src/core/registry/method-config.js';
 
 const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'peft-run-binding-'));
@@ -79,6 +81,23 @@ describe('AdaLoRA follows the run it trains in', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
     expect(bad.stderr).toMatch(/method 'adalora' \(total_step=20, final_warmup=0 from the run's 20 steps\): invalid config 'total_step': must be > init_warmup \+ final_warmup/);
+  });
+
+  it("every built-in method binds its flags to keys of its own config", async () => {
+    const registry = await createDefaultRegistry();
+    for (const def of registry.methods()) {
+      expect(def.flagKeys, def.id).toBeDefined();
+      expect(() => checkFlagKeys(def), def.id).not.toThrow();
+    }
+  });
+
+  it('info states the rule and the flags a method binds', () => {
+    const r = peft('info', 'adalora');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^Run binding \(train follows the run's length\)\n {2}Unless set: total_step = the run's optimiser steps T .*init_warmup = floor\(T \/ 6\), final_warmup = floor\(T \/ 2\)/m);
+    expect(r.stdout).toMatch(/^Flags \(the key each sets\): --rank \(init_r\), --target-rank \(target_r\), --alpha \(alpha\), --targets \(targets\)/m);
+    expect(r.stdout).toMatch(/^shown as: AdaLoRA \(Medical-SAM-Adapter -mod sam_adalora\)$/m);
+    expect(peft('info', 'lora').stdout).not.toMatch(/Run binding/);
   });
 
   it('a method without a run binding keeps its config; a flag its method does not bind is refused by name', () => {

@@ -30,6 +30,15 @@ export default class Info extends BaseCommand {
     }
     const lines = [`${def.id} (${found.type}): ${def.summary}`];
     if (def.aliases?.length) lines.push(`aliases: ${def.aliases.join(', ')}`);
+    if (found.type === 'method' && found.def.display) {
+      const d = found.def.display;
+      lines.push(`shown as: ${d.name}${d.mod ? ` (Medical-SAM-Adapter -mod ${d.mod})` : ''}`);
+    }
+    if (found.type === 'backbone' && found.def.display) {
+      const d = found.def.display;
+      const encoders = Object.entries(d.encoders ?? {}).map(([p, n]) => `${p === '*' ? 'other presets' : p} ${n}`);
+      lines.push(`shown as: ${d.family}${encoders.length ? ` (encoders: ${encoders.join(', ')})` : ''}`);
+    }
     const origin = registry.originOf(def.id);
     if (origin) lines.push(`from: ${origin}`);
     const keys = describeConfig(def.schema);

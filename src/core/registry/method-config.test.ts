@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { PeftError } from '../errors.js';
 import type { MethodDefinition } from './definitions.js';
-import { bindMethodConfig, describeFlagKeys, methodConfigFromFlags } from './method-config.js';
+import { bindMethodConfig, checkFlagKeys, describeFlagKeys, methodConfigFromFlags } from './method-config.js';
 
 const schedule = z
   .strictObject({
@@ -35,6 +35,14 @@ describe('flag bindings (flagKeys)', () => {
     const guessable = method({ schema: z.strictObject({ r: z.number().default(1) }) });
     expect(() => methodConfigFromFlags(guessable, { rank: 2 })).toThrow("--rank does not apply to method 'scaled' (it binds no flags; any key with --set key=value)");
     expect(describeFlagKeys(guessable)).toBe('no flags');
+  });
+
+  it("a flagKeys entry that names no key of the method's schema, or no common flag, is the plugin's error, named", () => {
+    const wrong = method({ flagKeys: { rank: 'rank' } });
+    expect(() => methodConfigFromFlags(wrong, {})).toThrow("method 'scaled': flagKeys binds --rank to 'rank', which is not a key of its config (size, scale, length, warmup)");
+    const odd = method({ flagKeys: { depth: 'size' } as never });
+    expect(() => checkFlagKeys(odd)).toThrow("method 'scaled': flagKeys names 'depth', not a common flag (rank, target-rank, alpha, mid-dim, targets)");
+    expect(() => checkFlagKeys(def)).not.toThrow();
   });
 
   it('--set names any schema key, wins over a flag on the same key, and refuses a key the schema lacks', () => {

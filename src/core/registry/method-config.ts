@@ -19,12 +19,29 @@ export function describeFlagKeys(def: MethodDefinition): string {
 }
 
 /**
+ * Checks a method's `flagKeys`: only common flags, each bound to a key of its
+ * schema. A plugin's mistake, named in one line (registration may call this;
+ * `methodConfigFromFlags` does before it binds anything).
+ */
+export function checkFlagKeys(def: Pick<MethodDefinition, 'id' | 'schema' | 'flagKeys'>): void {
+  if (def.flagKeys === undefined) return;
+  const owner = `method '${def.id}'`;
+  if (typeof def.flagKeys !== 'object' || def.flagKeys === null) throw new PeftError(`${owner}: 'flagKeys' must be an object of flag names to config keys`);
+  const keys = new Set(describeConfig(def.schema).map((k) => k.key));
+  for (const [flag, key] of Object.entries(def.flagKeys)) {
+    if (!METHOD_FLAGS.includes(flag as MethodFlag)) throw new PeftError(`${owner}: flagKeys names '${flag}', not a common flag (${METHOD_FLAGS.join(', ')})`);
+    if (typeof key !== 'string' || !keys.has(key)) throw new PeftError(`${owner}: flagKeys binds --${flag} to '${String(key)}', which is not a key of its config (${[...keys].join(', ')})`);
+  }
+}
+
+/**
  * The config keys the flags set, by the method's `flagKeys`; a flag the
  * method does not bind, or a `set` key its schema lacks, is an error naming
  * the flag (or key), the method and what it does accept. `set` wins over a
  * flag that names the same key.
  */
 export function methodConfigFromFlags(def: MethodDefinition, values: MethodFlagValues): Record<string, unknown> {
+  checkFlagKeys(def);
   const config: Record<string, unknown> = {};
   for (const flag of METHOD_FLAGS) {
     const value = values[flag];
