@@ -6,7 +6,7 @@ import { loadAnyAdapter } from '../../core/io/hf-peft.js';
 import type { Registry } from '../../core/registry/registry.js';
 import { checkpointDir } from '../train/checkpoint.js';
 import { evaluate, type EvalResult } from '../train/evaluate.js';
-import { buildPeftModel, openDatasets, readRunSpec, type RunSpec } from './run-spec.js';
+import { buildPeftModel, openDatasets, readRunSpec, requireRunPlugins, type RunSpec } from './run-spec.js';
 import { BEST, LAST } from '../train/loop.js';
 
 export interface EvaluateRunOptions {
@@ -21,6 +21,7 @@ export interface EvaluateRunOptions {
 
 export async function evaluateRun(registry: Registry, runDir: string, options: EvaluateRunOptions = {}): Promise<{ spec: RunSpec; result: EvalResult; checkpoint: string }> {
   const spec = readRunSpec(runDir);
+  requireRunPlugins(registry, runDir, spec);
   const which = options.checkpoint ?? 'best';
   const wanted = which === 'best' ? join(runDir, BEST) : which === 'last' ? join(runDir, LAST) : which;
   const dir = options.adapter ?? checkpointDir(wanted) ?? (which === 'best' ? checkpointDir(join(runDir, LAST)) : undefined);

@@ -11,7 +11,7 @@ import { exportHfPeft } from '../../core/io/hf-peft.js';
 import { saveTensors } from '../../core/io/safetensors.js';
 import type { Registry } from '../../core/registry/registry.js';
 import { checkpointDir } from '../train/checkpoint.js';
-import { buildPeftModel, readRunSpec, type RunSpec } from './run-spec.js';
+import { buildPeftModel, readRunSpec, requireRunPlugins, type RunSpec } from './run-spec.js';
 import type { PeftModel } from '../../core/peft/compose.js';
 
 export interface RunModel {
@@ -32,6 +32,7 @@ export function resolveRunCheckpoint(runDir: string, which = 'best'): string {
 /** Rebuilds a run's model and loads a checkpoint's adapter into it; call `peft.dispose()` when done. */
 export function openRunModel(registry: Registry, runDir: string, checkpoint = 'best'): RunModel {
   const spec = readRunSpec(runDir);
+  requireRunPlugins(registry, runDir, spec);
   const dir = resolveRunCheckpoint(runDir, checkpoint);
   const peft = buildPeftModel(registry, spec);
   try {
@@ -90,6 +91,7 @@ export async function mergeRun(registry: Registry, runDir: string, options: Merg
   if (!/\.safetensors$/i.test(out)) throw new PeftError(`--out ${options.out}: the merged checkpoint is written as .safetensors`);
   refuseExisting(out, options.force, '--out');
   const spec = readRunSpec(runDir);
+  requireRunPlugins(registry, runDir, spec);
   if (!registry.createMethod(spec.method.id, spec.method.config).merge) {
     throw new PeftError(`method '${spec.method.id}' cannot be merged into the base weights (it adds modules, not a weight update); export its adapter with \`peft export\` instead`);
   }

@@ -14,6 +14,8 @@ import type { Backbone } from '../../core/peft/backbone.js';
 import { compose, type PeftModel } from '../../core/peft/compose.js';
 import { seedEverything } from '../../core/nn/init.js';
 import type { Registry } from '../../core/registry/registry.js';
+import { parseUsedPlugins, type UsedPlugins } from '../../core/registry/provenance.js';
+import { pluginNeeds, requirePlugins } from '../../core/plugins/require-plugins.js';
 import type { TrainOptions } from '../train/loop.js';
 
 export const RUN_FILE = 'run.json';
@@ -35,6 +37,8 @@ export interface RunSpec {
   augment: boolean;
   options: TrainOptions;
   command?: string;
+  /** The plugins (name, version, path) that provided the backbone and the method; absent in runs from before peftjs recorded them. */
+  plugins?: UsedPlugins;
 }
 
 /** Builds backbone (+ official weights) and method, and composes them. */
@@ -104,5 +108,11 @@ export function readRunSpec(dir: string): RunSpec {
     throw new PeftError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
   }
   if (spec.version !== 1 || !spec.backbone?.id || !spec.method?.id || !spec.options) throw new PeftError(`${path}: not a peftjs run description`);
+  if (spec.plugins !== undefined) spec.plugins = parseUsedPlugins(spec.plugins, `${path}: 'plugins'`);
   return spec;
+}
+
+/** Refuses, naming the plugin and how to load it, a run whose backbone or method no loaded plugin registers. */
+export function requireRunPlugins(registry: Registry, runDir: string, spec: RunSpec): void {
+  requirePlugins(registry, `run '${runDir}'`, pluginNeeds({ backbone: spec.backbone.id, method: spec.method.id }, spec.plugins));
 }

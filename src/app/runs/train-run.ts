@@ -16,7 +16,8 @@ import type { PeftModel } from '../../core/peft/compose.js';
 import type { Dataset } from '../data/dataset.js';
 import { runLength, trainLoop, validateTrainOptions, type TrainCallbacks, type TrainSummary } from '../train/loop.js';
 import { defaultTrainingSetSize, methodConfigForRun, resolveOutSize, trainingPreset, type RunRequest } from './run-request.js';
-import { buildBackbone, buildPeftModel, composeRun, openDatasets, readRunSpec, RUN_FILE, writeRunSpec, type RunSpec } from './run-spec.js';
+import { buildBackbone, buildPeftModel, composeRun, openDatasets, readRunSpec, requireRunPlugins, RUN_FILE, writeRunSpec, type RunSpec } from './run-spec.js';
+import { requireAdapterPlugins, usedPlugins } from '../../core/plugins/require-plugins.js';
 
 export { checkMethodFits, MAX_ADAPTER_TO_LAYER } from '../../core/peft/method-fits.js';
 
@@ -87,6 +88,8 @@ interface StartedRun {
  * before any dataset is generated.
  */
 async function startRun(registry: Registry, request: RunRequest): Promise<StartedRun> {
+  // an adapter of a plugin that is not loaded: name the plugin before anything is built
+  if (request.adapter) requireAdapterPlugins(registry, request.adapter);
   const backboneDef = registry.backbone(request.backbone.id);
   const backbone = { id: backboneDef.id, preset: trainingPreset(backboneDef, request.backbone.preset), overrides: request.backbone.overrides ?? {} };
   const model = buildBackbone(registry, { backbone, checkpoint: request.checkpoint, options: request.options });
@@ -112,7 +115,9 @@ async function startRun(registry: Registry, request: RunRequest): Promise<Starte
       totalSteps = runLength(request.options, trainSize).totalSteps;
     }
     const { config } = methodConfigForRun(methodDef, request.method, totalSteps, fromAdapter?.config);
-    spec = { ...sized, method: { id: methodDef.id, config } };
+    // run.json records which plugins provided the backbone and the method (when the registry knows them)
+    const plugins = usedPlugins(registry, { backbone: backbone.id, method: methodDef.id });
+    spec = { ...sized, method: { id: methodDef.id, config }, ...(plugins.backbone || plugins.method ? { plugins } : {}) };
   } catch (err) {
     model.model.dispose();
     throw err;
@@ -139,6 +144,7 @@ export async function trainRun(
     dir = runDir;
     checkRunDir(dir, true);
     const spec = readRunSpec(dir);
+    requireRunPlugins(registry, dir, spec);
     started = { spec, peft: buildPeftModel(fittingRegistry(registry), spec) };
   } else {
     validateTrainOptions(request.options);
