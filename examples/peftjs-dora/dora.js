@@ -17,6 +17,8 @@
 // restores it bit for bit.
 //
 // Written only against peftjs's public API, received from the host.
+import { createDoraHfPeft } from './hf-peft.js';
+import { createDoraLaws } from './laws.js';
 
 /**
  * Builds the DoRA method on a peftjs API object.
@@ -194,6 +196,10 @@ export function createDora(peftjs) {
     create: (config) => new DoraInjector(config),
     display: { name: 'DoRA' },
     flagKeys: { rank: 'r', alpha: 'alpha', targets: 'targets' },
+    // PEFT's LoRA format with use_dora: `peft export --format hf-peft`, and `--adapter` with PEFT's folders
+    hfPeft: createDoraHfPeft(peftjs, DoraLinear),
+    // run by `peft verify dora` after the core laws
+    laws: createDoraLaws(peftjs, DoraLinear),
   };
 
   return { doraMethod, doraSchema, DoraLinear, DoraInjector };

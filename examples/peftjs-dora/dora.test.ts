@@ -6,7 +6,7 @@
 // to Hugging Face PEFT (a LoRA config with use_dora and the magnitude vectors
 // under PEFT's keys) and loading that export back.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as peftjs from '../../src/index.js';
 import { createDefaultRegistry } from '../../src/builtins.js';
 
-const { Registry, ToyBackbone, compose, tf, verifyMethod, loadExternalPlugins, valueAndGrads, openRunModel, loadTensors, readSafetensors } = peftjs;
+const { Registry, ToyBackbone, compose, tf, verifyMethod, loadExternalPlugins, valueAndGrads, openRunModel, loadTensors, readSafetensors, exportHfPeft, adapterMethod, loadAnyAdapter } = peftjs;
 const here = fileURLToPath(new URL('.', import.meta.url));
 const root = join(here, '..', '..');
 const bin = join(root, 'bin', 'run.js');
@@ -33,7 +33,7 @@ const maxDiff = (a: peftjs.tf.Tensor, b: peftjs.tf.Tensor) => tf.tidy(() => tf.m
 
 /** A toy with DoRA (r 2, alpha 3) on qkv, its A, B and m set to random values. */
 async function doraToy() {
-  const registry = await withDora(new Registry());
+  const registry = await withDora(new Registry({ api: peftjs }));
   const toy = new ToyBackbone({ depth: 1, dim: 4, hidden: 6, seed: 3 });
   const peft = compose(toy, registry.createMethod('dora', { r: 2, alpha: 3 }), { trainDecoder: false });
   const layer = toy.model.getModule('blocks.0.attn.qkv') as Layer;
@@ -49,7 +49,7 @@ async function doraToy() {
 
 describe('dora (in-process, loaded through PEFT_PLUGINS)', () => {
   it('registers one method, dora, with its display name and flag keys', async () => {
-    const registry = await withDora(new Registry());
+    const registry = await withDora(new Registry({ api: peftjs }));
     expect(registry.methods().map((m) => m.id)).toEqual(['dora']);
     expect(registry.originOf('dora')).toBe("plugin 'peftjs-dora'");
     const def = registry.methods()[0]!;
@@ -58,7 +58,7 @@ describe('dora (in-process, loaded through PEFT_PLUGINS)', () => {
   });
 
   it("adapts qkv whole: lora_A [r, in], lora_B [out, r], m [out] = W0's row norms; only those train", async () => {
-    const registry = await withDora(new Registry());
+    const registry = await withDora(new Registry({ api: peftjs }));
     const toy = new ToyBackbone({ depth: 2, dim: 4, hidden: 6, seed: 2 });
     const w = tf.clone(toy.model.getModule('blocks.1.attn.qkv').param('weight').variable);
     const peft = compose(toy, registry.createMethod('dora'), { trainDecoder: false });
@@ -126,7 +126,7 @@ describe('dora (in-process, loaded through PEFT_PLUGINS)', () => {
   });
 
   it('refuses output groups by name, and a base row of zeros', async () => {
-    const registry = await withDora(new Registry());
+    const registry = await withDora(new Registry({ api: peftjs }));
     expect(() => registry.createMethod('dora', { targets: ['attn.qkv[q,v]'] })).toThrow(/target 'attn.qkv\[q,v\]' selects output groups; DoRA adapts whole linears \(use 'attn.qkv'\)/);
     const toy = new ToyBackbone({ depth: 1, dim: 4, hidden: 6, seed: 2 });
     const p = toy.model.getModule('blocks.0.attn.proj').param('weight');
@@ -135,13 +135,75 @@ describe('dora (in-process, loaded through PEFT_PLUGINS)', () => {
     toy.dispose();
   });
 
-  it('satisfies the law suite (identity at init, frozen base, merge/unmerge, merged == unmerged, save/load, counts)', async () => {
-    const registry = await withDora(new Registry());
+  it("exports to HF PEFT as LORA with use_dora, under PEFT's key names, and reads it back exactly", async () => {
+    const { registry, toy, peft: src } = await doraToy();
+    const dir = mkdtempSync(join(tmp, 'hf-'));
+    const r = await exportHfPeft(dir, src, registry);
+    expect(r.config).toMatchObject({ peft_type: 'LORA', use_dora: true, r: 2, lora_alpha: 3, use_rslora: false, bias: 'none', target_modules: ['blocks.0.attn.qkv'], modules_to_save: null });
+    const shapes = Object.fromEntries([...readSafetensors(r.weightsPath).tensors].map(([k, t]) => [k, t.shape]));
+    expect(shapes).toEqual({
+      'base_model.model.blocks.0.attn.qkv.lora_A.weight': [2, 4],
+      'base_model.model.blocks.0.attn.qkv.lora_B.weight': [12, 2],
+      'base_model.model.blocks.0.attn.qkv.lora_magnitude_vector': [12],
+    });
+    const m = adapterMethod(dir, { sites: toy.sites() }, registry);
+    expect(m).toMatchObject({ format: 'hf-peft', id: 'dora', config: { r: 2, alpha: 3, dropout: 0, targets: ['attn.qkv'] } });
+    const dst = new ToyBackbone({ depth: 1, dim: 4, hidden: 6, seed: 3 });
+    const peft2 = compose(dst, registry.createMethod(m.id, m.config), { trainDecoder: false });
+    expect(loadAnyAdapter(dir, peft2, registry).loaded.sort()).toEqual(['blocks.0.attn.qkv.lora_A.weight', 'blocks.0.attn.qkv.lora_B.weight', 'blocks.0.attn.qkv.lora_magnitude_vector']);
+    const x = tf.randomUniform([1, 3, 4], -1, 1, 'float32', 14) as peftjs.tf.Tensor3D;
+    const [y, y2] = [toy.forward(x), dst.forward(x)];
+    expect(tf.all(tf.equal(y, y2)).dataSync()[0]).toBe(1);
+    // an adapter whose lora_alpha differs from the model's: the ratio is folded into B (DoRA uses s B only),
+    // so the model reads it as one built with the adapter's alpha does
+    const config = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8'));
+    writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...config, lora_alpha: 6 }));
+    const own = adapterMethod(dir, { sites: toy.sites() }, registry).config;
+    expect(own).toMatchObject({ alpha: 6 });
+    const [asSaid, folded] = [own, m.config].map((c) => {
+      const t = new ToyBackbone({ depth: 1, dim: 4, hidden: 6, seed: 3 });
+      const p = compose(t, registry.createMethod('dora', c), { trainDecoder: false });
+      loadAnyAdapter(dir, p, registry);
+      return { toy: t, peft: p };
+    });
+    const [yAsSaid, yFolded] = [asSaid!.toy.forward(x), folded!.toy.forward(x)];
+    expect(maxDiff(yAsSaid, y)).toBeGreaterThan(1e-3);
+    expect(maxDiff(yFolded, yAsSaid)).toBeLessThan(1e-5);
+    tf.dispose([x, y, y2, yAsSaid, yFolded]);
+    for (const p of [src, peft2, asSaid!.peft, folded!.peft]) p.dispose();
+  });
+
+  it('reads only use_dora LORA adapters, beside the built-in lora, and refuses what it cannot represent by key', async () => {
+    const registry = await withDora(await createDefaultRegistry());
+    const toy = new ToyBackbone({ depth: 1, dim: 4, hidden: 6, seed: 3 });
+    const dir = mkdtempSync(join(tmp, 'hf-'));
+    await exportHfPeft(dir, compose(toy, registry.createMethod('dora', { r: 2 }), { trainDecoder: false }), registry);
+    expect(adapterMethod(dir, { sites: toy.sites() }, registry).id).toBe('dora');
+    const config = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8'));
+    const withConfig = (patch: Record<string, unknown>) => {
+      writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...config, ...patch }));
+      return () => adapterMethod(dir, { sites: toy.sites() }, registry);
+    };
+    // without use_dora it is a LoRA adapter: the built-in lora reads it (and dora declines it)
+    expect(withConfig({ use_dora: false })().id).toBe('lora');
+    expect(withConfig({ use_rslora: true })).toThrow(/'use_rslora': true has no form in method 'dora'/);
+    expect(withConfig({ r: 3 })).toThrow(/'blocks\.0\.attn\.qkv' has rank 2 \(lora_A \[2,4\]\) but r is 3; method 'dora' has one rank/);
+    expect(withConfig({ bias: 'all' })).toThrow(/'bias' "all": method 'dora' trains no biases/);
+    // only dora loaded: a plain LoRA adapter is declined with dora's reason
+    const alone = await withDora(new Registry({ api: peftjs }));
+    withConfig({ use_dora: false });
+    expect(() => adapterMethod(dir, { sites: toy.sites() }, alone)).toThrow(/method 'dora' does not read it: it is a plain LoRA adapter \(use_dora is not true\)/);
+    toy.dispose();
+  });
+
+  it('satisfies the law suite and its own law (identity at init, frozen base, merge/unmerge, merged == unmerged, save/load, counts, m and direction)', async () => {
+    const registry = await withDora(new Registry({ api: peftjs }));
     const { ok, results } = await verifyMethod(registry, 'dora', { numRuns: 8, seed: 11, timeLimitMs: 30_000 });
     const failed = results.filter((r) => !r.ok).map((r) => `${r.law}: ${r.error} ${r.counterexample ?? ''}`);
     expect(failed).toEqual([]);
     expect(ok).toBe(true);
     expect(results.filter((r) => r.skipped)).toEqual([]);
+    expect(results.map((r) => r.law)).toContain("magnitude and direction: m starts at W0's row norms; after training, merged rows have norms |m|");
   });
 });
 
@@ -169,6 +231,7 @@ describe('dora through the peft CLI (PEFT_PLUGINS=examples/peftjs-dora)', () => 
   const data = join(tmp, 'data');
   const run = join(tmp, 'runs', 'dora');
   const merged = join(tmp, 'merged.safetensors');
+  const hf = join(tmp, 'hf-dora');
   let registry: peftjs.Registry;
 
   beforeAll(async () => {
@@ -179,7 +242,10 @@ describe('dora through the peft CLI (PEFT_PLUGINS=examples/peftjs-dora)', () => 
 
   it('peft verify dora passes the law suite', () => {
     const r = peft(['verify', 'dora', '--runs', '3', '--seed', '1']);
-    expect(r.stdout).toMatch(/7 passed, 0 failed, 0 skipped/);
+    // the core laws, then dora's own
+    expect(r.stdout).toMatch(/^✓ magnitude and direction: /m);
+    expect(r.stdout).not.toMatch(/^✗/m);
+    expect(Number(/\b(\d+) passed, 0 failed, 0 skipped/.exec(r.stdout)?.[1])).toBeGreaterThanOrEqual(7);
     expect(r.code).toBe(0);
   });
 
@@ -220,5 +286,64 @@ describe('dora through the peft CLI (PEFT_PLUGINS=examples/peftjs-dora)', () => 
       adapted.dispose();
       plain.model.dispose();
     }
+  });
+
+  it("peft export --format hf-peft writes PEFT's LoRA config with use_dora, and A, B, m under PEFT's names and shapes", () => {
+    const r = peft(['export', '--run', run, '--format', 'hf-peft', '--out', hf]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const config = JSON.parse(readFileSync(join(hf, 'adapter_config.json'), 'utf8'));
+    expect(config).toMatchObject({ peft_type: 'LORA', use_dora: true, r: 2, lora_alpha: 4, lora_dropout: 0, use_rslora: false, bias: 'none', modules_to_save: ['mask_decoder'] });
+    const file = readSafetensors(join(hf, 'adapter_model.safetensors'));
+    const prefix = 'base_model.model.';
+    const adapted = config.target_modules as string[];
+    expect(adapted.length).toBeGreaterThan(0);
+    expect(new Set(adapted.map((p) => p.replace(/^.*\.attn\./, 'attn.')))).toEqual(new Set(['attn.qkv', 'attn.proj']));
+    for (const path of adapted) {
+      const a = file.tensors.get(`${prefix}${path}.lora_A.weight`);
+      const b = file.tensors.get(`${prefix}${path}.lora_B.weight`);
+      const m = file.tensors.get(`${prefix}${path}.lora_magnitude_vector`);
+      expect([a?.shape.length, b?.shape.length, m?.shape.length], path).toEqual([2, 2, 1]);
+      const [rank, inF] = a!.shape;
+      const [out] = m!.shape;
+      expect(rank).toBe(2);
+      expect(b!.shape).toEqual([out, rank]);
+      expect(inF).toBeGreaterThan(0);
+    }
+    const own = [...file.tensors.keys()].filter((k) => !k.startsWith(`${prefix}mask_decoder.`));
+    expect(own.length).toBe(3 * adapted.length);
+  });
+
+  it('the export loads back: in-process into the run model, and by peft eval --adapter, with the same outputs', async () => {
+    const { peft: trained } = openRunModel(registry, run);
+    const { peft: fresh } = openRunModel(registry, run);
+    try {
+      expect(adapterMethod(hf, { sites: trained.backbone.sites(), decoderPath: trained.backbone.decoderPath }, registry)).toMatchObject({
+        format: 'hf-peft',
+        id: 'dora',
+        config: { r: 2, alpha: 4, dropout: 0, targets: ['attn.qkv', 'attn.proj'] },
+        trainDecoder: true,
+      });
+      // everything the run trained is wiped, then read back from PEFT's files
+      for (const [, p] of fresh.trainable()) p.assign(tf.zerosLike(p.variable));
+      const { loaded } = loadAnyAdapter(hf, fresh, registry);
+      expect(loaded.filter((k) => k.endsWith('.lora_magnitude_vector')).length).toBeGreaterThan(0);
+      for (const b of [trained, fresh]) b.model.eval();
+      const [want, got] = [segment(trained.backbone), segment(fresh.backbone)];
+      expect(tf.all(tf.equal(want, got)).dataSync()[0]).toBe(1);
+      tf.dispose([want, got]);
+    } finally {
+      trained.dispose();
+      fresh.dispose();
+    }
+    const fromRun = peft(['eval', '--run', run, '--json']);
+    const fromHf = peft(['eval', '--run', run, '--adapter', hf, '--json']);
+    expect(fromRun.code, fromRun.stderr).toBe(0);
+    expect(fromHf.code, fromHf.stderr).toBe(0);
+    const scores = (out: string) => {
+      const { checkpoint: _checkpoint, ...rest } = JSON.parse(out) as Record<string, unknown>;
+      return rest;
+    };
+    expect(scores(fromHf.stdout)).toEqual(scores(fromRun.stdout));
   });
 });

@@ -20,6 +20,9 @@ export declare function createDora(peftjs: typeof Peftjs): {
   DoraInjector: new (config: DoraConfig) => Peftjs.LayerInjector & { readonly scaling: number };
 };
 
+/** The HF PEFT codec of `dora` (its `hfPeft`): LoRA adapters with `use_dora: true`. */
+export declare function createDoraHfPeft(peftjs: typeof Peftjs, DoraLinear: Function): Peftjs.HfPeftCodec<DoraConfig>;
+
 /** DoRA's validated config. */
 export interface DoraConfig {
   /** Rank of the low-rank direction update. */

@@ -3,6 +3,7 @@
 // `peftjs` the host's public API, so this package uses the host's tfjs, zod
 // and Module classes and needs no build step and no copy of its own.
 import { createDora } from './dora.js';
+import { createDoraHfPeft } from './hf-peft.js';
 
 /**
  * @param {import('peftjs').Registry} registry
@@ -14,4 +15,4 @@ export async function register(registry, peftjs) {
   registry.registerMethod(createDora(api).doraMethod);
 }
 
-export { createDora };
+export { createDora, createDoraHfPeft };
