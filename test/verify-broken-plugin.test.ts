@@ -74,6 +74,15 @@ describe('peft verify on a broken external plugin', () => {
     expect(r.stdout).toContain('replay with: peft verify unfreezing_gain --seed 1 --runs 3');
   });
 
+  it('peft plan warns about the base tensor it would train, naming the tensor', () => {
+    const dir = join(tmp, 'peftjs-unfreezing-gain');
+    const r = peft('plan', '--backbone', 'sam', '--preset', 'tiny', '--method', 'unfreezing_gain', '--plugin', dir);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^peft: warning: method 'unfreezing_gain' leaves \d+ base tensor\(s\) trainable that it does not declare \('image_encoder\.blocks\.0\.mlp\.lin1\.weight'/m);
+    const plain = peft('plan', '--backbone', 'sam', '--preset', 'tiny', '--method', 'lora');
+    expect(plain.stderr).not.toContain('warning');
+  });
+
   it('refuses a plugin whose default is outside its own bounds, naming the key', () => {
     const dir = pluginFolder(
       'peftjs-bad-default',

@@ -187,6 +187,9 @@ export function createIa3(peftjs) {
     summary: 'IA3: learned per-channel scaling of attention keys and values and of the MLP hidden activations (example plugin)',
     schema: ia3Schema,
     create: (config) => new Ia3Injector(config),
+    display: { name: 'IA3' },
+    // `peft train --method ia3 --targets "attn.qkv[v],mlp.fc2"` sets the `targets` key
+    flagKeys: { targets: 'targets' },
     // PEFT's IA3 format: `peft export --format hf-peft`, and `peft train --adapter` from PEFT's files
     hfPeft: createIa3HfPeft(peftjs, Ia3Linear),
   };

@@ -36,6 +36,7 @@ export function register(registry: Registry): void {
     schema: efficientSamSchema,
     create: (config: EfficientSamConfig, preset: string) => createEfficientSam(config, preset),
     display: { family: 'EfficientSAM', encoders: { vit_t: 'ViT-Tiny', vit_s: 'ViT-Small', '*': 'ViT' } },
+    flagKeys: { 'image-size': 'img_size' },
   });
   registry.registerParityKind(imageEncoderKind);
   registry.registerParityKind(maskHeadKind);

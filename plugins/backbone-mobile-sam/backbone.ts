@@ -21,6 +21,7 @@ export const mobileSamBackbone: BackboneDefinition<TinyVitConfig> = {
   schema: tinyVitSchema,
   create: createMobileSamBackbone,
   display: { family: 'MobileSAM', encoders: { tiny_vit: 'Tiny-ViT', '*': 'Tiny-ViT' } },
+  flagKeys: { 'image-size': 'img_size' },
   // TinyViT derives `attention_bias_idxs` from the window size; some MobileSAM checkpoints persist it
   isDerivedCheckpointKey: (key) => key.endsWith('.attention_bias_idxs'),
 };

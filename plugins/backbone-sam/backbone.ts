@@ -20,4 +20,5 @@ export const samBackbone: BackboneDefinition<SamEncoderConfig> = {
   schema: samConfigSchema,
   create: createSamBackbone,
   display: { family: 'SAM', encoders: { vit_b: 'ViT-B', vit_l: 'ViT-L', vit_h: 'ViT-H', '*': 'ViT' } },
+  flagKeys: { 'image-size': 'img_size' },
 };

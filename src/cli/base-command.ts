@@ -41,6 +41,19 @@ export abstract class BaseCommand extends Command {
     return out;
   }
 
+  /** One line on stderr: `peft: warning: ...`. */
+  protected warnLine(text: string): void {
+    process.stderr.write(`peft: warning: ${text}\n`);
+  }
+
+  /** Warns when a composed model trains base tensors its method did not declare (a plugin that unfreezes or replaces base weights). */
+  protected warnUndeclaredTrainable(report: { method: string; undeclaredTrainable: string[] }): void {
+    const names = report.undeclaredTrainable;
+    if (!names.length) return;
+    const shown = names.slice(0, 3).map((n) => `'${n}'`).join(', ') + (names.length > 3 ? ` and ${names.length - 3} more` : '');
+    this.warnLine(`method '${report.method}' leaves ${names.length} base tensor(s) trainable that it does not declare (${shown}): the backbone would train and be saved with the adapter; run 'peft verify ${report.method}'`);
+  }
+
   /** The built-ins plus external plugins (linked, PEFT_PLUGINS, --plugin, oclif `peft:register` hooks); a plugin that fails is a warning. */
   protected registry(): Promise<Registry> {
     this.registryPromise ??= (async () => {

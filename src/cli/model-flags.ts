@@ -4,7 +4,7 @@
 import { Flags } from '@oclif/core';
 import { DEFAULT_BACKBONE, DEFAULT_METHOD } from '../builtins.js';
 import { PeftError } from '../core/errors.js';
-import type { MethodDefinition } from '../core/registry/definitions.js';
+import type { BackboneDefinition, MethodDefinition } from '../core/registry/definitions.js';
 import { methodConfigFromFlags as bindFlags, type MethodFlagValues } from '../core/registry/method-config.js';
 
 export const backboneFlags = {
@@ -87,7 +87,10 @@ export function methodConfigFromFlags(def: MethodDefinition, flags: MethodFlagIn
   return bindFlags(def, methodFlagValues(flags));
 }
 
-/** Backbone config overrides from the flags. */
-export function backboneOverrides(flags: { 'image-size'?: number }): Record<string, unknown> {
-  return flags['image-size'] === undefined ? {} : { img_size: flags['image-size'] };
+/** Backbone config overrides from the flags, through the keys the backbone binds; an unbound flag is an error naming both. */
+export function backboneOverrides(def: Pick<BackboneDefinition, 'id' | 'flagKeys'>, flags: { 'image-size'?: number }): Record<string, unknown> {
+  if (flags['image-size'] === undefined) return {};
+  const key = def.flagKeys?.['image-size'];
+  if (!key) throw new PeftError(`--image-size does not apply to backbone '${def.id}' (it binds no key to it; set its size through a preset)`);
+  return { [key]: flags['image-size'] };
 }

@@ -27,12 +27,13 @@ export default class Plan extends BaseCommand {
     await this.backend(flags.backend);
     const registry = await this.registry();
     const plan = planRun(registry, {
-      backbone: { id: flags.backbone, preset: flags.preset, overrides: backboneOverrides(flags) },
+      backbone: { id: flags.backbone, preset: flags.preset, overrides: backboneOverrides(registry.backbone(flags.backbone), flags) },
       method: { id: flags.method, flags: methodFlagValues(flags) },
       trainDecoder: !flags['freeze-decoder'],
       run: { batch: flags.batch, epochs: flags.epochs, steps: flags.steps },
     });
     const r = plan.report;
+    this.warnUndeclaredTrainable(r);
     if (flags.json) {
       const sites = r.sites.map((s, i) => ({ ...s, parameters: plan.siteParameters[i] }));
       this.log(JSON.stringify({ ...r, methodConfig: plan.method.config, boundByRun: plan.method.bound, run: plan.run, schedule: plan.schedule, sites }, null, 2));

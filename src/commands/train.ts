@@ -67,7 +67,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     // the default name needs the preset and method the run resolves to (an adapter brings its own method)
     const name = (spec: RunSpec) => flags['exp-name'] ?? `${spec.backbone.id}-${spec.backbone.preset}-${spec.method.id}-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
     const request: RunRequest = {
-      backbone: { id: flags.backbone, preset: flags.preset, overrides: backboneOverrides(flags) },
+      backbone: { id: flags.backbone, preset: flags.preset, overrides: backboneOverrides(registry.backbone(flags.backbone), flags) },
       method: { id: flags.method, flags: methodFlagValues(flags) },
       checkpoint: flags.checkpoint ? resolve(flags.checkpoint) : undefined,
       adapter: flags.adapter ? resolve(flags.adapter) : undefined,
@@ -114,6 +114,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
         {
           onReady: ({ spec: sp, report, trainSize, valSize, dataRoot, runDir: dir }) => {
             this.log(`${sp.backbone.id} (${sp.backbone.preset}, ${sp.imageSize} px) + ${sp.method.id}: ${report.trainableParameters.toLocaleString('en')} trainable of ${report.totalParameters.toLocaleString('en')} parameters, ${report.sites.length} sites`);
+            this.warnUndeclaredTrainable(report);
             this.log(`data: ${dataRoot} (${trainSize} train, ${valSize} validation), backend ${backend.active}, run ${dir}`);
             if (!sp.checkpoint && !sp.adapter && flags.lr === Train.flags.lr.default && !flags.resume) {
               // lr 1e-4 is the reference's, for a pretrained SAM; a random backbone barely moves at it

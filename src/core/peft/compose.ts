@@ -5,6 +5,7 @@ import type { Parameter } from '../nn/parameter.js';
 import type { Backbone } from './backbone.js';
 import type { InjectionSite } from './injection-site.js';
 import type { LayerInjector } from './layer-injector.js';
+import { declaredExtras, unexpectedTrainable } from './undeclared-trainable.js';
 
 export interface ComposeOptions {
   /** Train the mask decoder alongside the method (the reference does; default true). */
@@ -22,6 +23,13 @@ export interface ComposeReport {
   totalParameters: number;
   /** Weights + gradients + Adam's two moments of the trainable set, in bytes (float32). */
   estimatedTrainingBytes: number;
+  /**
+   * Base tensors that train although neither the method declares them
+   * (`trainableExtras`) nor they are the decoder's while it trains: a method
+   * that unfreezes or replaces base weights. `peft plan` and `peft train`
+   * warn; `peft verify` fails.
+   */
+  undeclaredTrainable: string[];
 }
 
 export class PeftModel {
@@ -31,6 +39,8 @@ export class PeftModel {
     readonly sites: InjectionSite[],
     /** Names of the parameters (and buffers) the method added (new tensors, whatever their names). */
     readonly methodKeys: string[],
+    /** Whether compose set the mask decoder to train. */
+    readonly decoderTrains = true,
   ) {}
 
   get model() {
@@ -63,7 +73,13 @@ export class PeftModel {
       trainableParameters: trainable,
       totalParameters: total,
       estimatedTrainingBytes: 4 * (total + 3 * trainable),
+      undeclaredTrainable: this.undeclaredTrainable(),
     };
+  }
+
+  /** See `ComposeReport.undeclaredTrainable`; a method whose `trainableExtras` is itself wrong counts every non-method tensor. */
+  undeclaredTrainable(): string[] {
+    return unexpectedTrainable(this, declaredExtras(this).extras, this.decoderTrains);
   }
 }
 
@@ -78,5 +94,5 @@ export function compose(backbone: Backbone, method: LayerInjector, options: Comp
     for (const [name, p] of model.namedParameters()) if (name.startsWith(`${backbone.decoderPath}.`)) p.trainable = true;
   }
   const methodKeys = [...model.namedTensors()].filter(([, p]) => !before.has(p)).map(([k]) => k);
-  return new PeftModel(backbone, method, sites, methodKeys);
+  return new PeftModel(backbone, method, sites, methodKeys, options.trainDecoder ?? true);
 }

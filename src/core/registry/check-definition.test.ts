@@ -123,6 +123,15 @@ describe('a backbone is refused at registration', () => {
     );
   });
 
+  it('when its flagKeys names a flag it cannot bind, or a key its config lacks', () => {
+    const odd = { ...backbone('odd', schema, { tiny: { depth: 1 } }), flagKeys: { 'img-size': 'width' } } as unknown as BackboneDefinition;
+    expect(refusal(() => new Registry().registerBackbone(odd))).toBe("backbone 'odd': flagKeys names 'img-size', not a common backbone flag (image-size)");
+    const missing = { ...backbone('missing', schema, { tiny: { depth: 1 } }), flagKeys: { 'image-size': 'img_size' } };
+    expect(refusal(() => new Registry().registerBackbone(missing))).toBe("backbone 'missing': flagKeys binds --image-size to 'img_size', which is not a key of its config");
+    const methodOdd = method('oddflags', z.strictObject({ r: z.number().default(4) }), { flagKeys: { rank: 'rank' } });
+    expect(refusal(() => new Registry().registerMethod(methodOdd))).toMatch(/^method 'oddflags': flagKeys binds --rank to 'rank', which is not a key of its config/);
+  });
+
   it('but not when every preset parses back to itself (keys without a default set by every preset)', () => {
     const r = new Registry();
     r.registerBackbone(backbone('fine', schema, { tiny: { depth: 1 }, deep: { depth: 3, width: 16 } }));

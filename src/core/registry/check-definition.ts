@@ -14,8 +14,9 @@
 import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import { PeftError } from '../errors.js';
-import type { ConfigSchema } from './config.js';
-import type { BackboneDefinition, MethodDefinition } from './definitions.js';
+import { describeConfig, type ConfigSchema } from './config.js';
+import type { BackboneDefinition, BackboneFlag, MethodDefinition } from './definitions.js';
+import { checkFlagKeys } from './method-config.js';
 
 function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
@@ -101,6 +102,7 @@ export function checkMethodDefinition(def: MethodDefinition): void {
   if (def.laws !== undefined && typeof def.laws !== 'function') throw new PeftError(`${owner}: 'laws' must be a function (def, options) => Law[]`);
   validateSchema(def.schema, owner);
   checkDefaults(def.schema, {}, owner);
+  checkFlagKeys(def);
 }
 
 /** A backbone definition, at registration; the first problem is a PeftError naming the backbone (and preset). */
@@ -118,4 +120,13 @@ export function checkBackboneDefinition(def: BackboneDefinition): void {
     if (typeof preset !== 'object' || preset === null) throw new PeftError(`${owner} preset '${name}': must be an object of config values`);
     checkDefaults(def.schema, preset, `${owner} preset '${name}'`);
   }
+  if (def.flagKeys !== undefined) {
+    const keys = new Set(describeConfig(def.schema).map((k) => k.key));
+    for (const [flag, key] of Object.entries(def.flagKeys ?? {})) {
+      if (!BACKBONE_FLAGS.includes(flag as BackboneFlag)) throw new PeftError(`${owner}: flagKeys names '${flag}', not a common backbone flag (${BACKBONE_FLAGS.join(', ')})`);
+      if (typeof key !== 'string' || !keys.has(key)) throw new PeftError(`${owner}: flagKeys binds --${flag} to '${String(key)}', which is not a key of its config`);
+    }
+  }
 }
+
+const BACKBONE_FLAGS: readonly BackboneFlag[] = ['image-size'];

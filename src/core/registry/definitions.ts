@@ -15,6 +15,9 @@ import type { ConfigSchema } from './config.js';
 /** The common method flags of `peft train`, `plan`, `verify`…; a method binds each to one of its config keys. */
 export type MethodFlag = 'rank' | 'target-rank' | 'alpha' | 'mid-dim' | 'targets';
 
+/** The common backbone flags; a backbone binds each to one of its config keys. */
+export type BackboneFlag = 'image-size';
+
 /** What a method learns about the run it is composed for (training only). */
 export interface RunBinding {
   /** The run's total optimiser steps (from `--steps`, or epochs x batches per epoch). */
@@ -79,6 +82,8 @@ export interface BackboneDefinition<C = any> {
    * official checkpoint (TinyViT's `attention_bias_idxs`). Default: none.
    */
   isDerivedCheckpointKey?(key: string): boolean;
+  /** Which config key each common backbone flag sets (`{ 'image-size': 'img_size' }`); a flag not bound here is refused for this backbone. */
+  flagKeys?: Partial<Record<BackboneFlag, string>>;
 }
 
 export type { ParityKind };

@@ -12,6 +12,9 @@
 import type { Module } from '../nn/module.js';
 import type { Parameter } from '../nn/parameter.js';
 import type { PeftModel } from '../peft/compose.js';
+import { declaredExtras, unexpectedTrainable } from '../peft/undeclared-trainable.js';
+
+export { declaredExtras, unexpectedTrainable };
 import { sameBytes, type snapshot } from './subject.js';
 
 /** The backbone's tensors before compose: by name, the parameter (for identity and its flag after compose) and its bytes. */
@@ -31,42 +34,6 @@ export function baseTensors(model: Module, bytes: ReturnType<typeof snapshot>): 
 export function listTensors(names: string[], shapeOf: (name: string) => number[] | undefined, max = 4): string {
   const shown = names.slice(0, max).map((n) => `'${n}'${shapeOf(n) ? ` [${shapeOf(n)!.join(',')}]` : ''}`);
   return names.length > max ? `${shown.join(', ')} and ${names.length - max} more` : shown.join(', ');
-}
-
-/**
- * The base tensors the method declares it trains (`trainableExtras`), checked:
- * a list of names of tensors the composed model has and the method did not
- * add; otherwise `problem` names the bad declaration.
- */
-export function declaredExtras(peft: PeftModel): { extras: Set<string>; problem?: string } {
-  const declare = peft.method.trainableExtras;
-  if (!declare) return { extras: new Set() };
-  let names: unknown;
-  try {
-    names = declare.call(peft.method, peft.model);
-  } catch (err) {
-    return { extras: new Set(), problem: `trainableExtras(model) threw: ${(err as Error).message}` };
-  }
-  if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) {
-    return { extras: new Set(), problem: 'trainableExtras(model) must return a list of tensor names' };
-  }
-  const tensors = new Set([...peft.model.namedTensors()].map(([k]) => k));
-  const own = new Set(peft.methodKeys);
-  for (const n of names as string[]) {
-    if (!tensors.has(n)) return { extras: new Set(), problem: `trainableExtras(model) names '${n}', which is not a tensor of the composed model` };
-    if (own.has(n)) return { extras: new Set(), problem: `trainableExtras(model) names '${n}', which is the method's own tensor, not a base one` };
-  }
-  return { extras: new Set(names as string[]) };
-}
-
-/** Trainable parameters that are neither the method's, nor declared extras, nor (when it trains) the decoder's. */
-export function unexpectedTrainable(peft: PeftModel, extras: Set<string>, decoderTrains: boolean): string[] {
-  const own = new Set(peft.methodKeys);
-  const decoder = `${peft.backbone.decoderPath}.`;
-  return peft
-    .trainable()
-    .map(([k]) => k)
-    .filter((k) => !own.has(k) && !extras.has(k) && !(decoderTrains && k.startsWith(decoder)));
 }
 
 /** Whether a float32/int32 buffer holds at least two different 4-byte values. */

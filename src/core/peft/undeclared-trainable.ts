@@ -1,0 +1,43 @@
+// Which trainable tensors a composed model has that it should not: compose
+// freezes the backbone, so after injection only the method's own tensors, the
+// base tensors it declares in `trainableExtras(model)` (LoRA's bias modes) and
+// the decoder (when it trains) may train. `peft plan` and `peft train` warn
+// about the rest; the law suite (src/core/testing/trainable-set.ts) fails on it.
+import type { PeftModel } from './compose.js';
+
+/**
+ * The base tensors the method declares it trains (`trainableExtras`), checked:
+ * a list of names of tensors the composed model has and the method did not
+ * add; otherwise `problem` names the bad declaration.
+ */
+export function declaredExtras(peft: PeftModel): { extras: Set<string>; problem?: string } {
+  const declare = peft.method.trainableExtras;
+  if (!declare) return { extras: new Set() };
+  let names: unknown;
+  try {
+    names = declare.call(peft.method, peft.model);
+  } catch (err) {
+    return { extras: new Set(), problem: `trainableExtras(model) threw: ${(err as Error).message}` };
+  }
+  if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) {
+    return { extras: new Set(), problem: 'trainableExtras(model) must return a list of tensor names' };
+  }
+  const tensors = new Set([...peft.model.namedTensors()].map(([k]) => k));
+  const own = new Set(peft.methodKeys);
+  for (const n of names as string[]) {
+    if (!tensors.has(n)) return { extras: new Set(), problem: `trainableExtras(model) names '${n}', which is not a tensor of the composed model` };
+    if (own.has(n)) return { extras: new Set(), problem: `trainableExtras(model) names '${n}', which is the method's own tensor, not a base one` };
+  }
+  return { extras: new Set(names as string[]) };
+}
+
+/** Trainable parameters that are neither the method's, nor declared extras, nor (when it trains) the decoder's. */
+export function unexpectedTrainable(peft: PeftModel, extras: Set<string>, decoderTrains: boolean): string[] {
+  const own = new Set(peft.methodKeys);
+  const decoder = `${peft.backbone.decoderPath}.`;
+  return peft
+    .trainable()
+    .map(([k]) => k)
+    .filter((k) => !own.has(k) && !extras.has(k) && !(decoderTrains && k.startsWith(decoder)));
+}
+
