@@ -3,14 +3,26 @@
 // base tensors it declares in `trainableExtras(model)` (LoRA's bias modes) and
 // the decoder (when it trains) may train. `peft plan` and `peft train` warn
 // about the rest; the law suite (src/core/testing/trainable-set.ts) fails on it.
-import type { PeftModel } from './compose.js';
+import type { Module } from '../nn/module.js';
+import type { Parameter } from '../nn/parameter.js';
+import type { LayerInjector } from './layer-injector.js';
+
+/** What these checks read of a composed model (a PeftModel is one). */
+export interface ComposedModel {
+  readonly model: Module;
+  readonly method: LayerInjector;
+  /** Names of the tensors the method added. */
+  readonly methodKeys: string[];
+  readonly backbone: { readonly decoderPath: string };
+  trainable(): [string, Parameter][];
+}
 
 /**
  * The base tensors the method declares it trains (`trainableExtras`), checked:
  * a list of names of tensors the composed model has and the method did not
  * add; otherwise `problem` names the bad declaration.
  */
-export function declaredExtras(peft: PeftModel): { extras: Set<string>; problem?: string } {
+export function declaredExtras(peft: ComposedModel): { extras: Set<string>; problem?: string } {
   const declare = peft.method.trainableExtras;
   if (!declare) return { extras: new Set() };
   let names: unknown;
@@ -32,7 +44,7 @@ export function declaredExtras(peft: PeftModel): { extras: Set<string>; problem?
 }
 
 /** Trainable parameters that are neither the method's, nor declared extras, nor (when it trains) the decoder's. */
-export function unexpectedTrainable(peft: PeftModel, extras: Set<string>, decoderTrains: boolean): string[] {
+export function unexpectedTrainable(peft: ComposedModel, extras: Set<string>, decoderTrains: boolean): string[] {
   const own = new Set(peft.methodKeys);
   const decoder = `${peft.backbone.decoderPath}.`;
   return peft
