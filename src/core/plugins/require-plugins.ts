@@ -2,7 +2,7 @@
 // backbone and method id the file names must be registered. When one is not,
 // the file's provenance says which plugin provided it and where it was, and
 // the message says how to load it, instead of guessing a near id
-// ("did you mean 'lora'") among the ones that happen to be loaded.
+// ("did you mean 'ia3'") among the ones that happen to be loaded.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PeftError } from '../errors.js';
