@@ -20,7 +20,10 @@ export interface PromptSpec {
 }
 
 export interface PredictOptions {
-  /** All of the head's masks (SAM gives 3 candidates) instead of the one it would pick for this prompt. */
+  /**
+   * All of the head's candidate masks (SAM's 3 multimask outputs) instead of
+   * one mask per class the model was trained on.
+   */
   multimask?: boolean;
 }
 
@@ -30,12 +33,20 @@ export interface PredictedMask {
   probability: Float32Array;
   /** The head's predicted IoU for this mask. */
   score: number;
+  /** The class this mask is (a REFUGE run's `cup`, `disc`); absent for a candidate no class was trained on. */
+  label?: string;
 }
 
 export interface Prediction {
   width: number;
   height: number;
-  /** One mask (or the head's candidates with `multimask`), best first as the head ranks them. */
+  /**
+   * Without `multimask`: one mask per class the model was trained on, in the
+   * training targets' order, each with its `label` (decoded as evaluation
+   * decodes them: one class is the head's single mask, several are its first
+   * multimask outputs). With `multimask`: every candidate in the head's order
+   * (`score` ranks them).
+   */
   masks: PredictedMask[];
   /** Prompt encoder + mask decoder time, ms. */
   ms: number;
