@@ -26,8 +26,8 @@ export const methodFlags = {
 /** The run-length flags of `peft train`, which `peft plan` takes too (a method's schedule follows them). */
 export const runLengthFlags = {
   batch: Flags.integer({ char: 'b', description: 'batch size', default: 2 }),
-  epochs: Flags.integer({ description: 'epochs to train (default 1 unless --steps)' }),
-  steps: Flags.integer({ description: 'optimiser steps to train in all (overrides --epochs)' }),
+  epochs: Flags.integer({ description: "epochs to train (default: the recipe's run length: the backbone's from-scratch steps, or 1 epoch with --checkpoint)" }),
+  steps: Flags.integer({ description: "optimiser steps to train in all (overrides --epochs; default: the recipe's)" }),
 };
 
 function parseValue(raw: string): unknown {

@@ -3,11 +3,12 @@ import { BaseCommand } from '../cli/base-command.js';
 import { formatTable } from '../cli/table.js';
 import { backboneFlags, backboneOverrides, methodFlags, methodFlagValues, runLengthFlags } from '../cli/model-flags.js';
 import { planRun } from '../app/runs/plan-run.js';
+import { describeRecipe } from '../app/runs/recipe.js';
 
 export default class Plan extends BaseCommand {
   static override summary = 'Compose a backbone with a PEFT method and show what would train, and the method\'s schedule over the run, without training.';
   static override description =
-    'Resolves the flags as `peft train` does (the same default preset, and the run length from --steps, or --epochs of the embedded dataset at --batch), so a method whose schedule follows the run (AdaLoRA) shows the schedule that run would get.';
+    "Resolves the flags as `peft train` does (the same default preset, and the run length from --steps, or --epochs of the embedded dataset at --batch, else the recipe's: the backbone's from-scratch recipe, or the reference's one epoch with --checkpoint), so a method whose schedule follows the run (AdaLoRA) shows the schedule that run would get.";
   static override examples = [
     '<%= config.bin %> plan --backbone mobile_sam --preset tiny --method lora --rank 4',
     '<%= config.bin %> plan --method adalora --steps 200',
@@ -18,6 +19,7 @@ export default class Plan extends BaseCommand {
     ...methodFlags,
     ...runLengthFlags,
     'freeze-decoder': Flags.boolean({ description: 'do not train the mask decoder' }),
+    checkpoint: Flags.string({ description: 'the official weights the run would start from (not read): selects the recipe for pretrained weights, as in peft train', aliases: ['sam-ckpt', 'sam_ckpt'] }),
     sites: Flags.boolean({ description: 'list every adapted site' }),
     json: Flags.boolean({ description: 'print the report as JSON' }),
   };
@@ -31,12 +33,13 @@ export default class Plan extends BaseCommand {
       method: { id: flags.method, flags: methodFlagValues(flags) },
       trainDecoder: !flags['freeze-decoder'],
       run: { batch: flags.batch, epochs: flags.epochs, steps: flags.steps },
+      fromCheckpoint: flags.checkpoint !== undefined,
     });
     const r = plan.report;
     this.warnUndeclaredTrainable(r);
     if (flags.json) {
       const sites = r.sites.map((s, i) => ({ ...s, parameters: plan.siteParameters[i] }));
-      this.log(JSON.stringify({ ...r, methodConfig: plan.method.config, boundByRun: plan.method.bound, run: plan.run, schedule: plan.schedule, sites }, null, 2));
+      this.log(JSON.stringify({ ...r, methodConfig: plan.method.config, boundByRun: plan.method.bound, run: plan.run, recipe: { ...plan.recipe.recipe, resolved: plan.recipe.options }, schedule: plan.schedule, sites }, null, 2));
       return;
     }
     const pct = (n: number) => `${((100 * n) / r.totalParameters).toFixed(3)}%`;
@@ -48,6 +51,7 @@ export default class Plan extends BaseCommand {
       `total parameters:     ${r.totalParameters.toLocaleString('en')}`,
       `training memory:      ~${(r.estimatedTrainingBytes / 2 ** 20).toFixed(1)} MiB of weights, gradients and Adam state (activations extra)`,
       `run:                  ${plan.run.totalSteps} steps (${plan.run.from})`,
+      describeRecipe(plan.recipe),
     ];
     const bound = Object.entries(plan.method.bound);
     if (bound.length) lines.push(`set by the run length: ${bound.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}`);

@@ -9,6 +9,9 @@ import { checkLrSchedule, lrSchedules } from '../app/train/lr-schedule.js';
 import { promptModes, type PromptMode } from '../app/train/prompts.js';
 import type { RunSpec } from '../app/runs/run-spec.js';
 import type { RunRequest } from '../app/runs/run-request.js';
+import { describeRecipe } from '../app/runs/recipe.js';
+import { nativeStatus } from '../accel/native/index.js';
+import { nativeOffNotice } from '../accel/native/notice.js';
 import { trainRun } from '../app/runs/train-run.js';
 
 /** A run name is one plain folder under --out. */
@@ -31,8 +34,9 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     ...methodFlags,
     'out-size': Flags.integer({ description: 'target (and metric) resolution; default: the mask decoder output, image size / 4', aliases: ['out_size'] }),
     ...runLengthFlags,
-    lr: Flags.string({ description: 'Adam learning rate', default: '1e-4' }),
-    'lr-schedule': Flags.string({ description: `learning rate over the run: ${lrSchedules.join(', ')} (decays to 0 at the last step)`, default: 'constant', aliases: ['lr_schedule'] }),
+    // no static defaults: what the user leaves unset comes from the recipe (src/app/runs/recipe.ts)
+    lr: Flags.string({ description: "Adam learning rate (default: the recipe's: the backbone's from-scratch rate without --checkpoint, 1e-4 with it)" }),
+    'lr-schedule': Flags.string({ description: `learning rate over the run: ${lrSchedules.join(', ')} (cosine decays to 0 at the last step; default: the recipe's, constant with --checkpoint)`, aliases: ['lr_schedule'] }),
     checkpoint: Flags.string({ description: 'official backbone weights (.safetensors, .pt, .pth)', aliases: ['sam-ckpt', 'sam_ckpt'] }),
     adapter: Flags.string({ description: 'start from this adapter folder (peftjs, or Hugging Face PEFT for a method with a codec): its method, config and whether the mask decoder trains (modules_to_save), overridable by --rank/--set…/--[no-]freeze-decoder' }),
     dataset: Flags.string({ description: 'refuge (folder layout) or isic (CSV)', default: 'refuge', options: ['refuge', 'isic', 'REFUGE', 'ISIC'] }),
@@ -52,8 +56,8 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Train);
-    const lr = Number(flags.lr);
-    if (!(lr > 0 && Number.isFinite(lr))) throw new PeftError(`--lr must be a positive number, got '${flags.lr}'`);
+    const lr = flags.lr === undefined ? undefined : Number(flags.lr);
+    if (lr !== undefined && !(lr > 0 && Number.isFinite(lr))) throw new PeftError(`--lr must be a positive number, got '${flags.lr}'`);
     if (flags.batch < 1) throw new PeftError(`--batch must be at least 1, got ${flags.batch}`);
     if (flags.epochs !== undefined && flags.epochs < 1) throw new PeftError(`--epochs must be at least 1, got ${flags.epochs}`);
     if (flags.steps !== undefined && flags.steps < 1) throw new PeftError(`--steps must be at least 1, got ${flags.steps}`);
@@ -63,6 +67,10 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     const backend = await this.backend(flags.backend);
     const registry = await this.registry();
     if (flags.resume && !flags['exp-name']) throw new PeftError('--resume needs --exp-name: the run to continue');
+    if (flags.resume) {
+      const ignored = (['lr', 'lr-schedule', 'steps', 'epochs'] as const).filter((f) => flags[f] !== undefined).map((f) => `--${f}`);
+      if (ignored.length) this.warnLine(`--resume continues the run with its own settings (its run.json): ${ignored.join(', ')} ignored`);
+    }
     if (flags['exp-name'] !== undefined) checkRunName(flags['exp-name']);
     // the default name needs the preset and method the run resolves to (an adapter brings its own method)
     const name = (spec: RunSpec) => flags['exp-name'] ?? `${spec.backbone.id}-${spec.backbone.preset}-${spec.method.id}-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
@@ -90,7 +98,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
         loss: flags.loss,
         prompt: flags.prompt as PromptMode,
         saveEvery: flags['save-every'],
-        lrSchedule: checkLrSchedule(flags['lr-schedule']),
+        lrSchedule: flags['lr-schedule'] === undefined ? undefined : checkLrSchedule(flags['lr-schedule']),
       },
       command: `peft ${process.argv.slice(2).join(' ')}`,
     };
@@ -112,14 +120,14 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
         request,
         runDir,
         {
+          onRecipe: (recipe) => this.log(describeRecipe(recipe)),
           onReady: ({ spec: sp, report, trainSize, valSize, dataRoot, runDir: dir }) => {
             this.log(`${sp.backbone.id} (${sp.backbone.preset}, ${sp.imageSize} px) + ${sp.method.id}: ${report.trainableParameters.toLocaleString('en')} trainable of ${report.totalParameters.toLocaleString('en')} parameters, ${report.sites.length} sites`);
             this.warnUndeclaredTrainable(report);
             this.log(`data: ${dataRoot} (${trainSize} train, ${valSize} validation), backend ${backend.active}, run ${dir}`);
-            if (!sp.checkpoint && !sp.adapter && flags.lr === Train.flags.lr.default && !flags.resume) {
-              // lr 1e-4 is the reference's, for a pretrained SAM; a random backbone barely moves at it
-              this.log('note: no --checkpoint, so the backbone starts from random weights; at the default --lr 1e-4 (for pretrained SAM) it learns slowly: --lr 1e-3 --lr-schedule cosine --steps 3000 reach disc Dice ~0.85 on the embedded data (docs/results.md)');
-            }
+            // a failed native build would otherwise only show as a 3-4x slower run
+            const notice = nativeOffNotice(nativeStatus(), backend.active);
+            if (notice) this.warnLine(notice);
           },
           onStep: (e) => {
             progress ??= new ProgressLine(e.totalSteps);

@@ -90,7 +90,8 @@ interface NativePackage {
   findOpenBlas(): string | undefined;
 }
 
-export type AddonLoad = { addon: NativeAddon; threads: number } | { addon?: undefined; reason: string; openblasInstalled: boolean };
+/** `packageFound`: the addon's package is there (built or not), so a missing addon is a failed or skipped build, not a choice. */
+export type AddonLoad = { addon: NativeAddon; threads: number } | { addon?: undefined; reason: string; openblasInstalled: boolean; packageFound: boolean };
 
 const require = createRequire(import.meta.url);
 const PACKAGE = '@peftjs/native';
@@ -150,9 +151,9 @@ export function loadAddon(): AddonLoad {
   try {
     pkg = nativePackage();
   } catch (err) {
-    return (loaded = { reason: `${PACKAGE} failed to load: ${firstLine(err)}`, openblasInstalled: false });
+    return (loaded = { reason: `${PACKAGE} failed to load: ${firstLine(err)}`, openblasInstalled: false, packageFound: true });
   }
-  if (!pkg) return (loaded = { reason: `${PACKAGE} is not installed (an optional dependency)`, openblasInstalled: false });
+  if (!pkg) return (loaded = { reason: `${PACKAGE} is not installed (an optional dependency)`, openblasInstalled: false, packageFound: false });
   const openblasInstalled = Boolean(pkg.findOpenBlas());
   try {
     const addon = pkg.load();
@@ -160,7 +161,7 @@ export function loadAddon(): AddonLoad {
     addon.setThreads(threads);
     loaded = { addon, threads };
   } catch (err) {
-    loaded = { reason: firstLine(err), openblasInstalled };
+    loaded = { reason: firstLine(err), openblasInstalled, packageFound: true };
   }
   return loaded;
 }

@@ -29,6 +29,8 @@ export interface NativeStatus {
   threads?: number;
   /** Whether OpenBLAS (libopenblas-dev) is on this machine, as far as the addon package can tell. */
   openblasInstalled?: boolean;
+  /** Whether the addon's package is installed (when it was looked for): off although true means its build failed or it does not load. */
+  packageFound?: boolean;
 }
 
 const SUPPORTED = ['wasm', 'cpu'];
@@ -85,7 +87,7 @@ export function registerNativeKernels(active: string = tf.getBackend()): NativeS
     return settle(active, { active: false, reason: `not used on the '${active}' backend (native kernels are for wasm and cpu)`, kernels: [] });
   }
   const load = loadAddon();
-  if (!load.addon) return settle(active, { active: false, reason: load.reason, kernels: [], openblasInstalled: load.openblasInstalled });
+  if (!load.addon) return settle(active, { active: false, reason: load.reason, kernels: [], openblasInstalled: load.openblasInstalled, packageFound: load.packageFound });
   if (active === 'wasm') {
     // the wasm extra kernels first (idempotent), so that they never replace ours later
     registerExtraKernels('wasm');

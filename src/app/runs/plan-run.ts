@@ -7,19 +7,24 @@ import type { Registry } from '../../core/registry/registry.js';
 import { PeftError } from '../../core/errors.js';
 import type { TrainOptions } from '../train/loop.js';
 import { defaultTrainingSetSize, describeRunLength, methodConfigForRun, trainingPreset, type MethodRequest, type RunLengthInfo } from './run-request.js';
+import { resolveRecipe, type ResolvedRecipe } from './recipe.js';
 
 export interface PlanRequest {
   backbone: { id: string; preset?: string; overrides?: Record<string, unknown> };
   method: MethodRequest;
   trainDecoder: boolean;
-  /** The run's batch, epochs and steps (as `peft train` takes them); epochs count over the embedded dataset. */
+  /** The run's batch, epochs and steps (as `peft train` takes them; unset: the recipe's); epochs count over the embedded dataset. */
   run: Pick<TrainOptions, 'batch' | 'epochs' | 'steps'>;
+  /** Whether the run would start from official weights (`--checkpoint`): it selects the recipe. */
+  fromCheckpoint?: boolean;
 }
 
 export interface Plan {
   backbone: { id: string; preset: string; imageSize: number };
   method: { id: string; config: Record<string, unknown>; /** keys the run's length set */ bound: Record<string, unknown> };
   run: RunLengthInfo;
+  /** The recipe the run would get (as `peft train` resolves it) and the settings it resolves to. */
+  recipe: ResolvedRecipe;
   /** The method's own account of its schedule over the run (`describeSchedule`), if it has one. */
   schedule: string[];
   report: ReturnType<PeftModel['report']>;
@@ -37,7 +42,9 @@ export function planRun(registry: Registry, request: PlanRequest): Plan {
   const backboneDef = registry.backbone(request.backbone.id);
   const preset = trainingPreset(backboneDef, request.backbone.preset);
   const methodDef = registry.method(request.method.id);
-  const length = describeRunLength(run, defaultTrainingSetSize(), 'the default dataset');
+  const recipe = resolveRecipe(backboneDef, request.fromCheckpoint ?? false, { steps: run.steps, epochs: run.epochs });
+  const fromRecipe = run.steps === undefined && run.epochs === undefined && recipe.options.steps !== undefined;
+  const length = describeRunLength({ batch: run.batch, ...recipe.options }, defaultTrainingSetSize(), 'the default dataset', fromRecipe ? `${recipe.recipe.source} from-scratch recipe` : undefined);
   const { config, bound } = methodConfigForRun(methodDef, request.method, length.totalSteps);
   const method = registry.createMethod(methodDef.id, config);
   const backbone = registry.createBackbone(backboneDef.id, preset, request.backbone.overrides ?? {});
@@ -51,6 +58,7 @@ export function planRun(registry: Registry, request: PlanRequest): Plan {
       backbone: { id: backboneDef.id, preset, imageSize: backbone.imageSize },
       method: { id: methodDef.id, config: method.config as Record<string, unknown>, bound },
       run: length,
+      recipe,
       schedule,
       report,
       siteParameters: report.sites.map((s) => method.parameterCount(s)),

@@ -7,6 +7,7 @@ import { bindMethodConfig, methodConfigFromFlags, type BoundMethodConfig, type M
 import { defaultSynthOptions } from '../data/synth-output.js';
 import { synthSplits } from '../data/synthetic-fundus.js';
 import { runLength, type TrainOptions } from '../train/loop.js';
+import type { LrSchedule } from '../train/lr-schedule.js';
 import type { RunSpec } from './run-spec.js';
 
 /** The preset a backbone gets when none is asked for: its CPU-sized `tiny` if it has one (trains in minutes), else its default. */
@@ -25,12 +26,20 @@ export interface MethodRequest {
 }
 
 /**
+ * A request's training options: the learning rate, its schedule and the
+ * run's length (steps, epochs) may be left unset, for the recipe to fill in
+ * (src/app/runs/recipe.ts: the backbone's from-scratch recipe without a
+ * checkpoint, the reference's with one).
+ */
+export type RequestOptions = Omit<TrainOptions, 'lr' | 'lrSchedule'> & { lr?: number; lrSchedule?: LrSchedule };
+
+/**
  * A new training run as asked for. Unlike the RunSpec that run.json records,
  * the preset may be left to the default, the method's config holds only what
- * the user set (the run fills in the rest), and the image and output sizes
- * default to the backbone's.
+ * the user set (the run fills in the rest), the image and output sizes
+ * default to the backbone's, and the rate, schedule and length to the recipe.
  */
-export interface RunRequest extends Omit<RunSpec, 'version' | 'createdAt' | 'backbone' | 'method' | 'trainDecoder' | 'imageSize' | 'outSize'> {
+export interface RunRequest extends Omit<RunSpec, 'version' | 'createdAt' | 'backbone' | 'method' | 'trainDecoder' | 'imageSize' | 'outSize' | 'options'> {
   version?: 1;
   createdAt?: string;
   backbone: { id: string; preset?: string; overrides?: Record<string, unknown> };
@@ -42,6 +51,7 @@ export interface RunRequest extends Omit<RunSpec, 'version' | 'createdAt' | 'bac
   imageSize?: number;
   /** Target (and metric) resolution; default: the mask decoder's output, image size / 4. */
   outSize?: number;
+  options: RequestOptions;
 }
 
 /** The training-set size of the embedded synthetic data (used without --data-path), known without generating it. */
@@ -56,10 +66,14 @@ export interface RunLengthInfo {
   from: string;
 }
 
-/** The run's length from its options and training-set size (`from` names the set in words). */
-export function describeRunLength(options: Pick<TrainOptions, 'batch' | 'epochs' | 'steps'>, trainSize: number, set: string): RunLengthInfo {
+/**
+ * The run's length from its options and training-set size (`from` names the
+ * set in words, and `stepsFrom` where the steps came from when not --steps:
+ * "mobile_sam's from-scratch recipe").
+ */
+export function describeRunLength(options: Pick<TrainOptions, 'batch' | 'epochs' | 'steps'>, trainSize: number, set: string, stepsFrom?: string): RunLengthInfo {
   const { stepsPerEpoch, totalSteps } = runLength(options, trainSize);
-  if (options.steps !== undefined) return { totalSteps, from: `--steps ${options.steps}` };
+  if (options.steps !== undefined) return { totalSteps, from: stepsFrom ?? `--steps ${options.steps}` };
   const epochs = options.epochs ?? 1;
   return { totalSteps, from: `${epochs} epoch${epochs === 1 ? '' : 's'} of ${stepsPerEpoch} steps (${trainSize} training samples of ${set}, batch ${options.batch})` };
 }

@@ -16,6 +16,7 @@ import type { PeftModel } from '../../core/peft/compose.js';
 import type { Dataset } from '../data/dataset.js';
 import { runLength, trainLoop, validateTrainOptions, type TrainCallbacks, type TrainSummary } from '../train/loop.js';
 import { defaultTrainingSetSize, methodConfigForRun, resolveOutSize, trainingPreset, type RunRequest } from './run-request.js';
+import { resolveRecipe, type ResolvedRecipe } from './recipe.js';
 import { buildBackbone, buildPeftModel, composeRun, openDatasets, readRunSpec, requireRunPlugins, RUN_FILE, writeRunSpec, type RunSpec } from './run-spec.js';
 import { requireAdapterPlugins, usedPlugins } from '../../core/plugins/require-plugins.js';
 
@@ -87,7 +88,7 @@ interface StartedRun {
  * set) and the method's config bound to it. A method config error is found
  * before any dataset is generated.
  */
-async function startRun(registry: Registry, request: RunRequest): Promise<StartedRun> {
+async function startRun(registry: Registry, request: RunRequest & { options: RunSpec['options'] }): Promise<StartedRun> {
   // an adapter of a plugin that is not loaded: name the plugin before anything is built
   if (request.adapter) requireAdapterPlugins(registry, request.adapter);
   const backboneDef = registry.backbone(request.backbone.id);
@@ -134,7 +135,11 @@ export async function trainRun(
   registry: Registry,
   request: RunRequest,
   runDir: string | ((spec: RunSpec) => string),
-  callbacks: TrainCallbacks & { onReady?(info: { spec: RunSpec; report: ReturnType<PeftModel['report']>; trainSize: number; valSize: number; dataRoot: string; runDir: string }): void } = {},
+  callbacks: TrainCallbacks & {
+    /** A new run's recipe, resolved before the model is built or any data generated (not called on resume: the run keeps its own settings). */
+    onRecipe?(recipe: ResolvedRecipe): void;
+    onReady?(info: { spec: RunSpec; report: ReturnType<PeftModel['report']>; trainSize: number; valSize: number; dataRoot: string; runDir: string }): void;
+  } = {},
   resume = false,
 ): Promise<RunSummaryFile> {
   let started: StartedRun;
@@ -147,10 +152,14 @@ export async function trainRun(
     requireRunPlugins(registry, dir, spec);
     started = { spec, peft: buildPeftModel(fittingRegistry(registry), spec) };
   } else {
-    validateTrainOptions(request.options);
+    // what the user left unset comes from the recipe: the backbone's from scratch, the reference's with a checkpoint
+    const recipe = resolveRecipe(registry.backbone(request.backbone.id), request.checkpoint !== undefined, request.options);
+    const options = { ...request.options, ...recipe.options };
+    validateTrainOptions(options);
     if (request.dataset.valPath && request.dataset.kind !== 'isic') throw new PeftError(`--val-path is for --dataset isic; --dataset ${request.dataset.kind} finds its validation split itself`);
     if (typeof runDir === 'string') checkRunDir(runDir, false);
-    started = await startRun(registry, request);
+    callbacks.onRecipe?.(recipe);
+    started = await startRun(registry, { ...request, options });
     dir = typeof runDir === 'string' ? runDir : runDir(started.spec);
   }
   const { spec, peft } = started;

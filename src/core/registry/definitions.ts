@@ -65,6 +65,14 @@ export interface MethodDefinition<C = any> {
   laws?(def: MethodDefinition<C>, options: MethodLawOptions): Law[];
 }
 
+/** How to train: Adam's learning rate, its schedule over the run, and the run's length in optimiser steps. */
+export interface TrainingRecipe {
+  lr: number;
+  /** `constant`, or `cosine` (decays to 0 at the last step). */
+  lrSchedule: 'constant' | 'cosine';
+  steps: number;
+}
+
 /** A backbone (model family) plugin. */
 export interface BackboneDefinition<C = any> {
   id: string;
@@ -84,6 +92,15 @@ export interface BackboneDefinition<C = any> {
   isDerivedCheckpointKey?(key: string): boolean;
   /** Which config key each common backbone flag sets (`{ 'image-size': 'img_size' }`); a flag not bound here is refused for this backbone. */
   flagKeys?: Partial<Record<BackboneFlag, string>>;
+  /**
+   * How `peft train` trains it when it starts from its own random
+   * initialisation (no `--checkpoint`): the settings for whichever of --lr,
+   * --lr-schedule and --steps/--epochs the user leaves unset (the built-ins'
+   * were measured on the embedded data at the `tiny` preset, docs/results.md).
+   * Without it, such a run gets the reference's settings for pretrained
+   * weights (Adam at a constant 1e-4, one epoch).
+   */
+  fromScratch?: TrainingRecipe;
 }
 
 export type { ParityKind };
