@@ -1,4 +1,5 @@
-// A one-line progress bar with ETA on a terminal; plain periodic lines otherwise.
+// A one-line progress bar with ETA on a terminal; plain periodic lines otherwise;
+// and durations as people read them.
 export class ProgressLine {
   private readonly start = performance.now();
   private lastPlain = 0;
@@ -37,9 +38,15 @@ function bar(f: number, width = 20): string {
   return `[${'='.repeat(n)}${' '.repeat(width - n)}]`;
 }
 
+/**
+ * Seconds for people: 42s, 3m05s, 1h07m. Rounded once to the unit shown, then
+ * split (rounding the parts separately printed 119.6 s as 1m60s).
+ */
 export function duration(s: number): string {
   if (!Number.isFinite(s)) return '--';
-  if (s < 60) return `${Math.round(s)}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.round((s % 3600) / 60)).padStart(2, '0')}m`;
+  const secs = Math.max(0, Math.round(s));
+  if (secs < 60) return `${secs}s`;
+  if (secs < 3600) return `${Math.floor(secs / 60)}m${String(secs % 60).padStart(2, '0')}s`;
+  const mins = Math.round(s / 60);
+  return `${Math.floor(mins / 60)}h${String(mins % 60).padStart(2, '0')}m`;
 }
