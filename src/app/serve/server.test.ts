@@ -56,7 +56,7 @@ function fakePredictor(label = 'fake'): Predictor & { embedded: FakeEmbedding[];
             probability[y * width + x] = inside ? 0.9 : 0.1;
           }
         }
-        return { probability, score: 0.9 - k * 0.1 };
+        return { probability, score: 0.9 - k * 0.1, ...(options?.multimask ? {} : { label: 'disc' }) };
       });
       return { width, height, masks, ms: 1 };
     },
@@ -172,9 +172,10 @@ describe('serve: the page and the API', () => {
     expect(m.bits).toEqual(expected);
     expect(r.masks[0].area).toBe(expected.reduce((s: number, v) => s + v, 0));
     expect(r.masks[0].score).toBeCloseTo(0.9, 6);
+    expect(r.masks[0].label).toBe('disc');
     const second = (await predict(a, { image: id, run: 0, points: [{ x: 10, y: 12, label: 1 }, { x: 30, y: 20, label: 0 }], multimask: true })).json();
     expect(second.timing).toMatchObject({ cached: true, encoderMs: 0 });
-    expect(second.masks.map((x: { score: number }) => x.score.toFixed(1))).toEqual(['0.9', '0.8', '0.7']);
+    expect(second.masks.map((x: { score: number; label: string | null }) => [x.score.toFixed(1), x.label])).toEqual([['0.9', null], ['0.8', null], ['0.7', null]]);
     expect(p.embedded).toHaveLength(1);
     expect(p.prompts[1]).toEqual({ points: [{ x: 10, y: 12, label: 1 }, { x: 30, y: 20, label: 0 }] });
     expect(stats()).toMatchObject({ encoderRuns: 1, decoderRuns: 2, cacheHits: 1, cacheSize: 1, images: 1 });

@@ -26,7 +26,7 @@ export interface ServedRun {
   /** Backbone and method, shown beside the label. */
   description?: string;
   predictor: Predictor;
-  /** Whether the head gives several candidate masks per prompt. */
+  /** Whether the head gives several candidate masks per prompt (the page offers the choice). */
   multimask: boolean;
   /** The images the run was scored on, with their ground truth. */
   testImages?: TestImageSource;
@@ -94,6 +94,12 @@ export interface ServeStats {
 }
 
 export const loopbackHosts = ['127.0.0.1', 'localhost', '[::1]', '::1'];
+
+/** Whether an address to listen on is loopback only (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase();
+  return loopbackHosts.includes(h) || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
 
 /** An error with the HTTP status it answers with. */
 export class HttpError extends Error {
@@ -307,7 +313,7 @@ export async function createServeApp(runs: ServedRun[], options: ServeAppOptions
     counters.decoderRuns++;
     const masks = prediction.masks.map((m) => {
       const bin = binaryMask(m.probability);
-      return { score: m.score, area: maskArea(bin), png: maskPngBase64(bin, prediction.width, prediction.height) };
+      return { label: m.label ?? null, score: m.score, area: maskArea(bin), png: maskPngBase64(bin, prediction.width, prediction.height) };
     });
     return {
       run: body.run,
@@ -432,8 +438,7 @@ export interface StartedServer {
 /** Listens on `host:port` (port 0: a free one). */
 export async function startServer(runs: ServedRun[], options: ServeAppOptions & { host?: string; port?: number } = {}): Promise<StartedServer> {
   const host = options.host ?? '127.0.0.1';
-  const loopback = loopbackHosts.includes(host.toLowerCase()) || /^127\./.test(host);
-  const allowedHosts = options.allowedHosts ?? (loopback ? [...loopbackHosts, host] : []);
+  const allowedHosts = options.allowedHosts ?? (isLoopback(host) ? [...loopbackHosts, host] : []);
   const { app, stats } = await createServeApp(runs, { ...options, allowedHosts });
   try {
     await app.listen({ host, port: options.port ?? 0 });

@@ -6,7 +6,8 @@
 //
 // For tests and scripts, the canvas carries data- attributes: state
 // (empty | loading | ready | predicting | error), image (id), run, mask-seq
-// (counts masks shown), mask-area (pixels of the mask shown).
+// (counts masks shown), mask-area (pixels of the mask shown), prompt (the
+// JSON prompt of the mask shown, in image pixels).
 
 const $ = (id) => document.getElementById(id);
 const canvas = $('canvas');
@@ -201,7 +202,8 @@ function updateControls() {
     ...state.masks.map((m, i) => {
       const o = document.createElement('option');
       o.value = String(i);
-      o.textContent = `#${i + 1} (predicted IoU ${state.result.masks[i].score.toFixed(2)})`;
+      const m = state.result.masks[i];
+      o.textContent = `${m.label ?? `candidate ${i + 1}`} (predicted IoU ${m.score.toFixed(2)})`;
       return o;
     }),
   );
@@ -224,9 +226,13 @@ function describeResult() {
   }
   const t = r.timing;
   const m = state.masks[state.shown];
-  let text = `${run.label}: mask of ${r.masks[state.shown].area} px, decoder ${fmtMs(t.decoderMs)}, ${t.cached ? 'image embedding cached' : `encoder ${fmtMs(t.encoderMs)}`}, answer in ${fmtMs(t.totalMs)}.`;
+  const shownLabel = r.masks[state.shown].label;
+  let text = `${run.label}: ${shownLabel ? `${shownLabel} ` : ''}mask of ${r.masks[state.shown].area} px, decoder ${fmtMs(t.decoderMs)}, ${t.cached ? 'image embedding cached' : `encoder ${fmtMs(t.encoderMs)}`}, answer in ${fmtMs(t.totalMs)}.`;
   if (m && state.truth.length) {
-    text += ` Dice vs ground truth: ${state.truth.map((g) => `${g.name} ${dice(m.bits, g.bits).toFixed(3)}`).join(', ')}.`;
+    // a class mask against its own structure; a candidate against each
+    const label = r.masks[state.shown].label;
+    const own = state.truth.filter((g) => g.name === label);
+    text += ` Dice vs ground truth: ${(own.length ? own : state.truth).map((g) => `${g.name} ${dice(m.bits, g.bits).toFixed(3)}`).join(', ')}.`;
   }
   $('status').textContent = text;
 }
@@ -275,6 +281,7 @@ async function predict() {
     state.shown = Math.min(state.shown, masks.length - 1);
     clearError();
     setState('ready');
+    canvas.dataset.prompt = JSON.stringify(box ? { points, box } : { points });
     canvas.dataset.maskArea = String(r.masks[state.shown].area);
     canvas.dataset.maskSeq = String(++state.maskSeq);
     updateControls();
@@ -474,7 +481,8 @@ $('download').addEventListener('click', () => {
   const a = document.createElement('a');
   const stem = state.image.name.replace(/\.[^.]*$/, '') || 'image';
   a.href = url;
-  a.download = `${stem}-mask-run${state.run}${state.masks.length > 1 ? `-${state.shown + 1}` : ''}.png`;
+  const which = state.result.masks[state.shown].label ?? (state.masks.length > 1 ? String(state.shown + 1) : '');
+  a.download = `${stem}-mask-run${state.run}${which ? `-${which.replace(/[^\w.-]+/g, '_')}` : ''}.png`;
   document.body.append(a);
   a.click();
   a.remove();
