@@ -241,28 +241,46 @@ describe('peft report CLI', () => {
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
   };
 
-  it('writes the report and prints the table', () => {
+  it('writes the report and prints the table; --samples 0: no pictures, nothing re-evaluated', () => {
     const out = join(root, 'report-cli');
-    const r = peft('report', ...runs, '--out', out);
+    const r = peft('report', ...runs, '--out', out, '--samples', '0');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^Baseline\s+Backbone\s+mode\s+DICE\s+mIoU\s+Memory/m);
     expect(r.stdout).toMatch(/MobileSAM\s+Tiny-ViT \(tiny\)\s+LoRA\s+0\.7200/);
     expect(r.stdout).toContain(join(out, 'index.html'));
+    expect(r.stdout).not.toContain('predictions:');
     expect(existsSync(join(out, 'dice.png'))).toBe(true);
+    expect(readFileSync(join(out, 'index.html'), 'utf8')).not.toContain('id="predictions"');
+  });
+
+  it('runs it cannot re-evaluate for the pictures (here: no checkpoint) are one warning and one line in the page each; the rest renders', () => {
+    const out = join(root, 'report-cli-pictures');
+    const r = peft('report', ...runs, '--out', out);
+    expect(r.code).toBe(0);
+    const warnings = r.stderr.trim().split('\n');
+    expect(warnings).toEqual(runs.map((d) => `peft: warning: no pictures of ${d} in the report: ${d}: no checkpoint 'best' (expected checkpoints/best or checkpoints/last)`));
+    expect(r.stdout).toMatch(/^predictions: 0 of 3 runs re-evaluated in \d+\.\d s$/m);
+    const html = readFileSync(join(out, 'index.html'), 'utf8');
+    expect(html.match(/<p class="skipped">/g)).toHaveLength(3);
+    expect(html).toContain('No run could be re-evaluated.');
+    expect(html.match(/<tr class="run/g)).toHaveLength(3);
+    expect(existsSync(join(out, 'pictures'))).toBe(false);
   });
 
   it('user errors: one line, exit 2', () => {
     const mine = join(root, 'cli-mine');
     mkdirSync(mine, { recursive: true });
     writeFileSync(join(mine, 'keep.txt'), 'x');
-    for (const args of [['report'], ['report', root], ['report', runs[0]!, '--out', mine], ['report', join(root, 'missing')]]) {
+    for (const args of [['report'], ['report', root], ['report', runs[0]!, '--out', mine], ['report', join(root, 'missing')], ['report', runs[0]!, '--samples=-2', '--out', join(root, 'cli-never')]]) {
       const r = peft(...args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
       expect(r.stderr).toMatch(/^peft: error: /);
     }
     expect(peft('report', root).stderr).toContain(`${join(root, 'run.json')}: not found`);
+    expect(peft('report', runs[0]!, '--samples=-2', '--out', join(root, 'cli-never')).stderr).toBe('peft: error: --samples must be a whole number of images (0 or more), got -2\n');
+    expect(existsSync(join(root, 'cli-never'))).toBe(false);
   });
 });
 

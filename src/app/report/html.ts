@@ -3,15 +3,11 @@
 // and are referenced by relative paths.
 import { allClasses, byDataset, DASH, fmtCount, fmtDuration, fmtMemory, fmtMetric, fmtTrainable, TABLE_COLUMNS } from './format.js';
 import type { ResultRow, RunRecord } from './types.js';
+import { galleryHtml } from './gallery-html.js';
+import type { GallerySection } from './gallery.js';
+import { escapeHtml, type PageImage } from './page-image.js';
 
-export interface PageImage {
-  src: string;
-  width: number;
-  height: number;
-  alt: string;
-  /** The SVG version, linked under the image. */
-  svg?: string;
-}
+export { escapeHtml, type PageImage };
 
 export interface PageInput {
   rows: ResultRow[];
@@ -20,10 +16,8 @@ export interface PageInput {
   loss: PageImage;
   dice: PageImage;
   perRun: { loss: PageImage; performance: PageImage }[];
-}
-
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  /** The Predictions section, when asked for. */
+  gallery?: GallerySection;
 }
 
 const e = escapeHtml;
@@ -91,6 +85,13 @@ figcaption{font-size:.8rem;color:#666}
 .run-pair{display:flex;flex-wrap:wrap;gap:1rem}
 details{margin:.3rem 0 1rem}code{font-size:.85rem}
 .note{color:#555;font-size:.9rem}
+.gallery-wrap{overflow-x:auto}table.gallery td{padding:.3rem;text-align:center}table.gallery th{text-align:center;font-size:.85rem}
+figure.pic figcaption{font-size:.8rem;color:#333;line-height:1.25;margin-top:.15rem}figure.pic img{border:1px solid #ddd}
+.dice{font-weight:bold;font-variant-numeric:tabular-nums}.per-class{color:#666;font-variant-numeric:tabular-nums}
+.worst{display:flex;flex-wrap:wrap;gap:1.2rem;margin-bottom:1rem}.pair{display:flex;gap:.3rem;padding:.3rem;border:1px solid #eee;border-radius:4px}.pair figure{text-align:center}
+h4{margin:1rem 0 .4rem;font-size:1rem}
+.swatch{display:inline-block;width:.8em;height:.8em;border:1px solid #888;vertical-align:middle;margin:0 .2em 0 .3em}.swatch.point{border-radius:50%;background:rgb(40,220,60);border-color:#141414}.swatch.point.neg{background:rgb(240,40,40)}
+p.skipped{margin:.3rem 0;font-size:.9rem}p.skipped .badge{background:#c9302c}
 `;
 
 /** The page. Runs appear in the order given; tables are grouped by dataset as in the seed ("REFUGE"). */
@@ -130,6 +131,7 @@ ${incomplete}
 <p class="note">DICE and mIoU: mean over classes of the final validation (hover a number for each class). Memory: peak resident set size of the training process. Trainable params: parameters the optimiser updated, with their share of the model.</p>
 <h2>Curve of loss and performance</h2>
 <div class="curves">${img(p.loss, 'main')}${img(p.dice, 'main')}</div>
+${galleryHtml(p.gallery)}
 <h2>Runs</h2>
 ${perRun}
 </body>

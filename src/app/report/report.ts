@@ -1,7 +1,8 @@
 // `peft report`: reads training run directories and writes the results page
 // (index.html), the overlaid curves (loss.svg/.png, dice.svg/.png), each run's
-// small loss and performance charts (runs/), and the table as results.json and
-// results.md.
+// small loss and performance charts (runs/), the table as results.json and
+// results.md, and, when asked, the Predictions section's pictures (pictures/:
+// every run re-evaluated on the same images, see gallery.ts).
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { diceChart, lossChart, runLossChart, runPerformanceChart, type ChartSpec, type Series } from './charts.js';
@@ -13,6 +14,7 @@ import { renderChart } from './render.js';
 import { DisplayNames, type DisplaySource } from './names.js';
 import { toRows } from './rows.js';
 import { PeftError } from '../../core/errors.js';
+import { buildGallery, checkGalleryOptions, type GalleryOptions, type GallerySection } from './gallery.js';
 import type { ResultRow, RunRecord } from './types.js';
 import { makeDir } from '../../core/io/make-dir.js';
 
@@ -25,6 +27,8 @@ export interface ReportOptions {
   now?: Date;
   /** The registered plugins, whose display names the table uses (a Registry); without it backbones and methods show their ids. */
   plugins?: DisplaySource;
+  /** The Predictions section (pictures of every run's predictions); absent or `samples: 0`: no section. */
+  gallery?: GalleryOptions;
 }
 
 export interface ReportResult {
@@ -32,6 +36,8 @@ export interface ReportResult {
   rows: ResultRow[];
   /** Files written, relative to `out`. */
   files: string[];
+  /** The Predictions section, when asked for. */
+  gallery?: GallerySection;
 }
 
 /** The results as `results.json` holds them. */
@@ -53,13 +59,15 @@ function slug(label: string, taken: Set<string>): string {
 /** Reads every run first (so a bad directory fails before anything is written), then writes the report. */
 export async function writeReport(dirs: string[], options: ReportOptions): Promise<ReportResult> {
   if (dirs.length === 0) throw new PeftError('give at least one training run directory');
+  const g = options.gallery;
+  if (g) checkGalleryOptions(g);
   const records: RunRecord[] = dirs.map(readRun);
   const rows = toRows(records, new DisplayNames(options.plugins));
   const generatedAt = (options.now ?? new Date()).toISOString();
   const { out } = options;
   const previous = prepareOutputDir(out, options.force ?? false);
   const files: string[] = [];
-  const write = (rel: string, data: string | Buffer) => {
+  const write = (rel: string, data: string | Uint8Array) => {
     const p = join(out, rel);
     makeDir(dirname(p));
     writeFileSync(p, data);
@@ -85,10 +93,12 @@ export async function writeReport(dirs: string[], options: ReportOptions): Promi
     });
   }
 
+  const gallery = g && g.samples > 0 ? await buildGallery(rows, g, write) : undefined;
+
   const results: ResultsFile = { version: 1, generatedAt, columns: [...TABLE_COLUMNS], runs: rows };
   write('results.json', `${JSON.stringify(results, null, 2)}\n`);
   write('results.md', resultsMarkdown(rows));
-  write('index.html', reportHtml({ rows, records, generatedAt, loss, dice, perRun }));
+  write('index.html', reportHtml({ rows, records, generatedAt, loss, dice, perRun, gallery }));
   finishOutputDir(out, files, previous, generatedAt);
-  return { out, rows, files };
+  return { out, rows, files, gallery };
 }
