@@ -15,11 +15,20 @@ describe('parseCsv', () => {
     expect(parseCsv('a,b\n"",x\n', 'y.csv')[1]!.fields).toEqual(['', 'x']);
   });
 
+  it('numbers each row by the line it starts on, across blank lines, CR line ends and multi-line fields', () => {
+    const rows = parseCsv('a,b\n\n\n"x\n\ny",1\r\n\r\n2,"p\rq"\r3,4', 'l.csv');
+    expect(rows.map((r) => r.fields)).toEqual([['a', 'b'], ['x\n\ny', '1'], ['2', 'p\rq'], ['3', '4']]);
+    expect(rows.map((r) => r.line)).toEqual([1, 4, 8, 10]);
+    expect(parseCsv('   \n,\n', 's.csv').map((r) => r.fields)).toEqual([['   '], ['', '']]);
+  });
+
   it('reports malformed input with the file and line', () => {
     expect(() => parseCsv('a,b\n1,"open\n', 'bad.csv')).toThrow(PeftError);
     expect(() => parseCsv('a,b\n1,"open\n', 'bad.csv')).toThrow(/^bad\.csv:2: malformed CSV \(unterminated/);
     expect(() => parseCsv('a,b\n1,"x"y\n', 'bad.csv')).toThrow(/^bad\.csv:2: malformed CSV \(text after a closing quote\)/);
     expect(() => parseCsv('a,b\nx"y,1\n', 'bad.csv')).toThrow(/bad\.csv:2: malformed CSV \(quote inside/);
+    expect(() => parseCsv('a,b\n\n\n1,"open\n\nmore', 'bad.csv')).toThrow(/^bad\.csv:4: malformed CSV \(unterminated/);
+    expect(() => parseCsv('a,b\n1,"x\n\nq"\n"\nx"y,1\n', 'bad.csv')).toThrow(/^bad\.csv:5: malformed CSV \(text after a closing quote\)/);
     expect(() => parseCsv('a\u0000b', 'bin.csv')).toThrow(/bin\.csv: not a CSV text file/);
   });
 });
