@@ -2,7 +2,7 @@
 // BI_RGB and BI_BITFIELDS, bottom-up or top-down). RLE compression is refused.
 // Every size is checked against the file before any pixel buffer is allocated.
 import { PeftError } from '../../core/errors.js';
-import { checkDimensions } from './image-header.js';
+import { checkDimensions } from './image-limits.js';
 
 export interface DecodedRgb {
   width: number;

@@ -20,6 +20,8 @@ describe('parseCsv', () => {
     expect(rows.map((r) => r.fields)).toEqual([['a', 'b'], ['x\n\ny', '1'], ['2', 'p\rq'], ['3', '4']]);
     expect(rows.map((r) => r.line)).toEqual([1, 4, 8, 10]);
     expect(parseCsv('   \n,\n', 's.csv').map((r) => r.fields)).toEqual([['   '], ['', '']]);
+    // a row of one quoted empty field is a row (RFC 4180), unlike a blank line
+    expect(parseCsv('a\n""\n\nb', 'q.csv').map((r) => [r.line, r.fields])).toEqual([[1, ['a']], [2, ['']], [4, ['b']]]);
   });
 
   it('reports malformed input with the file and line', () => {

@@ -7,6 +7,7 @@ import { readFile, rename, stat, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PeftError, errorReason } from '../../core/errors.js';
 import { augmentSample, augmentSchema, drawAugment, type AugmentInput, type AugmentOptions } from './augment.js';
+import type { ReadImageOptions } from './image-io.js';
 import { Rng } from './random.js';
 import { makeDir } from '../../core/io/make-dir.js';
 
@@ -44,6 +45,8 @@ export interface LoaderOptions {
   memoryCache?: boolean;
   /** Also keep them on disk in this folder, keyed by source files, sizes and mtimes. */
   cacheDir?: string;
+  /** How DICOM and TIFF images are read: grey-level window, frame (see `ReadImageOptions`). Masks are read without them. */
+  image?: ReadImageOptions;
 }
 
 /** What a loader produces for sample i before augmentation. */
@@ -64,6 +67,8 @@ export abstract class CachedDataset implements Dataset {
   protected readonly augment?: AugmentOptions;
   private readonly memory?: Map<number, RawSample>;
   private readonly cacheDir?: string;
+  /** What the loaders pass to `readImage` for the images (not the masks). */
+  protected readonly imageOptions: ReadImageOptions;
 
   constructor(
     protected readonly what: string,
@@ -78,6 +83,7 @@ export abstract class CachedDataset implements Dataset {
     }
     if (opts.memoryCache ?? true) this.memory = new Map();
     this.cacheDir = opts.cacheDir;
+    this.imageOptions = { ...opts.image };
   }
 
   abstract get length(): number;
@@ -118,6 +124,8 @@ export abstract class CachedDataset implements Dataset {
   private async diskKey(i: number): Promise<string> {
     const h = createHash('sha256');
     h.update(`v${diskCacheVersion} ${this.imageSize} ${this.outSize} ${this.channels.join(',')}\n`);
+    // only when set, so the keys of caches written before these options existed stay valid
+    if (this.imageOptions.window || this.imageOptions.frame !== undefined) h.update(`image ${JSON.stringify(this.imageOptions)}\n`);
     for (const f of this.sources(i)) {
       const st = await stat(f);
       h.update(`${f} ${st.size} ${st.mtimeMs}\n`);

@@ -1,41 +1,36 @@
 // Image format sniffing and header parsing, done BEFORE any decoding so that a
 // hostile or broken file is refused with a PeftError naming it, and no buffer
-// larger than the file's size can justify is ever allocated.
+// larger than the file's size can justify is ever allocated. DICOM and TIFF
+// headers are read by their own modules (`dicom.ts`, `tiff.ts`).
 import { PeftError } from '../../core/errors.js';
+import { readDicomHeader } from './dicom.js';
+import { checkDimensions } from './image-limits.js';
+import { readTiffHeader } from './tiff.js';
 
-export type ImageFormat = 'png' | 'jpeg' | 'bmp';
+export { checkDimensions, imageLimits } from './image-limits.js';
+
+export type ImageFormat = 'png' | 'jpeg' | 'bmp' | 'dicom' | 'tiff';
 
 export interface ImageHeader {
   format: ImageFormat;
   width: number;
   height: number;
+  /** Frames (DICOM) or pages (TIFF) the file holds; 1 for the other formats. `width`/`height` are the first one's. */
+  frames: number;
 }
 
-/** Limits applied to every decoded image. */
-export const imageLimits = {
-  /** Largest side in pixels. */
-  maxSide: 16384,
-  /** Largest pixel count (a 16k x 16k image). */
-  maxPixels: 16384 * 16384,
-  /** Largest file read from disk. */
-  maxFileBytes: 512 * 1024 * 1024,
-  /** Pixels any JPEG may have whatever its size (a 256x256 image). */
-  jpegFreePixels: 1 << 16,
-  /**
-   * Pixels a JPEG may declare per byte of file beyond that. Every 8x8 block
-   * costs at least one bit of entropy-coded data (a DC code), so no JPEG holds
-   * more than 512 pixels per byte; twice that is allowed.
-   */
-  jpegPixelsPerByte: 1024,
-  /** Deflate cannot expand more than ~1032:1; PNG raw data beyond that ratio cannot be present. */
-  deflateMaxRatio: 1032,
-} as const;
+/** What the readers take, for messages. */
+export const imageFormatNames = 'PNG, JPEG, BMP, DICOM or TIFF';
 
 /** The format from the file's magic bytes (never its name), or undefined. */
 export function sniffFormat(bytes: Uint8Array): ImageFormat | undefined {
   if (bytes.length >= 8 && bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47 && bytes[4] === 0x0d && bytes[5] === 0x0a && bytes[6] === 0x1a && bytes[7] === 0x0a) return 'png';
   if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg';
   if (bytes.length >= 2 && bytes[0] === 0x42 && bytes[1] === 0x4d) return 'bmp';
+  // DICOM Part 10: a 128-byte preamble, then "DICM"
+  if (bytes.length >= 132 && bytes[128] === 0x44 && bytes[129] === 0x49 && bytes[130] === 0x43 && bytes[131] === 0x4d) return 'dicom';
+  // TIFF: "II" + 42 little endian or "MM" + 42 big endian (43: BigTIFF, refused by the reader by name)
+  if (bytes.length >= 4 && ((bytes[0] === 0x49 && bytes[1] === 0x49 && (bytes[2] === 42 || bytes[2] === 43) && bytes[3] === 0) || (bytes[0] === 0x4d && bytes[1] === 0x4d && bytes[2] === 0 && (bytes[3] === 42 || bytes[3] === 43)))) return 'tiff';
   return undefined;
 }
 
@@ -44,16 +39,6 @@ export function describeStart(bytes: Uint8Array): string {
   const printable = head.every((b) => b === 9 || b === 10 || b === 13 || (b >= 32 && b < 127));
   if (printable && head.length) return `it starts with text ${JSON.stringify(String.fromCharCode(...head))}`;
   return head.length ? `it starts with bytes ${head.map((b) => b.toString(16).padStart(2, '0')).join(' ')}` : 'it is empty';
-}
-
-/** Refuses absurd dimensions. */
-export function checkDimensions(file: string, width: number, height: number): void {
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
-    throw new PeftError(`${file}: invalid image dimensions ${width}x${height}`);
-  }
-  if (width > imageLimits.maxSide || height > imageLimits.maxSide || width * height > imageLimits.maxPixels) {
-    throw new PeftError(`${file}: image dimensions ${width}x${height} exceed the limit of ${imageLimits.maxSide}x${imageLimits.maxSide}`);
-  }
 }
 
 function be32(b: Uint8Array, o: number): number {
@@ -66,10 +51,12 @@ function le32s(b: Uint8Array, o: number): number {
   return b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
 }
 
-/** Reads the dimensions from the header of a PNG, JPEG or BMP and checks them. */
+/** Reads the dimensions (and frame count) from the header of an image and checks them. */
 export function readImageHeader(bytes: Uint8Array, file: string): ImageHeader {
   const format = sniffFormat(bytes);
-  if (!format) throw new PeftError(`${file}: not a PNG, JPEG or BMP image (${describeStart(bytes)})`);
+  if (!format) throw new PeftError(`${file}: not a ${imageFormatNames} image (${describeStart(bytes)})`);
+  if (format === 'dicom') return { format, ...pick(readDicomHeader(bytes, file)) };
+  if (format === 'tiff') return { format, ...pick(readTiffHeader(bytes, file)) };
   let width: number;
   let height: number;
   if (format === 'png') {
@@ -92,8 +79,10 @@ export function readImageHeader(bytes: Uint8Array, file: string): ImageHeader {
     ({ width, height } = jpegFrameSize(bytes, file));
   }
   checkDimensions(file, width, height);
-  return { format, width, height };
+  return { format, width, height, frames: 1 };
 }
+
+const pick = (h: { width: number; height: number; frames: number }) => ({ width: h.width, height: h.height, frames: h.frames });
 
 /** Scans JPEG markers up to the frame header (SOFn) and returns its size. */
 function jpegFrameSize(b: Uint8Array, file: string): { width: number; height: number } {

@@ -140,7 +140,7 @@ describe('hostile images end in a PeftError naming the file', () => {
   });
 
   it('a text file named .png, an empty file', () => {
-    expectPeftError(() => decodeImage(new TextEncoder().encode('hello, world\n'), 'notes.png'), /notes\.png: not a PNG, JPEG or BMP image \(it starts with text/);
+    expectPeftError(() => decodeImage(new TextEncoder().encode('hello, world\n'), 'notes.png'), /notes\.png: not a PNG, JPEG, BMP, DICOM or TIFF image \(it starts with text/);
     expectPeftError(() => decodeImage(new Uint8Array(0), 'empty.png'), /empty\.png: .*empty/);
   });
 
@@ -158,7 +158,7 @@ describe('hostile images end in a PeftError naming the file', () => {
     new DataView(bmp.buffer).setInt32(18, 9000, true);
     new DataView(bmp.buffer).setInt32(22, 9000, true);
     expectPeftError(() => decodeImage(bmp, 'big.bmp'), /big\.bmp: truncated BMP/);
-    expect(readImageHeader(encodePng(img), 'ok.png')).toEqual({ format: 'png', width: 40, height: 30 });
+    expect(readImageHeader(encodePng(img), 'ok.png')).toEqual({ format: 'png', width: 40, height: 30, frames: 1 });
   });
 
   it('PNG image data larger or smaller than declared, bad CRC, bad zlib', () => {

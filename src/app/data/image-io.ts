@@ -1,14 +1,34 @@
 // Reading and writing images: JPEG (jpeg-js), PNG (fast-png, behind a strict
-// pre-pass) and BMP (own strict decoder), to RGB or grey 8-bit pixels. The
-// format comes from the magic bytes, never the file name. Every failure is a
-// PeftError naming the file; sizes are checked before anything is allocated.
+// pre-pass), BMP (own strict decoder), DICOM (dicom-parser) and TIFF (tiff,
+// behind a strict pre-pass), to RGB or grey 8-bit pixels. The format comes
+// from the magic bytes, never the file name. Every failure is a PeftError
+// naming the file; sizes are checked before anything is allocated. DICOM and
+// TIFF take `ReadImageOptions`: the grey-level window and the frame (page).
 import { readFile, stat } from 'node:fs/promises';
 import jpeg from 'jpeg-js';
 import { encode as fastPngEncode } from 'fast-png';
 import { PeftError, errorReason } from '../../core/errors.js';
 import { decodeBmp } from './bmp.js';
+import { decodeDicom, type FrameOptions } from './dicom.js';
 import { decodePng, type DecodedPixels } from './png.js';
 import { imageLimits, readImageHeader, type ImageHeader } from './image-header.js';
+import { decodeTiff } from './tiff.js';
+
+/**
+ * How DICOM and TIFF files are turned into 8-bit pixels (other formats ignore
+ * it): `window` ({center, width}, e.g. from `parseWindow('40,400')`) wins over
+ * the file's window and the min/max default; `frame` (1-based) picks a frame
+ * of a multi-frame DICOM or a page of a multi-page TIFF, which is required
+ * when there is more than one.
+ */
+export type ReadImageOptions = FrameOptions;
+
+/**
+ * File name extensions a folder's images may have (a loader looking for
+ * `<name>.<ext>` tries them in this order); what a file holds is told by its
+ * bytes all the same.
+ */
+export const imageFileExtensions: readonly string[] = ['.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.dcm', '.dicom'];
 
 export type ColorMode = 'rgb' | 'grey';
 
@@ -87,11 +107,13 @@ function decodeJpeg(bytes: Uint8Array, header: ImageHeader, file: string): Decod
 }
 
 /** Decodes an image held in memory. `file` names it in errors. */
-export function decodeImage(bytes: Uint8Array, file: string, mode: ColorMode = 'rgb'): Image8 {
+export function decodeImage(bytes: Uint8Array, file: string, mode: ColorMode = 'rgb', options: ReadImageOptions = {}): Image8 {
   const header = readImageHeader(bytes, file);
   let px: DecodedPixels;
   if (header.format === 'png') px = decodePng(bytes, file);
   else if (header.format === 'jpeg') px = decodeJpeg(bytes, header, file);
+  else if (header.format === 'dicom') px = decodeDicom(bytes, file, options);
+  else if (header.format === 'tiff') px = decodeTiff(bytes, file, options);
   else px = { ...decodeBmp(bytes, file), channels: 3 };
   return convert(px, mode);
 }
@@ -117,9 +139,9 @@ export async function readFileChecked(path: string, maxBytes: number = imageLimi
   }
 }
 
-/** Reads and decodes an image file. */
-export async function readImage(path: string, mode: ColorMode = 'rgb'): Promise<Image8> {
-  return decodeImage(await readFileChecked(path), path, mode);
+/** Reads and decodes an image file (PNG, JPEG, BMP, DICOM or TIFF, told apart by their bytes). */
+export async function readImage(path: string, mode: ColorMode = 'rgb', options: ReadImageOptions = {}): Promise<Image8> {
+  return decodeImage(await readFileChecked(path), path, mode, options);
 }
 
 /** Encodes 8-bit grey or RGB pixels as PNG. */

@@ -73,6 +73,6 @@ describe('ISIC loader', () => {
     // a CSV pointing at a text file named .png decodes to a clear error on first use
     writeFileSync(join(root, 'fake.png'), 'text');
     const ds = await openIsic(csv('fake.csv', 'img,seg\nISBI2016_ISIC_Part1_Training_Data/ISIC_0000000.jpg,fake.png\n'));
-    await expect(ds.get(0)).rejects.toThrow(/fake\.png: not a PNG, JPEG or BMP image/);
+    await expect(ds.get(0)).rejects.toThrow(/fake\.png: not a PNG, JPEG, BMP, DICOM or TIFF image/);
   });
 });

@@ -99,7 +99,7 @@ export class IsicDataset extends CachedDataset {
 
   protected async load(i: number): Promise<RawSample> {
     const e = this.entries[i]!;
-    const img = await readImage(e.image, 'rgb');
+    const img = await readImage(e.image, 'rgb', this.imageOptions);
     const image = toBytes(resizeBilinear(img.data, img.width, img.height, 3, this.imageSize, this.imageSize));
     const target = binarisedMask(await readImage(e.mask, 'grey'), this.imageSize, this.outSize);
     return { name: e.name, image, target };

@@ -8,7 +8,7 @@
 import { decode as fastPngDecode, convertIndexedToRgb } from 'fast-png';
 import { Unzlib } from 'fflate';
 import { PeftError } from '../../core/errors.js';
-import { checkDimensions, imageLimits } from './image-header.js';
+import { checkDimensions, imageLimits } from './image-limits.js';
 
 export interface DecodedPixels {
   width: number;

@@ -137,7 +137,7 @@ describe('REFUGE loader', () => {
     cpSync(data, bad, { recursive: true });
     writeFileSync(join(bad, 'Training-400/S0003/S0003_seg_cup_2.png'), 'oops');
     const ds = await openRefuge(bad, { imageSize: 32, outSize: 16 });
-    await expect(ds.get(2)).rejects.toThrow(/S0003_seg_cup_2\.png: not a PNG, JPEG or BMP image/);
+    await expect(ds.get(2)).rejects.toThrow(/S0003_seg_cup_2\.png: not a PNG, JPEG, BMP, DICOM or TIFF image/);
     await expect(ds.get(4)).rejects.toThrow(/sample index 4 out of range/);
   });
 });

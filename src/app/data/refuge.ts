@@ -1,5 +1,7 @@
 // The REFUGE (multi-rater) layout, as Medical-SAM-Adapter reads it:
 //   <root>/<Training-400|Validation-400|Test-400>/<name>/<name>.jpg
+//   (or .jpeg, .png, .bmp, .tif, .tiff, .dcm, .dicom: DICOM and TIFF are read as
+//   `image-io.ts` says, with the dataset's `image` options)
 //   <root>/<split>/<name>/<name>_seg_cup_{1..7}.png, <name>_seg_disc_{1..7}.png
 // Target channels (cup, disc): the mean over the 7 raters of each rater's
 // binarised mask (see `mask-target.ts`). Samples are sorted by name. A sample
@@ -8,7 +10,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PeftError } from '../../core/errors.js';
 import { CachedDataset, toBytes, type LoaderOptions, type RawSample } from './dataset.js';
-import { readImage } from './image-io.js';
+import { imageFileExtensions, readImage } from './image-io.js';
 import { interleave, raterMean } from './mask-target.js';
 import { resizeBilinear } from './resize.js';
 
@@ -16,7 +18,6 @@ export const refugeSplits = { train: 'Training-400', val: 'Validation-400', test
 export type RefugeSplit = keyof typeof refugeSplits;
 export const refugeRaters = 7;
 export const refugeChannels = ['cup', 'disc'];
-const imageExtensions = ['.jpg', '.jpeg', '.png', '.bmp'];
 
 export interface RefugeOptions extends LoaderOptions {
   /** train (Training-400), val (Validation-400) or test (Test-400), or a folder name. Default train. */
@@ -81,7 +82,7 @@ export async function scanRefuge(splitDir: string): Promise<RefugeEntry[]> {
   for (const name of names) {
     const dir = join(splitDir, name);
     let image: string | undefined;
-    for (const ext of imageExtensions) {
+    for (const ext of imageFileExtensions) {
       if (await isFile(join(dir, name + ext))) {
         image = join(dir, name + ext);
         break;
@@ -119,7 +120,7 @@ export class RefugeDataset extends CachedDataset {
 
   protected async load(i: number): Promise<RawSample> {
     const e = this.entries[i]!;
-    const img = await readImage(e.image, 'rgb');
+    const img = await readImage(e.image, 'rgb', this.imageOptions);
     const image = toBytes(resizeBilinear(img.data, img.width, img.height, 3, this.imageSize, this.imageSize));
     const cup = raterMean(await Promise.all(e.cup.map((f) => readImage(f, 'grey'))), this.imageSize, this.outSize);
     const disc = raterMean(await Promise.all(e.disc.map((f) => readImage(f, 'grey'))), this.imageSize, this.outSize);
