@@ -11,7 +11,7 @@ import { PeftError, errorReason } from '../../core/errors.js';
 import { decodeBmp } from './bmp.js';
 import { decodeDicom, type FrameOptions } from './dicom.js';
 import { decodePng, type DecodedPixels } from './png.js';
-import { imageLimits, readImageHeader, type ImageHeader } from './image-header.js';
+import { imageLimits, readImageHeader, sniffFormat, type ImageHeader } from './image-header.js';
 import { decodeTiff } from './tiff.js';
 
 /**
@@ -108,12 +108,14 @@ function decodeJpeg(bytes: Uint8Array, header: ImageHeader, file: string): Decod
 
 /** Decodes an image held in memory. `file` names it in errors. */
 export function decodeImage(bytes: Uint8Array, file: string, mode: ColorMode = 'rgb', options: ReadImageOptions = {}): Image8 {
+  // DICOM and TIFF readers check their own headers first (parsing them once, not twice)
+  const format = sniffFormat(bytes);
+  if (format === 'dicom') return convert(decodeDicom(bytes, file, options), mode);
+  if (format === 'tiff') return convert(decodeTiff(bytes, file, options), mode);
   const header = readImageHeader(bytes, file);
   let px: DecodedPixels;
   if (header.format === 'png') px = decodePng(bytes, file);
   else if (header.format === 'jpeg') px = decodeJpeg(bytes, header, file);
-  else if (header.format === 'dicom') px = decodeDicom(bytes, file, options);
-  else if (header.format === 'tiff') px = decodeTiff(bytes, file, options);
   else px = { ...decodeBmp(bytes, file), channels: 3 };
   return convert(px, mode);
 }
