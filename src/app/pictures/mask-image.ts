@@ -6,6 +6,9 @@ import type { Image8 } from '../data/image-io.js';
 
 export type Rgb = readonly [number, number, number];
 
+/** Colours of prompt marks: a positive click (and a box) green, a negative click red. */
+export const PROMPT_COLOURS: { readonly positive: Rgb; readonly negative: Rgb } = { positive: [40, 220, 60], negative: [240, 40, 40] };
+
 export interface MaskLayer {
   /** `width * height`, non-zero inside the mask. */
   mask: Uint8Array;
