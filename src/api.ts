@@ -9,6 +9,9 @@ export { z } from 'zod';
 /** fast-check, for a plugin's own laws (`MethodDefinition.laws`): the host's copy, as with tf and z. */
 export { default as fc } from 'fast-check';
 export * from './core/errors.js';
+export * from './core/text.js';
+export * from './core/patterns.js';
+export * from './core/io/read-regular-file.js';
 export * from './app/backend.js';
 export * from './core/nn/index.js';
 export * from './core/nn/interpolate.js';
