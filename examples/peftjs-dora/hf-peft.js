@@ -127,7 +127,7 @@ export function createDoraHfPeft(peftjs, DoraLinear) {
         let b = adapter.float32(`${path}.lora_B.weight`, bParam.shape, `lora_B of '${path}'`);
         const m = adapter.float32(`${path}.lora_magnitude_vector`, mParam.shape, `DoRA magnitude of '${path}'`);
         // PEFT's scaling of this module (alpha_pattern may change it) against the layer's: s B is what DoRA uses, so the ratio goes into B
-        const moduleAlpha = patternValue(adapter.config.alpha_pattern, path) ?? alpha;
+        const moduleAlpha = patternValue(adapter.config.alpha_pattern, path, `${adapter.configPath}: 'alpha_pattern'`) ?? alpha;
         if (typeof moduleAlpha !== 'number') adapter.fail(`'alpha_pattern' gives '${path}' a non-number`);
         const ratio = moduleAlpha / aParam.shape[0] / l.scaling;
         if (Math.abs(ratio - 1) > 1e-12) b = b.map((v) => v * ratio);

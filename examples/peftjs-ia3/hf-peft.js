@@ -20,7 +20,7 @@
  * @returns {import('peftjs').HfPeftCodec}
  */
 export function createIa3HfPeft(peftjs, Ia3Linear) {
-  const { PeftError, hfTensor, siteTargets, toFloat32 } = peftjs;
+  const { PeftError, compileUntrustedPattern, hfTensor, siteTargets, toFloat32 } = peftjs;
 
   /** @param {import('peftjs').Module} model */
   const ia3Layers = (model) => [...model.namedModules()].filter(([, m]) => m instanceof Ia3Linear);
@@ -32,13 +32,8 @@ export function createIa3HfPeft(peftjs, Ia3Linear) {
   const isFeedforward = (adapter, path) => {
     const ff = adapter.config.feedforward_modules;
     if (ff === undefined || ff === null) return false;
-    if (typeof ff === 'string') {
-      try {
-        return new RegExp(`^(?:${ff})$`).test(path);
-      } catch (err) {
-        adapter.fail(`'feedforward_modules' ${JSON.stringify(ff)} is not a regular expression JavaScript reads (${err.message})`);
-      }
-    }
+    // a pattern from a file: the host's linear-time engine, never RegExp (a malformed one names the file and key)
+    if (typeof ff === 'string') return compileUntrustedPattern(ff, `${adapter.configPath}: 'feedforward_modules'`).fullMatch(path);
     if (!Array.isArray(ff) || !ff.every((f) => typeof f === 'string')) adapter.fail("'feedforward_modules' must be a list of module names or a regular expression");
     return ff.some((f) => path.endsWith(f));
   };

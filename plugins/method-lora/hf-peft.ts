@@ -199,7 +199,7 @@ export const loraHfPeft: HfPeftCodec<LoraConfig> = {
     const odd = found.find((f) => f.unit !== unit);
     if (odd) {
       const same = found.find((f) => f.unit === unit)!;
-      const from = patternValue(adapter.config.rank_pattern as Record<string, number> | null, odd.site.path) !== undefined ? ' (rank_pattern)' : '';
+      const from = patternValue(adapter.config.rank_pattern as Record<string, number> | null, odd.site.path, `${adapter.configPath}: 'rank_pattern'`) !== undefined ? ' (rank_pattern)' : '';
       adapter.fail(
         `per-module ranks cannot be represented: '${odd.site.path}' has rank ${odd.rank}${odd.groups ? ` (${odd.rank / odd.unit} groups of ${odd.unit})` : ''}${from} but '${same.site.path}' has ${same.groups ? `${unit} per group` : `rank ${unit}`}; peftjs's lora has one rank r for every layer (a grouped layer: r per group)${odd.why ? `; as grouped LoRA: ${odd.why}` : ''}`,
       );
@@ -232,7 +232,7 @@ export const loraHfPeft: HfPeftCodec<LoraConfig> = {
         b = adapter.float32(`${path}.lora_B.weight`, bParam.shape, `lora_B of '${path}'`);
       }
       // PEFT's scaling of this module (its rank is lora_A's rows) against the layer's: the ratio goes into B
-      const moduleAlpha = patternValue(alphaPattern, path) ?? alpha;
+      const moduleAlpha = patternValue(alphaPattern, path, `${adapter.configPath}: 'alpha_pattern'`) ?? alpha;
       if (typeof moduleAlpha !== 'number') adapter.fail(`'alpha_pattern' gives '${path}' a non-number`);
       const ratio = (rslora ? moduleAlpha / Math.sqrt(rank) : moduleAlpha / rank) / l.scaling;
       if (Math.abs(ratio - 1) > 1e-12) b = b.map((v) => v * ratio);

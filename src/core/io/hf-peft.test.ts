@@ -341,7 +341,7 @@ describe("PEFT's module selection (check_target_module_exists)", () => {
     expect(sel({ target_modules: ['kv'] })).toEqual([]); // a suffix after '.', not any suffix
     expect(sel({ target_modules: 'image_encoder\\.blocks\\.\\d\\.attn\\.qkv' })).toEqual([paths[0], paths[2]]);
     expect(sel({ target_modules: 'all-linear' })).toEqual(paths);
-    expect(() => sel({ target_modules: '(' })).toThrow(/'target_modules': "\(" is not a regular expression JavaScript reads/);
+    expect(() => sel({ target_modules: '(' })).toThrow(/'target_modules': '\(' is not a pattern peftjs reads \(missing closing \)/);
   });
 
   it('exclude_modules and modules_to_save take modules out', () => {

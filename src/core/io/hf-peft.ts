@@ -16,9 +16,11 @@
 // own rules (target_modules, exclude_modules, layers_to_transform,
 // layers_pattern), checks every tensor, and only then assigns any.
 import * as tf from '@tensorflow/tfjs';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PeftError } from '../errors.js';
+import { compileUntrustedPattern, escapePattern } from '../patterns.js';
+import { briefValue } from '../text.js';
 import type { Module } from '../nn/module.js';
 import type { Parameter } from '../nn/parameter.js';
 import type { InjectionSite, LinearSite } from '../peft/injection-site.js';
@@ -26,6 +28,7 @@ import type { LayerInjector } from '../peft/layer-injector.js';
 import { provenanceMetadata } from '../registry/provenance.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_FORMAT, ADAPTER_WEIGHTS_FILE, loadAdapter, readAdapterConfig, type AdapterTarget } from './adapter-files.js';
 import { writeFileAtomic } from './atomic.js';
+import { readRegularTextFile } from './read-regular-file.js';
 import type { HfPeftAdapter, HfPeftCodec, HfPeftMethod, HfPeftMethods } from './hf-peft-codec.js';
 import { readSafetensors, serializeSafetensors, toFloat32, type RawTensor, type TensorToWrite } from './safetensors.js';
 
@@ -49,7 +52,7 @@ function knownTypes(methods: readonly HfPeftMethod[]): string {
   return by.size ? [...by].map(([t, ids]) => `${t} (${ids.join(', ')})`).join(', ') : 'none';
 }
 
-const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const esc = escapePattern;
 
 /**
  * Whether `value` can be written as `base_model_name_or_path`: a Hugging Face
@@ -77,34 +80,22 @@ export function patternKey(path: string): string {
 /**
  * PEFT's pattern lookup (`get_pattern_key`): the value of the first key `k`
  * for which `(.*\.)?k$` matches the module path, else the value under the
- * path itself, else undefined.
+ * path itself, else undefined. Keys are read from files: they are compiled
+ * by the linear-time engine (core/patterns.ts), and a malformed one is a
+ * PeftError naming `where` (the file and the key, e.g. `<file>: 'alpha_pattern'`).
  */
-export function patternValue<T>(pattern: Readonly<Record<string, T>> | null | undefined, path: string): T | undefined {
-  if (!pattern || typeof pattern !== 'object') return undefined;
+export function patternValue<T>(pattern: Readonly<Record<string, T>> | null | undefined, path: string, where = 'pattern'): T | undefined {
+  if (pattern === null || pattern === undefined) return undefined;
+  if (typeof pattern !== 'object' || Array.isArray(pattern)) throw new PeftError(`${where}: must be an object of module-name patterns, got ${briefValue(pattern)}`);
   for (const [key, v] of Object.entries(pattern)) {
-    let re: RegExp;
-    try {
-      re = new RegExp(`^(.*\\.)?(${key})$`);
-    } catch {
-      continue;
-    }
-    if (re.test(path)) return v;
+    if (compileUntrustedPattern(key, `${where} key`, { wrap: (k) => `^(.*\\.)?(${k})$` }).test(path)) return v;
   }
   return Object.prototype.hasOwnProperty.call(pattern, path) ? pattern[path] : undefined;
 }
 
-/** A RegExp from a config's pattern; a bad one is a PeftError naming `what`. */
-function regex(source: string, pattern: string, what: string): RegExp {
-  try {
-    return new RegExp(source);
-  } catch (err) {
-    throw new PeftError(`${what}: ${JSON.stringify(pattern)} is not a regular expression JavaScript reads (${(err as Error).message})`);
-  }
-}
-
-/** Python's `re.fullmatch(pattern, text)`. */
+/** Python's `re.fullmatch(pattern, text)`, with the linear-time engine; a bad pattern is a PeftError naming `what`. */
 function fullMatch(pattern: string, text: string, what: string): boolean {
-  return regex(`^(?:${pattern})$`, pattern, what).test(text);
+  return compileUntrustedPattern(pattern, what).fullMatch(text);
 }
 
 function names(v: unknown, key: string, where: string): string[] | string | null {
@@ -140,12 +131,16 @@ export function peftSelectedModules(config: Readonly<Record<string, unknown>>, p
     throw new PeftError(`${where}: 'layers_to_transform'/'layers_pattern' cannot be used when 'target_modules' is a regular expression (PEFT refuses this config too)`);
   }
   if (patterns.length && !usingLayers) throw new PeftError(`${where}: 'layers_pattern' needs 'layers_to_transform' (PEFT refuses this config too)`);
-  const layerRes = patterns.length ? patterns.map((p) => regex(`^.*?\\.${p}\\.(\\d+)\\.`, p, `${where}: 'layers_pattern'`)) : [/^.*?\.[^.]*\.(\d+)\./];
-  const savedRes = (toSave === null ? [] : typeof toSave === 'string' ? [toSave] : toSave).map((m) => regex(`^(.*\\.)?${m}($|\\.)`, m, `${where}: 'modules_to_save'`));
+  const layerRes = patterns.length
+    ? patterns.map((p) => compileUntrustedPattern(p, `${where}: 'layers_pattern'`, { wrap: (q) => `^.*?\\.${q}\\.(\\d+)\\.` }))
+    : [compileUntrustedPattern('[^.]*', 'layers', { wrap: (q) => `^.*?\\.${q}\\.(\\d+)\\.` })];
+  const savedRes = (toSave === null ? [] : typeof toSave === 'string' ? [toSave] : toSave).map((m) =>
+    compileUntrustedPattern(m, `${where}: 'modules_to_save'`, { wrap: (q) => `^(.*\\.)?${q}($|\\.)` }),
+  );
   const layerOf = (path: string): number | undefined => {
     for (const re of layerRes) {
       const m = re.exec(path);
-      if (m) return Number(m[1]);
+      if (m) return Number(m[m.length - 1]);
     }
     return undefined;
   };
@@ -290,9 +285,10 @@ export async function exportHfPeft(dir: string, source: HfPeftSource, methods: H
 
 function readJsonObject(path: string): Record<string, unknown> {
   if (!existsSync(path)) throw new PeftError(`${path}: no adapter here (file not found)`);
+  const text = readRegularTextFile(path, 'json');
   let j: unknown;
   try {
-    j = JSON.parse(readFileSync(path, 'utf8'));
+    j = JSON.parse(text);
   } catch (err) {
     throw new PeftError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
   }
