@@ -51,6 +51,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     augment: Flags.boolean({ description: 'seeded flips, small affine and colour jitter on training images', default: false }),
     'freeze-decoder': Flags.boolean({ description: 'train only the method parameters, not the mask decoder (default: train it, or, with --adapter, as the adapter did); --no-freeze-decoder trains it', allowNo: true }),
     'save-every': Flags.integer({ description: 'also write the last checkpoint every n steps', default: 0 }),
+    vis: Flags.integer({ description: 'every N validation batches, write a panel (image | ground truth | prediction per class, with Dice) to <run>/vis/epoch-<e>-batch-<b>.png, as Medical-SAM-Adapter\'s -vis' }),
     resume: Flags.boolean({ description: 'continue the run in --out/--exp-name from its last checkpoint' }),
   };
 
@@ -98,6 +99,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
         loss: flags.loss,
         prompt: flags.prompt as PromptMode,
         saveEvery: flags['save-every'],
+        vis: flags.vis,
         lrSchedule: flags['lr-schedule'] === undefined ? undefined : checkLrSchedule(flags['lr-schedule']),
       },
       command: `peft ${process.argv.slice(2).join(' ')}`,

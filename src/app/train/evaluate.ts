@@ -4,17 +4,30 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Dataset, Sample } from '../data/dataset.js';
 import { Rng } from '../data/random.js';
+import type { Prompts } from '../../core/peft/backbone.js';
 import type { PeftModel } from '../../core/peft/compose.js';
 import { createLoss } from './losses.js';
 import { SegmentationMeter } from './metrics.js';
 import { buildPrompts, disposePrompts, type PromptMode } from './prompts.js';
 import { makeBatch, predictLogits } from './step.js';
 
+/** One evaluated batch, as the model saw it; the tensors are disposed when the hook returns. */
+export interface EvalBatch {
+  /** 0 for the first batch. */
+  index: number;
+  samples: Sample[];
+  prompts: Prompts;
+  /** `[B, outSize, outSize, classes]` mask logits. */
+  logits: tf.Tensor4D;
+}
+
 export interface EvalOptions {
   batch: number;
   prompt: PromptMode;
   seed: number;
   loss?: string;
+  /** Called after each batch is scored (the training run's `--vis` panels). */
+  onBatch?(batch: EvalBatch): void | Promise<void>;
 }
 
 export interface EvalResult {
@@ -48,6 +61,7 @@ export async function evaluate(peft: PeftModel, data: Dataset, options: EvalOpti
         loss.dispose();
         batches++;
         await meter.add(logits, batch.targets);
+        await options.onBatch?.({ index: at / options.batch, samples, prompts, logits });
       } finally {
         logits.dispose();
       }

@@ -13,6 +13,7 @@ import { evaluate, type EvalResult } from './evaluate.js';
 import { createLoss } from './losses.js';
 import { checkLrSchedule, lrAt, type LrSchedule } from './lr-schedule.js';
 import { MemoryMeter } from './memory-meter.js';
+import { visBatchWriter } from '../pictures/vis.js';
 import { buildPrompts, disposePrompts, type PromptMode } from './prompts.js';
 import { RunLog } from './run-log.js';
 import { makeBatch, trainStep } from './step.js';
@@ -33,6 +34,8 @@ export interface TrainOptions {
   saveEvery?: number;
   /** How the learning rate changes over the run (default constant, the reference's). */
   lrSchedule?: LrSchedule;
+  /** Every N validation batches, write a panel (image | truth | prediction per class, with Dice) into `<run>/vis/` (absent: none). */
+  vis?: number;
 }
 
 export interface StepEvent {
@@ -102,6 +105,7 @@ export function validateTrainOptions(options: TrainOptions): void {
   int(options.steps, '--steps', 1);
   int(options.valEvery, '--val-every', 0);
   int(options.saveEvery, '--save-every', 0);
+  int(options.vis, '--vis', 1);
   if (options.lrSchedule !== undefined) checkLrSchedule(options.lrSchedule);
   if (!Number.isSafeInteger(options.seed)) throw new PeftError(`--seed must be an integer between ${Number.MIN_SAFE_INTEGER} and ${Number.MAX_SAFE_INTEGER}, got ${options.seed}`);
 }
@@ -150,9 +154,10 @@ export async function trainLoop(
     throw err;
   }
   const save = async (dir: string, s: TrainerState) => saveTrainingCheckpoint(join(runDir, dir), peft, adam, { ...s, logBytes: log.size() });
-  const validate = async (): Promise<EvalResult | undefined> => {
+  const validate = async (epoch: number): Promise<EvalResult | undefined> => {
     const set = data.val ?? train;
-    return evaluate(peft, set, { batch: options.batch, prompt: options.prompt, seed: options.seed });
+    const vis = options.vis ? visBatchWriter({ dir: join(runDir, 'vis'), every: options.vis, epoch, classes: set.channels }) : undefined;
+    return evaluate(peft, set, { batch: options.batch, prompt: options.prompt, seed: options.seed, onBatch: vis?.onBatch });
   };
   let lastDice: number | undefined;
   let final: EvalResult | undefined = state.final;
@@ -164,7 +169,7 @@ export async function trainLoop(
     const isLast = state.step >= totalSteps;
     if ((options.valEvery > 0 && state.epoch % options.valEvery === 0) || isLast) {
       peft.model.eval();
-      const r = await validate();
+      const r = await validate(state.epoch);
       peft.model.train();
       if (r) {
         const d = meanDice(r);
