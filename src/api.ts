@@ -46,4 +46,6 @@ export * from './app/data/index.js';
 export * from './app/train/prompts.js';
 export * from './app/train/losses.js';
 export * from './app/train/metrics.js';
+/** Inference with a trained model: `openPredictor`, the `Predictor` contract, `peft predict`'s `predictImages`. */
+export * from './app/predict/index.js';
 export * from './accel/kernels/index.js';

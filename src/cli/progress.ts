@@ -8,6 +8,8 @@ export class ProgressLine {
   constructor(
     private readonly total: number,
     private readonly out: NodeJS.WriteStream = process.stderr,
+    /** What is counted: `step 3/10`, `image 3/10`. */
+    private readonly unit = 'step',
   ) {
     this.tty = Boolean(out.isTTY);
   }
@@ -15,7 +17,7 @@ export class ProgressLine {
   update(done: number, fields: Record<string, string>): void {
     const elapsed = (performance.now() - this.start) / 1000;
     const eta = done > 0 ? (elapsed / done) * (this.total - done) : NaN;
-    const text = `step ${done}/${this.total} ${bar(done / this.total)} ${Object.entries(fields).map(([k, v]) => `${k} ${v}`).join('  ')}  ETA ${duration(eta)}`;
+    const text = `${this.unit} ${done}/${this.total} ${bar(done / this.total)} ${Object.entries(fields).map(([k, v]) => `${k} ${v}`).join('  ')}  ETA ${duration(eta)}`;
     if (this.tty) this.out.write(`\r\x1b[2K${text}`);
     else if (done === this.total || performance.now() - this.lastPlain > 10_000 || done === 1) {
       this.lastPlain = performance.now();
