@@ -285,7 +285,8 @@ describe('peft predict end to end', () => {
 
     // the same through the exported Hugging Face PEFT adapter, on the run's base weights: identical masks
     expect(peft(['export', '--run', 'runs/r', '--format', 'hf-peft', '--out', 'hf'], cwd).status).toBe(0);
-    const viaRun = peft(['predict', '--run', 'runs/r', 'data/Test-400/*/*.jpg', '--point', '31,30', '--out', 'p-run'], cwd);
+    // a flag's value before the images: --point takes one value, the images stay images
+    const viaRun = peft(['predict', '--run', 'runs/r', '--point', '31,30', 'data/Test-400/*/*.jpg', '--out', 'p-run'], cwd);
     const viaHf = peft(['predict', '--adapter', 'hf', '--checkpoint', 'base.safetensors', '--image-size', '64', '--classes', 'cup,disc', 'data/Test-400/*/*.jpg', '--point', '31,30', '--out', 'p-hf'], cwd);
     expect(viaRun.status, viaRun.stderr).toBe(0);
     expect(viaHf.status, viaHf.stderr).toBe(0);

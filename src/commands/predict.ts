@@ -36,8 +36,8 @@ An image that cannot be read or prompted is one warning line; the others go on, 
     preset: Flags.string({ description: "with --adapter: the backbone preset (default: the adapter's, else the backbone's training preset)", aliases: ['encoder'] }),
     'image-size': Flags.integer({ description: 'with --adapter: the input image size the adapter was trained at', aliases: ['image_size'] }),
     classes: Flags.string({ description: "with --adapter: the classes its head was trained on, in order, comma-separated (a REFUGE run's: cup,disc); default one mask" }),
-    point: Flags.string({ description: 'a point prompt x,y or x,y:label (label 1 foreground, 0 background), image pixels; repeatable: the points form one prompt', multiple: true }),
-    box: Flags.string({ description: 'a box prompt x0,y0,x1,y1 (first and last pixel); repeatable: each box is a prompt of its own', multiple: true }),
+    point: Flags.string({ description: 'a point prompt x,y or x,y:label (label 1 foreground, 0 background), image pixels; repeatable: the points form one prompt', multiple: true, multipleNonGreedy: true }),
+    box: Flags.string({ description: 'a box prompt x0,y0,x1,y1 (first and last pixel); repeatable: each box is a prompt of its own', multiple: true, multipleNonGreedy: true }),
     'prompts-from': Flags.string({ description: 'draw each image\'s prompt from its ground truth in this folder, as peft eval does (REFUGE raters <name>/<name>_seg_<class>_<k>.png, or <name>.png, <name>_mask.png…)', aliases: ['prompts_from'] }),
     prompt: Flags.string({ description: `with --prompts-from: ${promptModes.join(', ')} (default: the run's); alone, none runs without a prompt` }),
     seed: Flags.integer({ description: "with --prompts-from: the prompts' seed (default: the run's)" }),
@@ -90,8 +90,9 @@ An image that cannot be read or prompted is one warning line; the others go on, 
           ? { kind: 'given', prompts: given }
           : { kind: 'none' };
       if (prompts.kind === 'masks' && mode === 'none') throw new PeftError('--prompts-from with --prompt none draws nothing: choose click or box');
-      this.log(`${predictor.label}: ${predictor.classes.join(', ')} at ${predictor.imageSize} px; ${files.length} image${files.length === 1 ? '' : 's'} → ${out}`);
+      this.log(`${predictor.label}: ${predictor.classes.join(', ')} at ${predictor.imageSize} px; ${files.length} image${files.length === 1 ? '' : 's'} into ${out}`);
       const progress = files.length > 1 ? new ProgressLine(files.length, process.stderr, 'image') : undefined;
+      let failures = 0;
       const r = await predictImages(predictor, files, {
         out,
         force: flags.force,
@@ -99,8 +100,12 @@ An image that cannot be read or prompted is one warning line; the others go on, 
         probabilities: flags.probabilities,
         prompts,
         readOptions,
-        onProgress: (done) => progress?.update(done, {}),
-        warn: (line) => (progress ? progress.note(`peft: warning: ${line}`) : this.warnLine(line)),
+        onProgress: (done) => progress?.update(done, failures ? { failed: String(failures) } : {}),
+        warn: (line) => {
+          failures++;
+          if (progress) progress.note(`peft: warning: ${line}`);
+          else this.warnLine(line);
+        },
       });
       progress?.done();
       const masks = r.images.reduce((n, i) => n + i.predictions.reduce((m, p) => m + p.masks.length, 0), 0);
