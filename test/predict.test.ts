@@ -154,7 +154,8 @@ describe('the predictor', () => {
     }
   });
 
-  it("masks at the image's own size, any shape; multimask gives the head's candidates; a disposed embedding is refused", () => {
+  it("masks at the image's own size, any shape; multimask gives the head's candidates; a disposed embedding is refused; no tensor left", () => {
+    const before = tf.memory().numTensors;
     const e = p.embed(picture(90, 50));
     const one = p.predict(e, { box: [10, 5, 60, 40] });
     expect([one.width, one.height, one.masks.length, one.masks[0]!.probability.length]).toEqual([90, 50, 2, 90 * 50]);
@@ -164,6 +165,7 @@ describe('the predictor', () => {
     expect(p.multimask).toBe(true);
     e.dispose();
     expect(() => p.predict(e, {})).toThrow(/disposed/);
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it('predictImages: the encoder once per image whatever the prompts; files, predictions.json; a bad image is a warning and the rest go on', async () => {
