@@ -4,7 +4,8 @@
 // from the magic bytes, never the file name. Every failure is a PeftError
 // naming the file; sizes are checked before anything is allocated. DICOM and
 // TIFF take `ReadImageOptions`: the grey-level window and the frame (page).
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
+import { readRegularFile } from '../../core/io/read-regular-file.js';
 import jpeg from 'jpeg-js';
 import { encode as fastPngEncode } from 'fast-png';
 import { PeftError, errorReason } from '../../core/errors.js';
@@ -134,7 +135,7 @@ export async function readFileChecked(path: string, maxBytes: number = imageLimi
   }
   if (size > maxBytes) throw new PeftError(`${path}: file of ${size} bytes exceeds the limit of ${maxBytes} bytes`);
   try {
-    const buf = await readFile(path);
+    const buf = readRegularFile(path, 'image', maxBytes);
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (err) {
     throw new PeftError(`${path}: cannot read (${errorReason(err)})`);

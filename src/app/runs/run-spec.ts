@@ -1,6 +1,6 @@
 // What a training run is made of, written to `run.json` so that `--resume`,
 // `peft eval` and `peft report` rebuild exactly the same model and data.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PeftError } from '../../core/errors.js';
 import type { Dataset } from '../data/dataset.js';
@@ -8,6 +8,7 @@ import { openIsic } from '../data/isic.js';
 import { openRefuge } from '../data/refuge.js';
 import { ensureDefaultDataset } from '../data/synth-output.js';
 import { writeFileAtomic } from '../../core/io/atomic.js';
+import { readRegularTextFile } from '../../core/io/read-regular-file.js';
 import { loadAnyAdapter } from '../../core/io/hf-peft.js';
 import { loadBackboneWeights } from '../../core/peft/backbone-weights.js';
 import type { Backbone } from '../../core/peft/backbone.js';
@@ -101,9 +102,10 @@ export function writeRunSpec(dir: string, spec: RunSpec): void {
 export function readRunSpec(dir: string): RunSpec {
   const path = join(resolve(dir), RUN_FILE);
   if (!existsSync(path)) throw new PeftError(`${dir}: not a run directory (no ${RUN_FILE})`);
+  const text = readRegularTextFile(path, 'json');
   let spec: RunSpec;
   try {
-    spec = JSON.parse(readFileSync(path, 'utf8')) as RunSpec;
+    spec = JSON.parse(text) as RunSpec;
   } catch (err) {
     throw new PeftError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
   }

@@ -14,10 +14,11 @@
 // only checkpoint and is removed only after step 3 has put the new one in place.
 // Temp folders left by killed processes are removed on the next save.
 import * as tf from '@tensorflow/tfjs';
-import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { PeftError } from '../../core/errors.js';
 import { writeFileAtomic } from '../../core/io/atomic.js';
+import { readRegularTextFile } from '../../core/io/read-regular-file.js';
 import { ADAPTER_CONFIG_FILE, loadAdapter, readAdapterConfig, saveAdapter } from '../../core/io/adapter-files.js';
 import { loadTensors, saveTensors } from '../../core/io/safetensors.js';
 import type { PeftModel } from '../../core/peft/compose.js';
@@ -105,7 +106,9 @@ export async function saveTrainingCheckpoint(dir: string, peft: PeftModel, adam:
     fsyncDir(tmp);
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
-    throw new PeftError(`${dir}: cannot save the checkpoint (${reason(err)}); the previous checkpoint is kept`, { cause: err });
+    // say what is left only when there is something: a first save that fails keeps nothing
+    const kept = checkpointDir(dir) ? 'the previous checkpoint is kept' : 'there was no earlier checkpoint to keep';
+    throw new PeftError(`${dir}: cannot save the checkpoint (${reason(err)}); ${kept}`, { cause: err });
   }
   try {
     if (existsSync(join(dir, TRAINER_STATE_FILE))) {
@@ -132,8 +135,9 @@ export function checkpointDir(dir: string): string | undefined {
 
 export function readTrainerState(dir: string): TrainerState & { adamStep: number } {
   const path = join(dir, TRAINER_STATE_FILE);
+  const text = readRegularTextFile(path, 'json');
   try {
-    const s = JSON.parse(readFileSync(path, 'utf8')) as TrainerState & { adamStep: number };
+    const s = JSON.parse(text) as TrainerState & { adamStep: number };
     if (!Number.isInteger(s.step) || s.step < 0 || !Number.isInteger(s.adamStep)) throw new Error('step counters missing');
     return s;
   } catch (err) {

@@ -12,7 +12,7 @@
 // Loading validates both files against the model (clear errors naming the
 // file and the key) and restores every tensor bit for bit.
 import * as tf from '@tensorflow/tfjs';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PeftError } from '../errors.js';
 import type { Module } from '../nn/module.js';
@@ -20,6 +20,7 @@ import type { InjectionSite } from '../peft/injection-site.js';
 import type { LayerInjector } from '../peft/layer-injector.js';
 import { parseUsedPlugins, provenanceMetadata, usedPluginsOf, type UsedPlugins } from '../registry/provenance.js';
 import { writeFileAtomic } from './atomic.js';
+import { readRegularTextFile } from './read-regular-file.js';
 import { readSafetensors, serializeSafetensors, tensorsToEntries, toTensor } from './safetensors.js';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
@@ -151,9 +152,10 @@ function stringList(v: unknown): v is string[] {
 export function readAdapterConfig(dir: string): AdapterConfigFile {
   const path = join(dir, ADAPTER_CONFIG_FILE);
   if (!existsSync(path)) throw new PeftError(`${path}: no adapter here (file not found)`);
+  const text = readRegularTextFile(path, 'json');
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    raw = JSON.parse(text);
   } catch (err) {
     throw new PeftError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
   }

@@ -3,8 +3,8 @@
 // The reader validates everything before touching data and names the file
 // and the key in every error.
 import * as tf from '@tensorflow/tfjs';
-import { readFileSync } from 'node:fs';
-import { PeftError, errorReason } from '../errors.js';
+import { PeftError } from '../errors.js';
+import { readRegularFile } from './read-regular-file.js';
 import { writeFileAtomic } from './atomic.js';
 
 export type SafeDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -108,12 +108,7 @@ export function parseSafetensors(buf: Uint8Array, source = 'safetensors'): Safet
 }
 
 export function readSafetensors(path: string): SafetensorsFile {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (err) {
-    throw new PeftError(`${path}: cannot read (${errorReason(err)})`);
-  }
+  const buf = readRegularFile(path, 'weights');
   return parseSafetensors(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path);
 }
 

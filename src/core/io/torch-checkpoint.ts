@@ -6,9 +6,9 @@
 // location, numel)`), one raw little-endian file `data/<key>` per storage,
 // and `version`. The unpickler accepts only the globals a state dict needs.
 import * as tf from '@tensorflow/tfjs';
-import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
-import { PeftError, errorReason } from '../errors.js';
+import { PeftError } from '../errors.js';
+import { readRegularFile } from './read-regular-file.js';
 import { parseSafetensors, toFloat32, type RawTensor, type SafeDtype } from './safetensors.js';
 import { PickleDict, PickleFunction, PickleTuple, describePickled, unpickle } from './torch-pickle.js';
 import { openZip, type ZipArchive } from './torch-zip.js';
@@ -234,13 +234,9 @@ function stateDictOf(top: unknown, source: string): Map<string, RawTensor> {
   return out;
 }
 
+/** The file's bytes: a regular file only, within the weights' size limit (read-regular-file.ts). */
 function readBytes(path: string): Uint8Array {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (err) {
-    throw new PeftError(`${path}: cannot read (${errorReason(err)})`);
-  }
+  const buf = readRegularFile(path, 'weights');
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 

@@ -2,11 +2,12 @@
 // config folder ($PEFT_CONFIG_DIR, else $XDG_CONFIG_HOME/peftjs, else
 // ~/.config/peftjs), file `plugins.json`:
 //   { "version": 1, "plugins": [ { "name": "peftjs-ia3", "path": "/abs/dir", "linkedAt": "..." } ] }
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PeftError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { readRegularTextFile } from '../io/read-regular-file.js';
 
 export const LINKED_PLUGINS_FILE = 'plugins.json';
 
@@ -31,9 +32,10 @@ export function linkedPluginsPath(configDir: string): string {
 export function readLinkedPlugins(configDir: string): LinkedPlugin[] {
   const path = linkedPluginsPath(configDir);
   if (!existsSync(path)) return [];
+  const text = readRegularTextFile(path, 'json');
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    raw = JSON.parse(text);
   } catch (err) {
     throw new PeftError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0]}); fix or delete it`);
   }

@@ -5,10 +5,11 @@
 //   "peftjs": { "register": "./dist/index.js" }          (preferred), or
 //   "oclif":  { "hooks": { "peft:register": "./dist/hooks/register.js" } },
 // and otherwise its main entry ("exports" / "main" / index.js) is imported.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { PeftError } from '../errors.js';
+import { checkRegularFile, readRegularTextFile } from '../io/read-regular-file.js';
 
 /** The oclif hook event a plugin may implement instead of exporting `register`. */
 export const PEFT_REGISTER_HOOK = 'peft:register';
@@ -46,8 +47,9 @@ interface PackageJson {
 function readPackageJson(dir: string): PackageJson | undefined {
   const path = join(dir, 'package.json');
   if (!existsSync(path)) return undefined;
+  const text = readRegularTextFile(path, 'json');
   try {
-    const pkg = JSON.parse(readFileSync(path, 'utf8')) as unknown;
+    const pkg = JSON.parse(text) as unknown;
     if (typeof pkg !== 'object' || pkg === null || Array.isArray(pkg)) throw new Error('not a JSON object');
     return pkg as PackageJson;
   } catch (err) {
@@ -59,7 +61,10 @@ function readPackageJson(dir: string): PackageJson | undefined {
 function moduleFile(dir: string, rel: string, what: string): string {
   const base = resolve(dir, rel);
   for (const candidate of [base, `${base}.js`, `${base}.mjs`, join(base, 'index.js')]) {
-    if (existsSync(candidate) && statSync(candidate).isFile()) return candidate;
+    if (!existsSync(candidate) || statSync(candidate).isDirectory()) continue;
+    // a device or a FIFO under the entry's name is said to be one (import() would read it without end)
+    checkRegularFile(candidate, 'plugin');
+    return candidate;
   }
   throw new PeftError(`${what} '${rel}' names no file (looked for ${base}${extname(base) ? '' : '[.js]'})`);
 }

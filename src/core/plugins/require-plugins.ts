@@ -3,10 +3,11 @@
 // the file's provenance says which plugin provided it and where it was, and
 // the message says how to load it, instead of guessing a near id
 // ("did you mean 'ia3'") among the ones that happen to be loaded.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PeftError } from '../errors.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_FORMAT, ADAPTER_WEIGHTS_FILE, readAdapterConfig } from '../io/adapter-files.js';
+import { readRegularTextFile } from '../io/read-regular-file.js';
 import { readSafetensors } from '../io/safetensors.js';
 import { BUILT_IN, peftjsVersion, readProvenanceMetadata, type PluginProvenance, type UsedPlugins } from '../registry/provenance.js';
 import type { Registry } from '../registry/registry.js';
@@ -78,9 +79,11 @@ export function requirePlugins(registry: Registry, what: string, needs: readonly
 export function requireAdapterPlugins(registry: Registry, dir: string): void {
   const configPath = join(dir, ADAPTER_CONFIG_FILE);
   if (!existsSync(configPath)) return;
+  // a device or FIFO in its place is refused here; a file that is not JSON passes (loading it reports it)
+  const text = readRegularTextFile(configPath, 'json');
   let raw: { format?: unknown; peft_type?: unknown } | null;
   try {
-    raw = JSON.parse(readFileSync(configPath, 'utf8')) as typeof raw;
+    raw = JSON.parse(text) as typeof raw;
   } catch {
     return;
   }
