@@ -2,7 +2,6 @@ import { Args, Flags } from '@oclif/core';
 import { basename, join, resolve } from 'node:path';
 import { DEFAULT_BACKBONE } from '../builtins.js';
 import { BaseCommand } from '../cli/base-command.js';
-import { backboneOverrides } from '../cli/model-flags.js';
 import { ProgressLine } from '../cli/progress.js';
 import { PeftError } from '../core/errors.js';
 import { expandInputs } from '../app/predict/inputs.js';
@@ -75,7 +74,7 @@ An image that cannot be read or prompted is one warning line; the others go on, 
           checkpoint: flags.checkpoint!,
           backbone: flags.backbone,
           preset: flags.preset,
-          overrides: flags['image-size'] === undefined ? undefined : backboneOverrides(registry.backbone(flags.backbone ?? DEFAULT_BACKBONE), flags),
+          imageSize: flags['image-size'],
           classes: flags.classes?.split(',').map((c) => c.trim()).filter(Boolean),
         };
     const out = resolve(flags.out ?? join('predictions', basename(resolve(flags.run ?? flags.adapter!))));

@@ -40,8 +40,8 @@ export interface AdapterFolderSource {
   backbone?: string;
   /** Preset; default: the one a peftjs adapter records, else the backbone's training preset. */
   preset?: string;
-  /** Backbone config overrides (the image size: `{ img_size: 256 }` as the backbone binds `--image-size`). */
-  overrides?: Record<string, unknown>;
+  /** The input image size it was trained at (set through the key the backbone binds to `--image-size`). */
+  imageSize?: number;
   /**
    * The classes the adapter's head was trained on, in order (a REFUGE run's:
    * cup, disc, its first two multimask outputs). An adapter folder does not
@@ -109,7 +109,9 @@ function openAdapter(registry: Registry, source: AdapterFolderSource, options: O
   const def = registry.backbone(id);
   // a recorded preset belongs to the recorded backbone only
   const preset = source.preset ?? (recorded.id === def.id ? recorded.preset : undefined) ?? trainingPreset(def);
-  const backbone = registry.createBackbone(def.id, preset, source.overrides ?? {});
+  const sizeKey = def.flagKeys?.['image-size'];
+  if (source.imageSize !== undefined && !sizeKey) throw new PeftError(`--image-size does not apply to backbone '${def.id}' (it binds no key to it; set its size through a preset)`);
+  const backbone = registry.createBackbone(def.id, preset, source.imageSize !== undefined ? { [sizeKey!]: source.imageSize } : {});
   try {
     loadBackboneWeights(backbone, def, resolve(source.checkpoint));
   } catch (err) {
