@@ -5,10 +5,12 @@
 import { DASH } from './format.js';
 import type { GalleryGroup, GallerySection, ScoredPicture } from './gallery.js';
 import { escapeHtml, type PageImage } from './page-image.js';
-import { classColour } from './picture.js';
+import { PROMPT_COLOURS, type Rgb } from '../pictures/mask-image.js';
+import { classColour } from '../pictures/overlay.js';
 
 const e = escapeHtml;
 const fmt = (x: number) => x.toFixed(3);
+const css = (c: Rgb) => `rgb(${c.join(',')})`;
 
 /** The picture's own size is the PNG's; the page shows it at `PANEL` CSS pixels (crisp on 1.5x screens). */
 const PANEL = 176;
@@ -23,8 +25,9 @@ function diceCaption(p: ScoredPicture, classes: string[]): string {
 }
 
 function legend(classes: string[]): string {
-  const swatch = (c: string, k: number) => `<span class="swatch" style="background:${classColour(k)}"></span>${e(c)}`;
-  return `<span class="legend">${classes.map(swatch).join(' ')} · <span class="swatch point"></span>positive click · <span class="swatch point neg"></span>negative click</span>`;
+  const swatch = (c: string, k: number) => `<span class="swatch" style="background:${css(classColour(k))}"></span>${e(c)}`;
+  const mark = (c: Rgb, what: string) => `<span class="swatch point" style="background:${css(c)}"></span>${what}`;
+  return `<span class="legend">${classes.map(swatch).join(' ')} · ${mark(PROMPT_COLOURS.positive, 'positive click or box')} · ${mark(PROMPT_COLOURS.negative, 'negative click')}</span>`;
 }
 
 function group(g: GalleryGroup, section: GallerySection, many: boolean): string {

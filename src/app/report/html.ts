@@ -90,7 +90,7 @@ figure.pic figcaption{font-size:.8rem;color:#333;line-height:1.25;margin-top:.15
 .dice{font-weight:bold;font-variant-numeric:tabular-nums}.per-class{color:#666;font-variant-numeric:tabular-nums}
 .worst{display:flex;flex-wrap:wrap;gap:1.2rem;margin-bottom:1rem}.pair{display:flex;gap:.3rem;padding:.3rem;border:1px solid #eee;border-radius:4px}.pair figure{text-align:center}
 h4{margin:1rem 0 .4rem;font-size:1rem}
-.swatch{display:inline-block;width:.8em;height:.8em;border:1px solid #888;vertical-align:middle;margin:0 .2em 0 .3em}.swatch.point{border-radius:50%;background:rgb(40,220,60);border-color:#141414}.swatch.point.neg{background:rgb(240,40,40)}
+.swatch{display:inline-block;width:.8em;height:.8em;border:1px solid #888;vertical-align:middle;margin:0 .2em 0 .3em}.swatch.point{border-radius:50%;border-color:#141414}
 p.skipped{margin:.3rem 0;font-size:.9rem}p.skipped .badge{background:#c9302c}
 `;
 

@@ -5,23 +5,12 @@
 import { toBytes, type Sample } from '../data/dataset.js';
 import { encodePng, type Image8 } from '../data/image-io.js';
 import { resizeBilinear } from '../data/resize.js';
-import { markBox, markPoint, overlayMasks, type MaskLayer, type Rgb } from '../pictures/mask-image.js';
+import { markBox, markPoint, PROMPT_COLOURS } from '../pictures/mask-image.js';
+import { binaryMask, classColour, markSizes, overlayNested } from '../pictures/overlay.js';
 import type { SamplePrompt } from '../train/prompts.js';
 
 /** Side of every picture in pixels (the page shows them smaller, so they stay crisp on dense screens). */
 export const PICTURE_SIDE = 256;
-
-/** Class k's colour: yellow, cyan, magenta, orange, then round again (REFUGE: cup yellow, disc cyan). */
-const PALETTE: readonly Rgb[] = [
-  [255, 214, 0],
-  [0, 200, 255],
-  [255, 64, 214],
-  [255, 128, 0],
-];
-const POSITIVE: Rgb = [40, 220, 60];
-const NEGATIVE: Rgb = [240, 40, 40];
-
-export const classColour = (k: number): string => `rgb(${PALETTE[k % PALETTE.length]!.join(',')})`;
 
 /** Masks to draw: `outSize² × classes` values in [0, 1], channels-last. */
 export interface PictureMasks {
@@ -33,24 +22,22 @@ export interface PictureMasks {
 export function drawPicture(sample: Sample, masks?: PictureMasks, prompt?: SamplePrompt): Uint8Array {
   const d = PICTURE_SIDE;
   let img: Image8 = { width: d, height: d, channels: 3, data: toBytes(resizeBilinear(sample.image, sample.size, sample.size, 3, d, d)) };
+  const sizes = markSizes(d, d);
   if (masks) {
     const c = sample.channels;
     const up = resizeBilinear(masks.probability, masks.outSize, masks.outSize, c, d, d);
-    const layers: (MaskLayer & { area: number })[] = [];
-    for (let k = 0; k < c; k++) {
-      const mask = new Uint8Array(d * d);
-      let area = 0;
-      for (let i = 0; i < d * d; i++) if (up[i * c + k]! > 0.5) (mask[i] = 1), area++;
-      layers.push({ mask, colour: PALETTE[k % PALETTE.length]!, area });
-    }
-    // larger masks first, so a nested one (the cup in the disc) is drawn on top
-    img = overlayMasks(img, layers.sort((a, b) => b.area - a.area));
+    const plane = new Float32Array(d * d);
+    const layers = Array.from({ length: c }, (_, k) => {
+      for (let i = 0; i < d * d; i++) plane[i] = up[i * c + k]!;
+      return { mask: binaryMask(plane), colour: classColour(k) };
+    });
+    img = overlayNested(img, layers, { outline: sizes.outline });
   }
   if (prompt) {
     const s = d / sample.size;
     const at = (v: number) => (v + 0.5) * s - 0.5;
-    if (prompt.box) markBox(img, [prompt.box[0] * s, prompt.box[1] * s, (prompt.box[2] + 1) * s - 1, (prompt.box[3] + 1) * s - 1], POSITIVE);
-    if (prompt.point) markPoint(img, at(prompt.point.x), at(prompt.point.y), prompt.point.label === 1 ? POSITIVE : NEGATIVE);
+    if (prompt.box) markBox(img, [prompt.box[0] * s, prompt.box[1] * s, (prompt.box[2] + 1) * s - 1, (prompt.box[3] + 1) * s - 1], PROMPT_COLOURS.positive, sizes.outline);
+    if (prompt.point) markPoint(img, at(prompt.point.x), at(prompt.point.y), prompt.point.label === 1 ? PROMPT_COLOURS.positive : PROMPT_COLOURS.negative, sizes.radius);
   }
   return encodePng(img);
 }
