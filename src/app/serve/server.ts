@@ -13,10 +13,11 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import { PeftError } from '../../core/errors.js';
 import { decodeImage, encodePng, type Image8 } from '../data/image-io.js';
-import { describeStart, readImageHeader, sniffFormat } from '../data/image-header.js';
+import { describeStart, imageFormatNames, readImageHeader, sniffFormat } from '../data/image-header.js';
+import { binaryMask, maskArea, maskPng } from '../pictures/overlay.js';
+import { checkPromptInside, MASK_THRESHOLD } from '../predict/predict-images.js';
 import type { ImageEmbedding, PointPrompt, Predictor, PromptSpec } from '../predict/types.js';
 import { Lru } from './lru.js';
-import { binaryMask, maskArea, maskPngBase64 } from './masks.js';
 import type { TestImageSource, TruthMask } from './test-images.js';
 
 /** A trained model the server answers for. */
@@ -47,7 +48,7 @@ export interface ServeLimits {
   points: number;
 }
 
-export const defaultLimits: ServeLimits = {
+export const defaultServeLimits: ServeLimits = {
   uploadBytes: 16 * 1024 * 1024,
   imagePixels: 4096 * 4096,
   images: 32,
@@ -63,7 +64,7 @@ export interface RateLimit {
 }
 
 /** 600 requests a minute per address: ten a second on average, far above a person clicking, far below a flood. */
-export const defaultRateLimit: RateLimit = { max: 600, windowMs: 60_000 };
+export const defaultServeRateLimit: RateLimit = { max: 600, windowMs: 60_000 };
 
 export interface ServeAppOptions {
   limits?: Partial<ServeLimits>;
@@ -131,7 +132,15 @@ function readPage(): { html: string; js: string } {
   }
 }
 
-const mib = (n: number) => `${(n / (1024 * 1024)).toFixed(n % (1024 * 1024) ? 1 : 0)} MiB`;
+/** JSON request bodies (a prompt) are small; uploads have their own limit. */
+const JSON_BODY_BYTES = 64 * 1024;
+
+/** 16 MiB, 1.5 MiB, 3.9 KiB. */
+function bytesText(n: number): string {
+  const [unit, size] = n >= 1024 * 1024 ? ['MiB', 1024 * 1024] : ['KiB', 1024];
+  const v = n / size;
+  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${unit}`;
+}
 
 const imageId = { type: 'string', pattern: '^[ut][0-9a-f]{16}$' } as const;
 const runIndex = { type: 'integer', minimum: 0, maximum: 1000 } as const;
@@ -139,7 +148,7 @@ const runIndex = { type: 'integer', minimum: 0, maximum: 1000 } as const;
 /** Builds the app (not listening): `inject()` it in tests, or `listen()` it (`startServer`). */
 export async function createServeApp(runs: ServedRun[], options: ServeAppOptions = {}): Promise<{ app: FastifyInstance; stats: () => ServeStats }> {
   if (runs.length === 0) throw new PeftError('peft serve needs at least one run');
-  const limits: ServeLimits = { ...defaultLimits, ...options.limits };
+  const limits: ServeLimits = { ...defaultServeLimits, ...options.limits };
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const page = readPage();
   const allowed = new Set((options.allowedHosts ?? loopbackHosts).map((h) => h.toLowerCase()));
@@ -156,8 +165,7 @@ export async function createServeApp(runs: ServedRun[], options: ServeAppOptions
 
   const app = Fastify({
     logger: false,
-    // JSON bodies are small (a prompt); uploads have their own limit below
-    bodyLimit: 64 * 1024,
+    bodyLimit: JSON_BODY_BYTES,
     // no type coercion, no silent removal: a bad field is a 400 naming it
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     // a slow or stuck client cannot hold the server
@@ -190,7 +198,7 @@ export async function createServeApp(runs: ServedRun[], options: ServeAppOptions
   });
 
   if (options.rateLimit !== false) {
-    const rl = options.rateLimit ?? defaultRateLimit;
+    const rl = options.rateLimit ?? defaultServeRateLimit;
     await app.register(rateLimit, {
       global: true,
       max: rl.max,
@@ -200,7 +208,7 @@ export async function createServeApp(runs: ServedRun[], options: ServeAppOptions
   }
 
   // uploads: the raw image bytes as the body, refused past the limit while they arrive
-  for (const type of ['application/octet-stream', /^image\/[a-z0-9.+-]+$/i]) {
+  for (const type of ['application/octet-stream', 'application/dicom', /^image\/[a-z0-9.+-]+$/i]) {
     app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: limits.uploadBytes }, (_req, body, done) => done(null, body));
   }
 
@@ -267,9 +275,9 @@ export async function createServeApp(runs: ServedRun[], options: ServeAppOptions
 
   app.post('/api/images', async (req) => {
     const bytes = req.body;
-    if (!Buffer.isBuffer(bytes)) throw new HttpError(415, 'send the image file itself as the request body, with Content-Type image/png, image/jpeg, image/bmp or application/octet-stream');
+    if (!Buffer.isBuffer(bytes)) throw new HttpError(415, 'send the image file itself as the request body, with Content-Type application/octet-stream (or image/*, application/dicom)');
     const name = fileName(req.headers['x-file-name']);
-    if (!sniffFormat(bytes)) throw new HttpError(415, `${name}: not a PNG, JPEG or BMP image (${describeStart(bytes)})`);
+    if (!sniffFormat(bytes)) throw new HttpError(415, `${name}: not a ${imageFormatNames} image (${describeStart(bytes)})`);
     const header = readImageHeader(bytes, name);
     if (header.width * header.height > limits.imagePixels) {
       throw new HttpError(413, `${name}: ${header.width}x${header.height} pixels is too large to serve (limit ${limits.imagePixels} pixels, e.g. ${Math.floor(Math.sqrt(limits.imagePixels))}x${Math.floor(Math.sqrt(limits.imagePixels))}); scale it down first`);
@@ -312,7 +320,7 @@ export async function createServeApp(runs: ServedRun[], options: ServeAppOptions
     const prediction = run.predictor.predict(embedding, prompt, { multimask: body.multimask ?? false });
     counters.decoderRuns++;
     const masks = prediction.masks.map((m) => {
-      const bin = binaryMask(m.probability);
+      const bin = binaryMask(m.probability, MASK_THRESHOLD);
       return { label: m.label ?? null, score: m.score, area: maskArea(bin), png: maskPngBase64(bin, prediction.width, prediction.height) };
     });
     return {
@@ -366,23 +374,26 @@ function predictBodySchema(maxPoints: number) {
   } as const;
 }
 
-/** The prompt, its coordinates checked against the image (pixels, 0..width x 0..height). */
+/**
+ * The prompt, checked as `peft predict` checks it: coordinates are pixel
+ * indices (pixel centres), inside 0..width-1 x 0..height-1; a box is its first
+ * and last pixel.
+ */
 function checkPrompt(body: PredictBody, width: number, height: number): PromptSpec {
   const points = body.points ?? [];
   if (points.length === 0 && !body.box) throw new HttpError(400, 'a prompt needs at least one point or a box');
-  const inside = (x: number, y: number) => x >= 0 && y >= 0 && x <= width && y <= height;
-  for (const [i, p] of points.entries()) {
-    if (!inside(p.x, p.y)) throw new HttpError(400, `point ${i} (${p.x}, ${p.y}) lies outside the ${width}x${height} image`);
-  }
   const prompt: PromptSpec = { points: points.map((p) => ({ x: p.x, y: p.y, label: p.label })) };
   if (body.box) {
     const [x0, y0, x1, y1] = body.box;
-    if (!inside(x0, y0) || !inside(x1, y1)) throw new HttpError(400, `box [${body.box.join(', ')}] reaches outside the ${width}x${height} image`);
-    if (x1 < x0 || y1 < y0) throw new HttpError(400, `box [${body.box.join(', ')}] must be [x0, y0, x1, y1] with x0 <= x1 and y0 <= y1`);
+    if (x1 < x0 || y1 < y0) throw new HttpError(400, `box ${body.box.join(',')} must be x0,y0,x1,y1 with x0 <= x1 and y0 <= y1`);
     prompt.box = [x0, y0, x1, y1];
   }
+  checkPromptInside(prompt, width, height);
   return prompt;
 }
+
+/** A 0/1 mask as base64 of the grey PNG `peft predict` writes (0 outside, 255 inside). */
+const maskPngBase64 = (mask: Uint8Array, width: number, height: number): string => Buffer.from(maskPng(mask, width, height)).toString('base64');
 
 /** The status and one-line message of any error a request raised. */
 function describeError(err: FastifyError, limits: ServeLimits): { status: number; message: string } {
@@ -391,9 +402,9 @@ function describeError(err: FastifyError, limits: ServeLimits): { status: number
   if (err instanceof PeftError) return { status: 400, message: err.message };
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return { status: 413, message: `request body too large (uploads up to ${mib(limits.uploadBytes)}, other requests up to 64 KiB)` };
+      return { status: 413, message: `request body too large (uploads up to ${bytesText(limits.uploadBytes)}, other requests up to ${bytesText(JSON_BODY_BYTES)})` };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { status: 415, message: `unsupported Content-Type: uploads send the image bytes as image/png, image/jpeg, image/bmp or application/octet-stream; the API's other requests send application/json` };
+      return { status: 415, message: `unsupported Content-Type: uploads send the image file's bytes as application/octet-stream (or image/*, application/dicom); the API's other requests send application/json` };
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return { status: 400, message: `invalid JSON body: ${err.message}` };

@@ -171,14 +171,14 @@ function draw() {
     for (const [colour, w] of [['rgba(0, 0, 0, 0.7)', 4], ['#fff', 2]]) {
       ctx.lineWidth = w * px;
       ctx.strokeStyle = colour;
-      ctx.strokeRect(box[0], box[1], box[2] - box[0], box[3] - box[1]);
+      ctx.strokeRect(box[0], box[1], box[2] + 1 - box[0], box[3] + 1 - box[1]);
     }
     ctx.setLineDash([]);
   }
   for (const a of state.actions) {
     if (a.kind !== 'point') continue;
     ctx.beginPath();
-    ctx.arc(a.x, a.y, 6 * px, 0, 2 * Math.PI);
+    ctx.arc(a.x + 0.5, a.y + 0.5, 6 * px, 0, 2 * Math.PI);
     ctx.fillStyle = a.label ? '#1a7f37' : '#cf222e';
     ctx.fill();
     ctx.lineWidth = 2 * px;
@@ -199,7 +199,7 @@ function updateControls() {
   $('multimask').disabled = !run || !run.multimask;
   const cand = $('candidate');
   cand.replaceChildren(
-    ...state.masks.map((m, i) => {
+    ...state.masks.map((_, i) => {
       const o = document.createElement('option');
       o.value = String(i);
       const m = state.result.masks[i];
@@ -351,6 +351,7 @@ async function openTestImage(index) {
   setState('loading');
   try {
     await showImage(await postJson('/api/test-images', { run: state.run, index }));
+    $('upload').value = '';
   } catch (err) {
     setState(state.image ? 'ready' : 'empty');
     showError(err.message);
@@ -372,13 +373,25 @@ async function loadTestList() {
 
 // ---------------------------------------------------------------- input
 
-/** Image pixel coordinates of a pointer event, clamped inside the image. */
+/** Where a pointer event falls on the image, in image pixels from its top-left corner (0..width), clamped. */
 function imageXY(ev) {
   const r = canvas.getBoundingClientRect();
   const { width, height } = state.image;
   const x = ((ev.clientX - r.left) / r.width) * width;
   const y = ((ev.clientY - r.top) / r.height) * height;
   return [Math.min(width, Math.max(0, x)), Math.min(height, Math.max(0, y))];
+}
+
+// Prompts are pixel indices, as `peft predict --point x,y --box x0,y0,x1,y1`
+// takes them: a point is the pixel clicked, a box its first and last pixel.
+const pixel = (v, size) => Math.min(size - 1, Math.floor(v));
+
+/** The pixels a drag from corner a to corner b covers: [x0, y0, x1, y1], inclusive. */
+function boxOf([ax, ay], [bx, by]) {
+  const { width, height } = state.image;
+  const x0 = pixel(Math.min(ax, bx), width);
+  const y0 = pixel(Math.min(ay, by), height);
+  return [x0, y0, Math.max(x0, Math.ceil(Math.max(ax, bx)) - 1), Math.max(y0, Math.ceil(Math.max(ay, by)) - 1)];
 }
 
 let press = null;
@@ -395,9 +408,7 @@ canvas.addEventListener('pointermove', (ev) => {
   if (!press) return;
   if (!press.moved && Math.hypot(ev.clientX - press.cx, ev.clientY - press.cy) < 5) return;
   press.moved = true;
-  const [x, y] = imageXY(ev);
-  const [x0, y0] = press.start;
-  state.drag = [Math.min(x0, x), Math.min(y0, y), Math.max(x0, x), Math.max(y0, y)];
+  state.drag = boxOf(press.start, imageXY(ev));
   draw();
 });
 
@@ -409,7 +420,8 @@ canvas.addEventListener('pointerup', (ev) => {
     state.actions.push({ kind: 'box', box: state.drag });
     state.drag = null;
   } else {
-    const [x, y] = p.start;
+    const x = pixel(p.start[0], state.image.width);
+    const y = pixel(p.start[1], state.image.height);
     const negative = p.button === 2 || $('negative').checked;
     if (state.actions.filter((a) => a.kind === 'point').length >= state.limits.points) {
       showError(`at most ${state.limits.points} points per prompt; undo or clear first`);
