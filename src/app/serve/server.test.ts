@@ -181,6 +181,7 @@ describe('serve: the page and the API', () => {
     expect(r.masks[0].area).toBe(expected.reduce((s: number, v) => s + v, 0));
     expect(r.masks[0].score).toBeCloseTo(0.9, 6);
     expect(r.masks[0].label).toBe('disc');
+    expect(r.masks[0].colour).toEqual([255, 214, 0]); // class 0's colour in peft predict's overlays
     const second = (await predict(a, { image: id, run: 0, points: [{ x: 10, y: 12, label: 1 }, { x: 30, y: 20, label: 0 }], multimask: true })).json();
     expect(second.timing).toMatchObject({ cached: true, encoderMs: 0 });
     expect(second.masks.map((x: { score: number; label: string | null }) => [x.score.toFixed(1), x.label])).toEqual([['0.9', null], ['0.8', null], ['0.7', null]]);

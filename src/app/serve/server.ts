@@ -14,7 +14,7 @@ import rateLimit from '@fastify/rate-limit';
 import { PeftError } from '../../core/errors.js';
 import { decodeImage, encodePng, type Image8 } from '../data/image-io.js';
 import { describeStart, imageFormatNames, readImageHeader, sniffFormat } from '../data/image-header.js';
-import { binaryMask, maskArea, maskPng } from '../pictures/overlay.js';
+import { binaryMask, classColour, maskArea, maskPng } from '../pictures/overlay.js';
 import { checkPromptInside, MASK_THRESHOLD } from '../predict/predict-images.js';
 import type { ImageEmbedding, PointPrompt, Predictor, PromptSpec } from '../predict/types.js';
 import { Lru } from './lru.js';
@@ -319,9 +319,10 @@ export async function createServeApp(runs: ServedRun[], options: ServeAppOptions
     }
     const prediction = run.predictor.predict(embedding, prompt, { multimask: body.multimask ?? false });
     counters.decoderRuns++;
-    const masks = prediction.masks.map((m) => {
+    const masks = prediction.masks.map((m, k) => {
       const bin = binaryMask(m.probability, MASK_THRESHOLD);
-      return { label: m.label ?? null, score: m.score, area: maskArea(bin), png: maskPngBase64(bin, prediction.width, prediction.height) };
+      // the colour peft predict's overlays and the report give this class (or candidate)
+      return { label: m.label ?? null, score: m.score, area: maskArea(bin), colour: [...classColour(k)], png: maskPngBase64(bin, prediction.width, prediction.height) };
     });
     return {
       run: body.run,

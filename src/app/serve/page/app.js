@@ -221,12 +221,16 @@ function describeResult() {
   const r = state.result;
   const run = state.runs[state.run];
   if (!r) {
-    $('status').textContent = state.image ? `${state.image.name}, ${state.image.width}x${state.image.height}: click on the image.` : '';
+    $('swatch').hidden = true;
+    $('status-text').textContent = state.image ? `${state.image.name}, ${state.image.width}x${state.image.height}: click on the image.` : '';
     return;
   }
   const t = r.timing;
   const m = state.masks[state.shown];
   const shownLabel = r.masks[state.shown].label;
+  const [cr, cg, cb] = r.masks[state.shown].colour;
+  $('swatch').style.background = `rgb(${cr}, ${cg}, ${cb})`;
+  $('swatch').hidden = false;
   let text = `${run.label}: ${shownLabel ? `${shownLabel} ` : ''}mask of ${r.masks[state.shown].area} px, decoder ${fmtMs(t.decoderMs)}, ${t.cached ? 'image embedding cached' : `encoder ${fmtMs(t.encoderMs)}`}, answer in ${fmtMs(t.totalMs)}.`;
   if (m && state.truth.length) {
     // a class mask against its own structure; a candidate against each
@@ -234,7 +238,7 @@ function describeResult() {
     const own = state.truth.filter((g) => g.name === label);
     text += ` Dice vs ground truth: ${(own.length ? own : state.truth).map((g) => `${g.name} ${dice(m.bits, g.bits).toFixed(3)}`).join(', ')}.`;
   }
-  $('status').textContent = text;
+  $('status-text').textContent = text;
 }
 
 async function refreshStats() {
@@ -273,7 +277,7 @@ async function predict() {
     const masks = [];
     for (const m of r.masks) {
       const bits = await pngBits(m.png, r.width, r.height);
-      masks.push({ bits, png: m.png, overlay: layer(bits, r.width, r.height, [30, 144, 255], false) });
+      masks.push({ bits, png: m.png, overlay: layer(bits, r.width, r.height, m.colour, false) });
     }
     if (seq !== state.seq) return; // a newer prompt is on its way
     state.result = r;
@@ -313,7 +317,8 @@ async function showImage(info) {
     const t = await api(`/api/images/${info.id}/truth`);
     for (const [i, m] of t.masks.entries()) {
       const bits = await pngBits(m.png, t.width, t.height);
-      state.truth.push({ name: m.name, bits, outline: layer(bits, t.width, t.height, [255, 214, 10], true) });
+      // white: no class colour is white, so the outline never hides in a mask of the same colour
+      state.truth.push({ name: m.name, bits, outline: layer(bits, t.width, t.height, [255, 255, 255], true) });
       const o = document.createElement('option');
       o.value = String(i);
       o.textContent = m.name;
