@@ -1,8 +1,17 @@
 // Shared behaviour of every `peft` command: the --backend flag, the plugin
 // registry, and one clear line (exit 2) for user errors instead of a stack.
+// Everything a command prints passes through here and is made printable
+// (core/text.ts): errors and warnings become one line with control characters
+// escaped and at most MAX_MESSAGE_LINE characters; other output keeps its
+// newlines and tabs and has every other control character escaped. A name
+// from a checkpoint or a dataset folder cannot send escape sequences to the
+// user's terminal, however it reaches a message.
+import { format } from 'node:util';
+import { pathToFileURL } from 'node:url';
 import { Command, Errors, Flags, ModuleLoader, type Interfaces } from '@oclif/core';
 import { initBackend, type BackendReport } from '../app/backend.js';
 import { PeftError } from '../core/errors.js';
+import { printableLine, printableText, quoteName } from '../core/text.js';
 import type { Registry } from '../core/registry/registry.js';
 import { createDefaultRegistry } from '../builtins.js';
 import { loadExternalPlugins, pluginWarning, type OclifHookSource, type OclifPluginLike, type PluginLoadResult } from '../core/plugins/load-plugins.js';
@@ -41,9 +50,14 @@ export abstract class BaseCommand extends Command {
     return out;
   }
 
-  /** One line on stderr: `peft: warning: ...`. */
+  /** One line on stderr: `peft: warning: ...`, escaped and capped. */
   protected warnLine(text: string): void {
-    process.stderr.write(`peft: warning: ${text}\n`);
+    process.stderr.write(`${printableLine(`peft: warning: ${text}`)}\n`);
+  }
+
+  /** Standard output, with control characters other than newlines and tabs escaped (JSON stays valid JSON). */
+  override log(message = '', ...args: unknown[]): void {
+    super.log(printableText(format(message, ...args)));
   }
 
   /** Warns when a composed model trains base tensors its method did not declare (a plugin that unfreezes or replaces base weights). */
@@ -59,7 +73,9 @@ export abstract class BaseCommand extends Command {
     this.registryPromise ??= (async () => {
       const registry = await createDefaultRegistry();
       this.pluginResults = await loadExternalPlugins(registry, { flags: this.pluginFlags, oclif: this.oclifHooks() });
-      if (this.warnPluginFailures) for (const r of this.pluginResults) if (!r.ok) process.stderr.write(`${pluginWarning(r)}\n`);
+      for (const r of this.pluginResults) if (r.ok && r.root) loadedPluginRoots.set(r.root, r.name);
+      watchLateRejections();
+      if (this.warnPluginFailures) for (const r of this.pluginResults) if (!r.ok) process.stderr.write(`${printableLine(pluginWarning(r))}\n`);
       return registry;
     })();
     return this.registryPromise;
@@ -91,7 +107,38 @@ export abstract class BaseCommand extends Command {
   }
 
   private userError(message: string): never {
-    process.stderr.write(`peft: error: ${message.replace(/\s+/g, ' ').trim()}\n`);
+    process.stderr.write(`${printableLine(`peft: error: ${message}`)}\n`);
     this.exit(2);
   }
+}
+
+/** External plugins loaded in this process, by folder: whom a late rejection is blamed on. */
+const loadedPluginRoots = new Map<string, string>();
+let watching = false;
+
+/**
+ * A plugin may leave a promise that rejects after it loaded, unhandled:
+ * Node would print a raw stack and end the command with exit 1. A rejection
+ * whose stack runs through a loaded plugin's files (or, without a stack,
+ * while external plugins are loaded) is a warning naming the plugin(s), and
+ * the command goes on; any other is peftjs's own bug and keeps Node's
+ * behaviour (its stack, exit 1).
+ */
+function watchLateRejections(): void {
+  if (watching || loadedPluginRoots.size === 0) return;
+  watching = true;
+  process.on('unhandledRejection', (reason) => {
+    let stack = '';
+    let text: string;
+    try {
+      stack = reason instanceof Error ? String(reason.stack ?? '') : '';
+      text = reason instanceof Error ? reason.message : String(reason);
+    } catch {
+      text = 'a value that cannot be printed';
+    }
+    const blamed = [...loadedPluginRoots].filter(([root]) => stack.includes(root) || stack.includes(pathToFileURL(root).href)).map(([, name]) => name);
+    if (blamed.length === 0 && reason instanceof Error && stack.includes('\n    at ')) throw reason;
+    const who = blamed.length ? `plugin ${blamed.map((n) => quoteName(n)).join(', ')}` : `one of the plugins ${[...loadedPluginRoots.values()].map((n) => quoteName(n)).join(', ')}`;
+    process.stderr.write(`${printableLine(`peft: warning: ${who} left a promise that rejected unhandled (${text}); the command goes on, but the plugin may not work`, 600)}\n`);
+  });
 }
