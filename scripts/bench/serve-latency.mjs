@@ -59,6 +59,7 @@ const { initBackend } = await import(dist('app/backend.js'));
 const { createDefaultRegistry } = await import(dist('builtins.js'));
 const { openServedRuns, startServer } = await import(dist('app/serve/index.js'));
 const { readImage, encodePng } = await import(dist('app/data/image-io.js'));
+const { nativeStatus } = await import(dist('accel/native/index.js'));
 
 const backend = await initBackend({ preferred: args.backend, quiet: true });
 const registry = await createDefaultRegistry();
@@ -137,7 +138,8 @@ for (const dir of runDirs) {
   }
 }
 
-const machine = { cpus: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', backend: backend.active, node: process.version };
+const native = nativeStatus();
+const machine = { cpus: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', backend: `${backend.active}${native.active ? ` + native kernels (${native.threads} threads)` : ''}`, node: process.version };
 if (args.json) process.stdout.write(`${JSON.stringify({ machine, results }, null, 2)}\n`);
 else {
   const f = (ms) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1));
