@@ -105,7 +105,11 @@ export async function saveTrainingCheckpoint(dir: string, peft: PeftModel, adam:
     writeFileAtomic(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify({ ...state, adamStep: adam.step }, null, 2)}\n`);
     fsyncDir(tmp);
   } catch (err) {
-    rmSync(tmp, { recursive: true, force: true });
+    try {
+      rmSync(tmp, { recursive: true, force: true });
+    } catch {
+      // nothing to clean where nothing could be made (a parent that is a file: ENOTDIR)
+    }
     // say what is left only when there is something: a first save that fails keeps nothing
     const kept = checkpointDir(dir) ? 'the previous checkpoint is kept' : 'there was no earlier checkpoint to keep';
     throw new PeftError(`${dir}: cannot save the checkpoint (${reason(err)}); ${kept}`, { cause: err });

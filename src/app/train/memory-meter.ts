@@ -10,18 +10,32 @@ export interface MemorySample {
   wasmHeapBytes?: number;
 }
 
-/** Tracks peak process and tensor memory across a run. */
+/**
+ * Tracks peak process and tensor memory across a run. Reading a peak takes a
+ * sample first: a run with no step to do (a finished run resumed) still
+ * reports this process's memory, never 0.
+ */
 export class MemoryMeter {
-  peakRss = 0;
-  peakTensorBytes = 0;
+  private rssPeak = 0;
+  private tensorPeak = 0;
+
+  get peakRss(): number {
+    this.sample();
+    return this.rssPeak;
+  }
+
+  get peakTensorBytes(): number {
+    this.sample();
+    return this.tensorPeak;
+  }
 
   sample(): MemorySample {
     const mem = tf.memory() as tf.MemoryInfo & { numBytesInWASM?: number };
     const s: MemorySample = { rss: process.memoryUsage.rss(), tensorBytes: mem.numBytes, numTensors: mem.numTensors };
     const heap = wasmHeapBytes();
     if (heap !== undefined) s.wasmHeapBytes = heap;
-    this.peakRss = Math.max(this.peakRss, s.rss);
-    this.peakTensorBytes = Math.max(this.peakTensorBytes, s.tensorBytes);
+    this.rssPeak = Math.max(this.rssPeak, s.rss);
+    this.tensorPeak = Math.max(this.tensorPeak, s.tensorBytes);
     return s;
   }
 }

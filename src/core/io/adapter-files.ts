@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PeftError } from '../errors.js';
+import { briefValue } from '../text.js';
 import type { Module } from '../nn/module.js';
 import type { InjectionSite } from '../peft/injection-site.js';
 import type { LayerInjector } from '../peft/layer-injector.js';
@@ -131,18 +132,8 @@ export async function saveAdapter(dir: string, source: AdapterSource, options: S
   return { configPath, weightsPath, tensors: [...toWrite.keys()].sort(), bytes: bytes.byteLength };
 }
 
-/** A value or name for an error message, cut short (a hostile file can hold megabytes in one field). */
-function brief(v: unknown, max = 80): string {
-  let text: string | undefined;
-  try {
-    text = typeof v === 'string' ? v : JSON.stringify(v);
-  } catch {
-    text = String(v);
-  }
-  if (text === undefined) return String(v);
-  text = text.replace(/[\u0000-\u001f\u007f]/g, '?');
-  return text.length > max ? `${text.slice(0, max)}…(${text.length} chars)` : text;
-}
+/** A value or a name for a message: escaped and cut short (a hostile file can hold megabytes in one field; core/text.ts). */
+const brief = (v: unknown, max = 80): string => briefValue(v, max);
 
 function stringList(v: unknown): v is string[] {
   return Array.isArray(v) && v.every((s) => typeof s === 'string');

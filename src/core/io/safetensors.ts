@@ -4,6 +4,7 @@
 // and the key in every error.
 import * as tf from '@tensorflow/tfjs';
 import { PeftError } from '../errors.js';
+import { briefValue } from '../text.js';
 import { readRegularFile } from './read-regular-file.js';
 import { writeFileAtomic } from './atomic.js';
 
@@ -30,17 +31,8 @@ function fail(source: string, what: string): never {
   throw new PeftError(`${source}: not a valid safetensors file: ${what}`);
 }
 
-/** A value for an error message, cut short: a hostile header can hold megabytes in one field. */
-function brief(v: unknown, max = 60): string {
-  let s: string;
-  try {
-    s = typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v));
-  } catch {
-    s = String(v);
-  }
-  s = s.replace(/[\u0000-\u001f\u007f]/g, '?');
-  return s.length > max ? `${s.slice(0, max)}…(${s.length} chars)` : s;
-}
+/** A value or a name for a message: escaped and cut short (a hostile file can hold megabytes in one field; core/text.ts). */
+const brief = (v: unknown, max = 60): string => briefValue(v, max);
 
 /** Parses a safetensors buffer. `source` names it in errors. */
 export function parseSafetensors(buf: Uint8Array, source = 'safetensors'): SafetensorsFile {

@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { extname } from 'node:path';
 import { PeftError } from '../errors.js';
+import { briefValue } from '../text.js';
 import { readRegularFile } from './read-regular-file.js';
 import { parseSafetensors, toFloat32, type RawTensor, type SafeDtype } from './safetensors.js';
 import { PickleDict, PickleFunction, PickleTuple, describePickled, unpickle } from './torch-pickle.js';
@@ -189,7 +190,7 @@ function torchHooks(zip: ZipArchive, prefix: string, source: string, fileBytes: 
       if (module === 'torch._utils' && name === '_rebuild_tensor_v2') return rebuildTensor;
       if (module === 'torch._utils' && name === '_rebuild_parameter') return rebuildParameter;
       if (module === 'torch' && Object.hasOwn(TORCH_STORAGE_DTYPES, name)) return new StorageType(name, TORCH_STORAGE_DTYPES[name]!);
-      throw new PeftError(`${source}: data.pkl: global '${module}.${name}' is not allowed in a checkpoint (unpickling never runs code)`);
+      throw new PeftError(`${source}: data.pkl: global '${briefValue(`${String(module)}.${String(name)}`, 120)}' is not allowed in a checkpoint (unpickling never runs code)`);
     },
     persistentLoad(pid: unknown): unknown {
       const items = pid instanceof PickleTuple ? pid.items : undefined;
@@ -197,17 +198,17 @@ function torchHooks(zip: ZipArchive, prefix: string, source: string, fileBytes: 
       const [, type, key, , numel] = items;
       if (!(type instanceof StorageType)) return fail(`storage type is a ${describePickled(type)}, not a torch storage class`);
       if (typeof key !== 'string') return fail('storage key is not a string');
-      if (!isInt(numel) || numel < 0) return fail(`storage '${key}' has an invalid size ${String(numel)}`);
+      if (!isInt(numel) || numel < 0) return fail(`storage '${briefValue(key)}' has an invalid size ${String(numel)}`);
       let bytes = entryBytes.get(key);
       if (!bytes) {
         const name = `${prefix}data/${key}`;
-        if (!zip.has(name)) fail(`storage '${key}' has no entry ${name} in the archive`);
+        if (!zip.has(name)) fail(`storage '${briefValue(key)}' has no entry ${briefValue(name)} in the archive`);
         bytes = zip.read(name);
         entryBytes.set(key, bytes);
       }
       const need = numel * ITEM_BYTES[type.dtype];
       if (need > bytes.byteLength) {
-        fail(`storage '${key}' declares ${numel} ${type.name} elements (${need} bytes) but holds ${bytes.byteLength} bytes`);
+        fail(`storage '${briefValue(key)}' declares ${numel} ${type.name} elements (${need} bytes) but holds ${bytes.byteLength} bytes`);
       }
       return new Storage(key, type.dtype, bytes, numel);
     },
@@ -227,7 +228,7 @@ function stateDictOf(top: unknown, source: string): Map<string, RawTensor> {
   const out = new Map<string, RawTensor>();
   for (const [key, value] of dict) {
     if (typeof key !== 'string') throw new PeftError(`${source}: state dict has a non-string key (${describePickled(key)})`);
-    if (!(value instanceof TorchTensor)) throw new PeftError(`${source}: state dict entry '${key}' is a ${describePickled(value)}, not a tensor`);
+    if (!(value instanceof TorchTensor)) throw new PeftError(`${source}: state dict entry '${briefValue(key, 120)}' is a ${describePickled(value)}, not a tensor`);
     out.set(key, value);
   }
   if (out.size === 0) throw new PeftError(`${source}: data.pkl holds no tensors (not a state dict)`);

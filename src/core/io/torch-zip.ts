@@ -9,6 +9,7 @@
 import { inflateSync } from 'fflate';
 import * as zlib from 'node:zlib';
 import { PeftError } from '../errors.js';
+import { briefValue } from '../text.js';
 
 export interface ZipEntry {
   name: string;
@@ -42,8 +43,7 @@ export function crc32(data: Uint8Array): number {
 
 /** An entry name for a message: printable, cut short. */
 function shown(name: string): string {
-  const s = name.replace(/[\u0000-\u001f\u007f]/g, '?');
-  return s.length > 80 ? `${s.slice(0, 80)}…` : s;
+  return briefValue(name, 80);
 }
 
 /** A plain relative path: no absolute or drive prefix, no '.' or '..' segments, no backslash or control characters. */

@@ -3,6 +3,7 @@
 // load by name.
 import * as tf from '@tensorflow/tfjs';
 import { PeftError } from '../errors.js';
+import { briefValue } from '../text.js';
 import { Parameter, type ParameterOptions } from './parameter.js';
 
 export interface StateDictReport {
@@ -204,12 +205,13 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 /** One line naming the first problems of a state-dict load. */
 export function describeReport(r: StateDictReport, source?: string): string {
   const parts: string[] = [];
-  const few = (xs: string[]) => xs.slice(0, 3).join(', ') + (xs.length > 3 ? `, … (${xs.length} in all)` : '');
+  // names come from checkpoint files: escaped and cut (core/text.ts)
+  const few = (xs: string[]) => xs.slice(0, 3).map((x) => briefValue(x, 120)).join(', ') + (xs.length > 3 ? `, … (${xs.length} in all)` : '');
   if (r.mismatched.length) {
     parts.push(
       `shape mismatch: ${r.mismatched
         .slice(0, 3)
-        .map((m) => `${m.key} expected [${m.expected}] got [${m.got}]`)
+        .map((m) => `${briefValue(m.key, 120)} expected [${m.expected}] got [${m.got}]`)
         .join(', ')}${r.mismatched.length > 3 ? `, … (${r.mismatched.length} in all)` : ''}`,
     );
   }

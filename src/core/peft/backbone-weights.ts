@@ -4,6 +4,7 @@
 // mismatches, and nothing is loaded.
 import * as tf from '@tensorflow/tfjs';
 import { PeftError } from '../errors.js';
+import { briefValue } from '../text.js';
 import { checkpointToTensors, loadCheckpoint } from '../io/torch-checkpoint.js';
 import type { StateDictReport } from '../nn/module.js';
 import type { Backbone } from './backbone.js';
@@ -33,7 +34,7 @@ export function loadBackboneWeights(
   const own = new Set([...backbone.model.namedTensors()].map(([k]) => k));
   const overlap = [...entries.keys()].filter((k) => own.has(k)).length;
   if (overlap === 0) {
-    const sample = [...entries.keys()].slice(0, 3).join(', ');
+    const sample = [...entries.keys()].slice(0, 3).map((k) => briefValue(k, 120)).join(', ');
     throw new PeftError(`${path}: no key matches backbone '${backbone.id}' (the file has e.g. ${sample}; expected e.g. ${[...own].slice(0, 2).join(', ')})`);
   }
   const tensors = checkpointToTensors(entries);

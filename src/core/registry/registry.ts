@@ -6,6 +6,7 @@
 import 'reflect-metadata';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { PeftError } from '../errors.js';
+import { quoteName } from '../text.js';
 import { parseConfig } from './config.js';
 import type { BackboneDefinition, MethodDefinition } from './definitions.js';
 import type { ParityKind } from '../parity/parity-kind.js';
@@ -278,5 +279,5 @@ function matches(d: { id: string; aliases?: string[] }, id: string): boolean {
 export function unknownMessage(type: string, id: string, known: string[]): string {
   const guess = closest(id, known);
   const list = known.length ? [...known].sort().join(', ') : 'none registered';
-  return `unknown ${type} '${id}' (known: ${list})${guess ? `; did you mean '${guess}'?` : ''}`;
+  return `unknown ${type} ${quoteName(id)} (known: ${list})${guess ? `; did you mean '${guess}'?` : ''}`;
 }
