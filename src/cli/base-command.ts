@@ -103,6 +103,13 @@ export abstract class BaseCommand extends Command {
       return this.userError(err.message);
     }
     if ((err as { code?: string }).code === 'EEXIT') throw err;
+    // a bug keeps its stack, but printable: its message may quote a name from a file
+    try {
+      err.message = printableText(err.message.length > 20_000 ? `${err.message.slice(0, 20_000)}…` : err.message);
+      if (err.stack) err.stack = printableText(err.stack.length > 40_000 ? `${err.stack.slice(0, 40_000)}…` : err.stack);
+    } catch {
+      // a frozen error is printed as it is
+    }
     return super.catch(err);
   }
 

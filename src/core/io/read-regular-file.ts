@@ -23,13 +23,14 @@ const MiB = 1024 * 1024;
  * The largest file of each kind read, in bytes: JSON configs (adapter_config.json,
  * run.json, plugins.json, trainer_state.json, package.json) 16 MiB; weights
  * (safetensors, torch.save zips) 4 GiB, the largest buffer Node 20 can hold;
- * a plugin's entry module 64 MiB; images 64 MiB (image-io passes its own, lower, limit).
+ * a plugin's entry module 64 MiB; images 512 MiB (image-io passes its own
+ * `imageLimits.maxFileBytes`, the same today).
  */
 export const FILE_SIZE_LIMITS: Readonly<Record<FileKind, number>> = {
   json: 16 * MiB,
   weights: Math.min(bufferConstants.MAX_LENGTH, 4 * 1024 * MiB),
   plugin: 64 * MiB,
-  image: 64 * MiB,
+  image: 512 * MiB,
 };
 
 const KIND_NAME: Record<FileKind, string> = { json: 'JSON file', weights: 'weights file', plugin: 'plugin module', image: 'image file' };
