@@ -1,9 +1,9 @@
 // A reference fixture: NAME.json (kind, config, tolerances) beside
 // NAME.safetensors (param/, input/, output/, grad/, step/<t>/ tensors).
 import * as tf from '@tensorflow/tfjs';
-import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { PeftError } from '../errors.js';
+import { readRegularTextFile } from '../io/read-regular-file.js';
 import { readSafetensors, toTensor, type SafetensorsFile } from '../io/safetensors.js';
 
 export interface FixtureJson {
@@ -21,9 +21,10 @@ export class Fixture {
 
   constructor(readonly jsonPath: string) {
     this.name = basename(jsonPath, '.json');
+    const text = readRegularTextFile(jsonPath, 'json');
     let parsed: unknown;
     try {
-      parsed = JSON.parse(readFileSync(jsonPath, 'utf8'));
+      parsed = JSON.parse(text);
     } catch (err) {
       throw new PeftError(`${jsonPath}: cannot read fixture (${(err as Error).message.split('\n')[0]})`);
     }
