@@ -33,8 +33,8 @@ const plan = (backbone: string, method: string, run: { steps?: number; epochs?: 
 describe('the recipe of a run', () => {
   it("plan: from scratch each backbone's own; with --checkpoint the reference's one epoch; --steps/--epochs win", () => {
     const scratch = plan('mobile_sam', 'lora');
-    expect(scratch.recipe.options).toEqual({ lr: 1e-3, lrSchedule: 'cosine', steps: 3000 });
-    expect(scratch.run).toEqual({ totalSteps: 3000, from: "mobile_sam's from-scratch recipe" });
+    expect(scratch.recipe.options).toEqual({ lr: 3e-3, lrSchedule: 'cosine', steps: 2000 });
+    expect(scratch.run).toEqual({ totalSteps: 2000, from: "mobile_sam's from-scratch recipe" });
     expect(plan('sam', 'lora').recipe.options).toEqual({ lr: 3e-3, lrSchedule: 'cosine', steps: 1600 });
     expect(plan('efficient_sam', 'lora').recipe.options).toEqual({ lr: 3e-3, lrSchedule: 'cosine', steps: 1600 });
     const pretrained = plan('mobile_sam', 'lora', {}, true);
