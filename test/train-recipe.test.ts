@@ -78,7 +78,7 @@ describe('the recipe of a run', () => {
     expect(r.stdout.match(/^recipe: /gm)).toHaveLength(1);
     const notices = r.stderr.split('\n').filter((l) => l.includes('native kernels off'));
     expect(notices).toEqual([
-      'peft: warning: native kernels off: libopenblas.so.0: cannot open shared object file: No such file or directory; this run uses cpu alone, about 3-4x slower; fix: apt-get install libopenblas-dev && npm rebuild @peftjs/native (PEFT_NATIVE=0 turns them off without this line)',
+      'peft: warning: native kernels off: libopenblas.so.0: cannot open shared object file: No such file or directory; this run uses cpu alone, about 2-4x slower; fix: apt-get install libopenblas-dev && npm rebuild @peftjs/native (PEFT_NATIVE=0 turns them off without this line)',
     ]);
   });
 });

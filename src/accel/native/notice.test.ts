@@ -10,13 +10,13 @@ describe('nativeOffNotice', () => {
   it('built but does not load: names the reason, the slower backend and the rebuild', () => {
     const line = nativeOffNotice(off('libopenblas.so.0: cannot open shared object file: No such file or directory', { openblasInstalled: false }), 'wasm', false);
     expect(line).toBe(
-      'native kernels off: libopenblas.so.0: cannot open shared object file: No such file or directory; this run uses wasm alone, about 3-4x slower; fix: apt-get install libopenblas-dev && npm rebuild @peftjs/native (PEFT_NATIVE=0 turns them off without this line)',
+      'native kernels off: libopenblas.so.0: cannot open shared object file: No such file or directory; this run uses wasm alone, about 2-4x slower; fix: apt-get install libopenblas-dev && npm rebuild @peftjs/native (PEFT_NATIVE=0 turns them off without this line)',
     );
   });
 
   it('a failed build with OpenBLAS installed: rebuild, and where the log is', () => {
     const line = nativeOffNotice(off('node-gyp failed: fatal error: napi.h: No such file or directory', { openblasInstalled: true }), 'cpu', false);
-    expect(line).toMatch(/^native kernels off: node-gyp failed: .*; this run uses cpu alone, about 3-4x slower; fix: npm rebuild @peftjs\/native \(the build's log: native\/build\/status\.json\)/);
+    expect(line).toMatch(/^native kernels off: node-gyp failed: .*; this run uses cpu alone, about 2-4x slower; fix: npm rebuild @peftjs\/native \(the build's log: native\/build\/status\.json\)/);
   });
 
   it("the install script's reason already says how: no second fix", () => {
