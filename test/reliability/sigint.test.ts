@@ -90,9 +90,19 @@ describe('peft train: SIGINT and SIGTERM', () => {
       results.push('accepted');
     }
 
-    // twice: quit at once
-    const twice = await interrupted('twice', 1, ['SIGINT', 'SIGINT']);
-    expect(twice.code).toBe(130);
+    // twice: quit at once. The second signal is sent when the run has said it is stopping; on a
+    // fast step the run can finish stopping (exit 0, checkpoint saved) before it lands, so each
+    // try must end in one of the two correct ways, and at least one of a few tries in 130.
+    const codes: (number | null)[] = [];
+    for (let i = 0; i < 5 && !codes.includes(130); i++) {
+      const twice = await interrupted(`twice-${i}`, 1, ['SIGINT', 'SIGINT']);
+      codes.push(twice.code);
+      if (twice.code !== 130) {
+        expect(twice.code, twice.stderr).toBe(0);
+        expect(twice.stdout).toMatch(/stopped at step \d+; the last checkpoint is saved/);
+      }
+    }
+    expect(codes, 'a second SIGINT while stopping quits at once with 130').toContain(130);
     results.push('accepted');
     recordTable('crash safety', 'SIGINT/SIGTERM save and resume exactly; a second SIGINT quits (CLI)', results, (performance.now() - t0) / 1000);
   }, 600_000);
