@@ -13,6 +13,7 @@ import { describeRecipe } from '../app/runs/recipe.js';
 import { nativeStatus } from '../accel/native/index.js';
 import { nativeOffNotice } from '../accel/native/notice.js';
 import { trainRun } from '../app/runs/train-run.js';
+import { parentLink } from '../cli/parent-link.js';
 
 /** A run name is one plain folder under --out. */
 function checkRunName(name: string): void {
@@ -115,6 +116,8 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     const sigterm = () => onSignal('SIGTERM');
     process.on('SIGINT', sigint);
     process.on('SIGTERM', sigterm);
+    // started by `peft sweep` or `peft worker`: report progress to it, and stop if it dies
+    const parent = parentLink(() => onSignal('the sweep process that started this run exited'));
     let progress: ProgressLine | undefined;
     try {
       const s = await trainRun(
@@ -132,6 +135,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
             if (notice) this.warnLine(notice);
           },
           onStep: (e) => {
+            parent?.progress(e.step, e.totalSteps);
             progress ??= new ProgressLine(e.totalSteps);
             progress.update(e.step, { loss: e.loss.toFixed(4), ...(e.lastDice !== undefined ? { dice: e.lastDice.toFixed(3) } : {}), 'ms/step': String(Math.round(e.ms)) });
           },
@@ -163,6 +167,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     } finally {
       process.off('SIGINT', sigint);
       process.off('SIGTERM', sigterm);
+      parent?.close();
     }
   }
 }
