@@ -14,6 +14,8 @@ const DTYPE_BYTES: Record<SafeDtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 2
 
 /** Headers larger than this are refused (the format's own reference limit is 100 MB). */
 export const MAX_HEADER_BYTES = 100_000_000;
+/** Most tensors one file may hold (as torch.save checkpoints: TORCH_CHECKPOINT_LIMITS). */
+export const MAX_TENSORS = 100_000;
 
 export interface RawTensor {
   dtype: SafeDtype;
@@ -50,6 +52,9 @@ export function parseSafetensors(buf: Uint8Array, source = 'safetensors'): Safet
     fail(source, `header is not UTF-8 JSON (${(err as Error).message.split('\n')[0]})`);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail(source, 'header is not a JSON object');
+  // offsets may not overlap (below), so the tensors' bytes together never exceed the file's
+  const count = Object.keys(header as object).length;
+  if (count > MAX_TENSORS + 1) fail(source, `${count} entries, more than the limit of ${MAX_TENSORS} tensors`);
   const dataStart = 8 + n;
   const dataLen = buf.byteLength - dataStart;
   const tensors = new Map<string, RawTensor>();

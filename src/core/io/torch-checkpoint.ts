@@ -104,12 +104,28 @@ export function parseTorchCheckpoint(buf: Uint8Array, source = 'checkpoint'): Ma
   return stateDictOf(top, source);
 }
 
+/**
+ * Limits of a torch.save checkpoint, beyond the file's own size (4 GiB,
+ * read-regular-file.ts). A tensor is a view of a storage: many views of one
+ * storage cost nothing in the file but each becomes a tensor of its own when
+ * loaded, so the views' bytes are budgeted for the whole checkpoint.
+ */
+export const TORCH_CHECKPOINT_LIMITS = {
+  /** Most tensors one checkpoint may hold (SAM ViT-H has about 600). */
+  maxTensors: 100_000,
+  /** All tensors together may span at most this many times the file's bytes (each storage viewed twice over; strided copies included)... */
+  viewBytesPerFileByte: 2,
+  /** ...or this many bytes, for a small file. */
+  minViewBytes: 1 << 20,
+} as const;
+
 /** The allowed globals and the storage loader of a torch.save archive. */
 function torchHooks(zip: ZipArchive, prefix: string, source: string, fileBytes: number) {
   const entryBytes = new Map<string, Uint8Array>();
-  // strided views are gathered into copies: together they may not copy more than the file could hold
-  const copyBudget = Math.max(2 * fileBytes, 1 << 20);
-  let copied = 0;
+  // every view's bytes, contiguous or gathered into a copy, count against one budget for the whole checkpoint
+  const viewBudget = Math.max(TORCH_CHECKPOINT_LIMITS.viewBytesPerFileByte * fileBytes, TORCH_CHECKPOINT_LIMITS.minViewBytes);
+  let viewed = 0;
+  let tensors = 0;
   const fail = (what: string): never => {
     throw new PeftError(`${source}: data.pkl: ${what}`);
   };
@@ -133,6 +149,12 @@ function torchHooks(zip: ZipArchive, prefix: string, source: string, fileBytes: 
       numel *= d;
       if (numel * item > fileBytes) fail(`tensor of size (${shape.join(', ')}) is larger than the file`);
     }
+    if (++tensors > TORCH_CHECKPOINT_LIMITS.maxTensors) fail(`more than ${TORCH_CHECKPOINT_LIMITS.maxTensors} tensors, the limit of a checkpoint`);
+    // counted before the view is made: 4,500 views of one 1 MB storage would become 4.5 GB of tensors
+    viewed += numel * item;
+    if (viewed > viewBudget) {
+      fail(`its tensors would take ${viewed} bytes once loaded (views of the same storages), more than ${TORCH_CHECKPOINT_LIMITS.viewBytesPerFileByte} x the file's ${fileBytes} bytes`);
+    }
     if (numel === 0) return new TorchTensor(storage.dtype, shape, new Uint8Array(0));
     let last = offset;
     shape.forEach((d, i) => (last += (d - 1) * strides[i]!));
@@ -146,9 +168,7 @@ function torchHooks(zip: ZipArchive, prefix: string, source: string, fileBytes: 
       expect *= shape[i]!;
     }
     if (contiguous) return new TorchTensor(storage.dtype, shape, storage.bytes.subarray(offset * item, (offset + numel) * item));
-    // gather a strided view into a new contiguous buffer
-    copied += numel * item;
-    if (copied > copyBudget) fail(`strided tensors would copy ${copied} bytes, more than a ${fileBytes}-byte file can hold`);
+    // gather a strided view into a new contiguous buffer (its bytes were counted above)
     const out = new Uint8Array(numel * item);
     const index = new Array<number>(shape.length).fill(0);
     let src = offset;

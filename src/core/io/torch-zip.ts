@@ -6,7 +6,7 @@
 // entry names must be plain relative UTF-8 paths; entries may not overlap
 // (overlapping entries are how zip bombs multiply one compressed stream); an
 // entry's CRC-32, when the archive records one, is verified on read.
-import { inflateSync } from 'fflate';
+import { Inflate } from 'fflate';
 import * as zlib from 'node:zlib';
 import { PeftError } from '../errors.js';
 import { briefValue } from '../text.js';
@@ -57,6 +57,16 @@ function unsafeName(name: string): string | undefined {
   return undefined;
 }
 
+/** Limits of a zip archive beyond its file's size. */
+export const ZIP_LIMITS = {
+  /** Most entries a directory may list (a checkpoint has one per storage, plus data.pkl, version and byteorder). */
+  maxEntries: 100_010,
+  /** Deflated entries read from one archive may inflate to this many times the file's bytes in all... */
+  inflateBytesPerFileByte: 16,
+  /** ...or this many bytes, for a small file. */
+  minInflateBytes: 64 * 1024 * 1024,
+} as const;
+
 const EOCD = 0x06054b50;
 const ZIP64_LOCATOR = 0x07064b50;
 const ZIP64_EOCD = 0x06064b50;
@@ -64,11 +74,18 @@ const CENTRAL = 0x02014b50;
 const LOCAL = 0x04034b50;
 
 export class ZipArchive {
+  /** What deflated entries read so far declared they inflate to. */
+  private inflated = 0;
+  /** What they may inflate to in all (ZIP_LIMITS): a few MB of deflate can declare gigabytes. */
+  readonly inflateBudget: number;
+
   constructor(
     readonly source: string,
     private readonly buf: Uint8Array,
     readonly entries: Map<string, ZipEntry>,
-  ) {}
+  ) {
+    this.inflateBudget = Math.max(ZIP_LIMITS.inflateBytesPerFileByte * buf.byteLength, ZIP_LIMITS.minInflateBytes);
+  }
 
   has(name: string): boolean {
     return this.entries.has(name);
@@ -93,14 +110,31 @@ export class ZipArchive {
     }
     // deflate cannot expand data by more than ~1032x: refuse sizes that cannot be genuine
     if (e.size > Math.max(1024, e.compressedSize * 1032)) this.fail(`entry '${shown(name)}' declares an impossible size ${e.size}`);
+    // the declared size is budgeted before it is allocated, and the stream may not exceed it
+    this.inflated += e.size;
+    if (this.inflated > this.inflateBudget) {
+      this.fail(`entry '${shown(name)}' would inflate the entries read to ${this.inflated} bytes, more than the ${this.inflateBudget}-byte limit for a ${this.buf.byteLength}-byte file`);
+    }
+    const out = new Uint8Array(e.size);
+    let got = 0;
+    let ended = false;
+    const inflater = new Inflate((chunk, final) => {
+      if (got + chunk.length > e.size) this.fail(`entry '${shown(name)}' inflates to more than the ${e.size} bytes it declares`);
+      out.set(chunk, got);
+      got += chunk.length;
+      if (final) ended = true;
+    });
     try {
-      const out = inflateSync(raw, { out: new Uint8Array(e.size) });
-      if (out.byteLength !== e.size) this.fail(`entry '${shown(name)}' inflates to ${out.byteLength} bytes, not ${e.size}`);
-      return this.checked(e, out);
+      // small slices bound what one push can inflate at once (fflate inflates a whole push)
+      const slice = 16384;
+      if (raw.length === 0) inflater.push(raw, true);
+      for (let s = 0; s < raw.length; s += slice) inflater.push(raw.subarray(s, s + slice), s + slice >= raw.length);
     } catch (err) {
       if (err instanceof PeftError) throw err;
       this.fail(`entry '${shown(name)}' does not inflate (${(err as Error).message})`);
     }
+    if (!ended || got !== e.size) this.fail(`entry '${shown(name)}' inflates to ${got} bytes, not ${e.size}`);
+    return this.checked(e, out);
   }
 
   /** The bytes, after checking them against the recorded CRC-32 (when there is one). */
@@ -156,6 +190,7 @@ export function openZip(buf: Uint8Array, source: string): ZipArchive {
   if (cdOffset + cdSize > len) fail(`central directory (${cdSize} bytes at ${cdOffset}) lies outside the file (truncated?)`);
   // every central record is at least 46 bytes: the count cannot exceed what fits
   if (count * 46 > cdSize) fail(`${count} entries cannot fit in a ${cdSize}-byte directory`);
+  if (count > ZIP_LIMITS.maxEntries) fail(`${count} entries, more than the limit of ${ZIP_LIMITS.maxEntries}`);
   const entries = new Map<string, ZipEntry>();
   const decoder = new TextDecoder('utf-8', { fatal: true });
   /** Each entry's smallest footprint: local header (30 + name) and its data. */
