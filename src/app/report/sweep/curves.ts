@@ -101,7 +101,7 @@ export function bandChart(o: { title: string; subtitle: string; y: string; group
   const color = {
     field: 'group',
     type: 'nominal',
-    title: 'group (line: mean over seeds; band: min–max over seeds)',
+    title: null,
     scale: { domain, scheme: domain.length > 10 ? 'tableau20' : 'category10' },
     legend: { orient: 'bottom', direction: 'vertical', labelLimit: 400, symbolType: 'stroke', symbolStrokeWidth: 3, symbolOpacity: 1, titleLimit: 500 },
   };

@@ -49,10 +49,10 @@ function seedsTable(rows: SweepRow[]): string {
 }
 
 const CSS = `
-body{font-family:"DejaVu Sans","Liberation Sans",Arial,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222;line-height:1.4}
+body{font-family:"DejaVu Sans","Liberation Sans",Arial,sans-serif;margin:2rem auto;max-width:1400px;padding:0 1rem;color:#222;line-height:1.4}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 .meta{color:#666;font-size:.9rem}
-table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.95rem}
+table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.95rem}.table-wrap{overflow-x:auto}table.results{font-size:.85rem}
 th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}
 th{background:#f3f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td[title]{cursor:help}
@@ -98,8 +98,8 @@ export function sweepHtml(p: SweepPageInput): string {
 <p class="meta">${p.rows.length} group${p.rows.length === 1 ? '' : 's'} · ${finished} of ${planned} jobs finished · <code>${e(p.dir)}</code> · generated ${e(p.generatedAt)} by <code>peft report</code></p>
 <h2>Performance over seeds</h2>
 ${none}
-<table class="results"><thead><tr>${columns.map((c) => `<th>${e(c)}</th>`).join('')}</tr></thead>
-<tbody>${p.rows.map((r) => row(r, p.rows)).join('\n')}</tbody></table>
+<div class="table-wrap"><table class="results"><thead><tr>${columns.map((c) => `<th>${e(c)}</th>`).join('')}</tr></thead>
+<tbody>${p.rows.map((r) => row(r, p.rows)).join('\n')}</tbody></table></div>
 ${incomplete}
 <p class="note">Each number: mean ± sample standard deviation (n − 1) over the group's finished seeds, no ± with one seed; hover it for each seed's value. DICE and mIoU: mean over classes of the final validation. Memory: peak resident set size of the training process.</p>
 <h2>Paired comparison</h2>
