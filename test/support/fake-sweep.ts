@@ -46,7 +46,18 @@ export function makeFakeSweep(dir: string, o: FakeSweepOptions): string[] {
   );
   mkdirSync(join(dir, 'runs'), { recursive: true });
   mkdirSync(join(dir, 'results'), { recursive: true });
-  writeFileSync(join(dir, 'sweep.json'), JSON.stringify({ version: 1, name: o.name ?? 'fake', createdAt: '2026-01-01T00:00:00.000Z', spec: {}, jobs }, null, 2));
+  // the spec that would expand to these jobs, as src/app/sweep/spec.ts writes it
+  const grid: Record<string, (string | number | boolean)[]> = {};
+  for (const g of o.groups) for (const [k, v] of Object.entries(g.values ?? {})) if (!(grid[k] ??= []).includes(v)) grid[k].push(v);
+  const spec = {
+    backbones: [...new Set(o.groups.map((g) => g.backbone))],
+    methods: [...new Set(o.groups.map((g) => g.method))],
+    seeds: [...new Set(jobs.map((j) => j.seed))].sort((a, b) => a - b),
+    grid,
+    train: {},
+    pairs: {},
+  };
+  writeFileSync(join(dir, 'sweep.json'), JSON.stringify({ version: 1, name: o.name ?? 'fake', createdAt: '2026-01-01T00:00:00.000Z', spec, jobs }, null, 2));
   const t0 = Date.parse('2026-01-01T00:00:00Z');
   for (const g of o.groups) {
     for (const s of g.seeds) {

@@ -10,8 +10,8 @@ import { toRow } from '../rows.js';
 import type { ResultRow, RunRecord } from '../types.js';
 import { PeftError } from '../../../core/errors.js';
 import { bandCurve, seedDiceCurve, seedLossCurve, type BandPoint, type Point } from './curves.js';
-import { jobRunDir, type SweepData } from './read-sweep.js';
-import type { JobResult, SweepJob } from './schema.js';
+import { jobRunDir, type SweepData, type SweepResult } from './read-sweep.js';
+import type { SweepJob } from '../../sweep/spec.js';
 import { seedStat, type SeedStat } from './stats.js';
 
 /** One seed of a group. */
@@ -69,7 +69,7 @@ export interface SweepTable {
   representatives: ResultRow[];
 }
 
-function seedRecord(sweep: SweepData, job: SweepJob, result: JobResult, warn: (line: string) => void): RunRecord {
+function seedRecord(sweep: SweepData, job: SweepJob, result: SweepResult, warn: (line: string) => void): RunRecord {
   const dir = jobRunDir(sweep.dir, job.id);
   let record: RunRecord;
   try {

@@ -198,39 +198,51 @@ describe('sweep folders that are not all there', () => {
     expect(warnings).toEqual([expect.stringContaining('no job of the sweep has finished yet (2 jobs planned)')]);
   });
 
-  it('counts a broken result as unfinished, with a warning naming it', async () => {
+  it('counts a result it cannot use as unfinished, with a warning naming it', async () => {
     const dir = sweepDir('broken');
-    writeFileSync(join(dir, 'results', 'sam-lora-s1.json'), '{"version": 1, "id": "sam-lora-s1", "summary": 5}');
+    const file = join(dir, 'results', 'sam-lora-s1.json');
+    const result = JSON.parse(readFileSync(file, 'utf8')) as { summary: { final: { dice: Record<string, unknown> } } };
+    result.summary.final.dice.disc = 'high';
+    writeFileSync(file, JSON.stringify(result));
+    writeFileSync(join(dir, 'results', 'sam-adapter-s2.json'), '{"version": 1, "id": "sam-adapter-s2"');
     const warnings: string[] = [];
     const r = await writeSweepReport(dir, { out: join(root, 'broken-report'), warn: (l) => warnings.push(l) });
     expect(r.rows[0]!.finished).toBe(2);
     expect(r.rows[0]!.status).toBe('incomplete');
-    expect(warnings).toEqual([expect.stringMatching(/sam-lora-s1\.json: 'summary': .*; job 'sam-lora-s1' is counted as unfinished$/)]);
+    expect(r.rows[1]!.finished).toBe(2);
+    expect(warnings).toEqual([
+      expect.stringMatching(/sam-lora-s1\.json': 'summary\.final\.dice\.disc': .*; job 'sam-lora-s1' is counted as unfinished$/),
+      expect.stringMatching(/sam-adapter-s2\.json': not valid JSON .*; job 'sam-adapter-s2' is counted as unfinished$/),
+    ]);
   });
 
-  it('refuses a folder without sweep.json, and a sweep.json that is not one', () => {
+  it('refuses a folder without sweep.json, and job ids that are not folder names', () => {
     expect(() => readSweep(root)).toThrow(/not a sweep folder \(no sweep\.json\)/);
     const dir = join(root, 'bad-sweep');
-    makeFakeSweep(dir, { groups: [] });
-    writeFileSync(join(dir, 'sweep.json'), JSON.stringify({ version: 1, jobs: [{ id: '../../etc', group: 'g', backbone: 'b', method: 'm', seed: 0 }] }));
-    expect(() => readSweep(dir)).toThrow(/sweep\.json: 'jobs\.0\.id': a job id is/);
+    makeFakeSweep(dir, { name: 'bad', groups: [{ backbone: 'sam', method: 'lora', seeds: [{ seed: 0 }] }] });
+    const sweep = JSON.parse(readFileSync(join(dir, 'sweep.json'), 'utf8')) as { jobs: { id: string }[] };
+    for (const [id, message] of [['../../etc', /sweep\.json': 'jobs\.0\.id': /], ['..', /sweep\.json': job id '\.\.' is not a folder name$/]] as const) {
+      sweep.jobs[0]!.id = id;
+      writeFileSync(join(dir, 'sweep.json'), JSON.stringify(sweep));
+      expect(() => readSweep(dir)).toThrow(message);
+    }
   });
 
   it('escapes names from the folder in the page', async () => {
     // job ids are plain (they name files); backbone, method and grid values need not be
     const groups: FakeGroup[] = [
-      { group: 'g1', backbone: '<img src=x onerror=alert(1)>', method: 'lo"ra', values: { "k'<b>": '</td>' }, seeds: [{ seed: 0, dice: { disc: 0.5, cup: 0.5 } }] },
-      { group: 'g2', backbone: '<img src=x onerror=alert(1)>', method: '<i>ada', values: { "k'<b>": '</td>' }, seeds: [{ seed: 0, dice: { disc: 0.4, cup: 0.4 } }] },
+      { group: 'g1', backbone: '<img src=x onerror=alert(1)>', method: 'lo"ra', values: { note: "k'<b></td>" }, seeds: [{ seed: 0, dice: { disc: 0.5, cup: 0.5 } }] },
+      { group: 'g2', backbone: '<img src=x onerror=alert(1)>', method: '<i>ada', values: { note: "k'<b></td>" }, seeds: [{ seed: 0, dice: { disc: 0.4, cup: 0.4 } }] },
     ];
     const dir = join(root, 'hostile');
-    makeFakeSweep(dir, { name: '<script>x</script>', groups });
+    makeFakeSweep(dir, { name: 'hostile', groups });
     const out = join(root, 'hostile-report');
     await writeSweepReport(dir, { out });
     const html = readFileSync(join(out, 'index.html'), 'utf8');
-    for (const raw of ['<img src=x', '<script>x', 'lo"ra', '<i>ada', '<b>', "k'"]) expect(html).not.toContain(raw);
+    for (const raw of ['<img src=x', 'lo"ra', '<i>ada', '<b>', "k'"]) expect(html).not.toContain(raw);
     expect(html).toContain('&lt;img src=x onerror=alert(1)&gt;');
     expect(html).toContain('lo&quot;ra beats &lt;i&gt;ada in 1 of 1 seed');
-    expect(html).toContain('k&#39;&lt;b&gt;=&lt;/td&gt;');
+    expect(html).toContain('note=k&#39;&lt;b&gt;&lt;/td&gt;');
   }, 60_000);
 });
 

@@ -1,40 +1,13 @@
-// The sweep folder as the report reads it (see docs/report.md, "Sweep
-// reports"): sweep.json (what the sweep is: its jobs) and results/<jobId>.json
-// (one per finished job, with the run's summary). One zod schema each; unknown
-// keys are kept, so a newer `peft sweep` that adds fields still reports.
+// What the report reads of a job's result beyond what the sweep folder's own
+// schema checks (src/app/sweep/folder.ts keeps `summary` open): the numbers of
+// the run's summary.json that the table shows, so a result whose summary has
+// a string where a number belongs is refused in one line, not drawn as NaN.
 import { z } from 'zod';
 
-/** A job id names files (runs/<id>/, results/<id>.json): no separators, no `..`. */
-export const JOB_ID = /^(?!\.\.?$)[a-z0-9_.=-]{1,200}$/;
-
-const jobId = z.string().regex(JOB_ID, 'a job id is 1-200 characters of a-z 0-9 _ . = -');
-const gridValue = z.union([z.string(), z.number(), z.boolean()]);
 const metricMap = z.record(z.string(), z.number());
 
-export const sweepJobSchema = z
-  .object({
-    id: jobId,
-    group: z.string().min(1).max(200),
-    backbone: z.string().min(1).max(200),
-    method: z.string().min(1).max(200),
-    seed: z.number().int().min(0),
-    values: z.record(z.string(), gridValue).default({}),
-    args: z.array(z.string()).optional(),
-  })
-  .loose();
-
-export const sweepFileSchema = z
-  .object({
-    version: z.literal(1),
-    name: z.string().max(200).optional(),
-    createdAt: z.string().optional(),
-    spec: z.unknown().optional(),
-    jobs: z.array(sweepJobSchema).max(100_000),
-  })
-  .loose();
-
 /** The part of a run's summary.json the report uses (the trainer writes more). */
-export const runSummarySchema = z
+export const resultSummarySchema = z
   .object({
     steps: z.number().optional(),
     epochs: z.number().optional(),
@@ -51,19 +24,4 @@ export const runSummarySchema = z
   })
   .loose();
 
-export const jobResultSchema = z
-  .object({
-    version: z.literal(1),
-    id: jobId,
-    group: z.string().optional(),
-    seed: z.number().int().min(0).optional(),
-    summary: runSummarySchema,
-    attempts: z.number().optional(),
-    seconds: z.number().optional(),
-    finishedAt: z.string().optional(),
-  })
-  .loose();
-
-export type SweepJob = z.infer<typeof sweepJobSchema>;
-export type SweepFile = z.infer<typeof sweepFileSchema>;
-export type JobResult = z.infer<typeof jobResultSchema>;
+export type ResultSummary = z.infer<typeof resultSummarySchema>;
