@@ -8,6 +8,7 @@ import { ensureDefaultDataset } from '../app/data/synth-output.js';
 import { createOrOpenSweep, isSweepFolder, jobState, openSweepFolder, type JobResult, type SweepFile } from '../app/sweep/folder.js';
 import { poolShape, runLocalPool } from '../app/sweep/local-pool.js';
 import { SweepStatusLine } from '../cli/sweep-status.js';
+import { checkQueueFlags, enqueueAndFollow, showQueueStatus } from '../cli/sweep-queue.js';
 import {
   absolutePaths,
   absoluteSettings,
@@ -67,6 +68,9 @@ The sweep folder holds sweep.json (the jobs, fixed at creation), runs/<job>/ (ru
     jobs: Flags.integer({ char: 'j', description: 'jobs at a time (default: one per core)' }),
     threads: Flags.integer({ description: 'native kernel threads per job (default: the cores shared out between the jobs)' }),
     'dry-run': Flags.boolean({ description: 'print the jobs and their peft train commands, run nothing' }),
+    queue: Flags.string({ description: 'enqueue the jobs on this Redis (redis://HOST:PORT) for `peft worker` processes, then follow them (docs/scaling.md)' }),
+    detach: Flags.boolean({ description: 'with --queue: return once the jobs are enqueued' }),
+    status: Flags.boolean({ description: 'with --queue: show the queue (and the sweep folder given as argument or --out), run nothing' }),
   };
 
   async run(): Promise<void> {
@@ -74,6 +78,8 @@ The sweep folder holds sweep.json (the jobs, fixed at creation), runs/<job>/ (ru
     const trainArgs = argv as string[];
     if (flags.jobs !== undefined && flags.jobs < 1) throw new PeftError(`--jobs must be at least 1, got ${flags.jobs}`);
     if (flags.threads !== undefined && flags.threads < 1) throw new PeftError(`--threads must be at least 1, got ${flags.threads}`);
+    checkQueueFlags(flags);
+    if (flags.status) return showQueueStatus(flags.queue!, trainArgs[0] ?? flags.out, { log: (l) => this.log(l), warn: (l) => this.warnLine(l) });
     const registry = await this.registry();
     const given = flags.file !== undefined || flags.backbones !== undefined || flags.methods !== undefined || flags.seeds !== undefined || flags.set !== undefined || trainArgs.length > 0;
     let sweep: SweepFile;
@@ -102,6 +108,7 @@ The sweep folder holds sweep.json (the jobs, fixed at creation), runs/<job>/ (ru
       for (const j of sweep.jobs) this.log(`  ${j.id}: peft train --out ${dir}/runs --exp-name ${j.id} ${j.args.join(' ')}`);
       return;
     }
+    if (flags.queue !== undefined) return enqueueAndFollow(dir, sweep, { url: flags.queue, detach: flags.detach }, { log: (l) => this.log(l), warn: (l) => this.warnLine(l) });
     await this.runLocal(dir, sweep, flags.jobs, flags.threads);
   }
 

@@ -317,8 +317,13 @@ export async function followSweep(
       if (done + failedForGood.length >= sweep.jobs.length) return { done, total: sweep.jobs.length, failed: failedForGood };
     }
     await new Promise<void>((resolveWait) => {
-      const t = setTimeout(resolveWait, options.intervalMs ?? 1000);
-      options.signal?.addEventListener('abort', () => (clearTimeout(t), resolveWait()), { once: true });
+      const wake = () => {
+        clearTimeout(t);
+        options.signal?.removeEventListener('abort', wake);
+        resolveWait();
+      };
+      const t = setTimeout(wake, options.intervalMs ?? 1000);
+      options.signal?.addEventListener('abort', wake, { once: true });
     });
   }
 }
