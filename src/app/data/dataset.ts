@@ -7,7 +7,8 @@ import { readFile, rename, stat, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PeftError, errorReason } from '../../core/errors.js';
 import { augmentSample, augmentSchema, drawAugment, type AugmentInput, type AugmentOptions } from './augment.js';
-import type { ReadImageOptions } from './image-io.js';
+import { readImageFileHeader, type ReadImageOptions } from './image-io.js';
+import { SampleBudget } from './image-limits.js';
 import { Rng } from './random.js';
 import { makeDir } from '../../core/io/make-dir.js';
 
@@ -31,6 +32,13 @@ export interface Dataset {
   readonly outSize: number;
   /** Sample i; with `rng`, augmented (when the dataset was opened with augmentation). */
   get(i: number, rng?: Rng): Promise<Sample>;
+  /**
+   * What is wrong with sample i's files, read from their headers only (no
+   * pixel decoded): one message per bad file, each naming it; empty when the
+   * sample can be decoded as far as its headers tell. `checkSamples` asks
+   * every sample before a run starts.
+   */
+  sampleProblems?(i: number): Promise<string[]>;
 }
 
 /** Options shared by the loaders. */
@@ -89,8 +97,30 @@ export abstract class CachedDataset implements Dataset {
   abstract get length(): number;
   /** Decodes and resizes sample i (no augmentation). */
   protected abstract load(i: number): Promise<RawSample>;
-  /** Source files of sample i, for the disk cache key. */
+  /** Source files of sample i, for the disk cache key and the header checks: the image first, then its masks. */
   protected abstract sources(i: number): string[];
+  /** Sample i's name, for messages. */
+  protected abstract sampleName(i: number): string;
+
+  /**
+   * Sample i's files checked from their headers, before any is decoded: each
+   * file's format, dimensions and declared sizes (`readImageFileHeader`, the
+   * image with the dataset's image options, the masks without), and the
+   * bytes they decode to together against `imageLimits.maxSampleBytes`.
+   */
+  async sampleProblems(i: number): Promise<string[]> {
+    const budget = new SampleBudget(this.sampleName(i));
+    const problems: string[] = [];
+    for (const [k, file] of this.sources(i).entries()) {
+      try {
+        budget.take(file, (await readImageFileHeader(file, k === 0 ? this.imageOptions : {})).decodedBytes);
+      } catch (err) {
+        if (!(err instanceof PeftError)) throw err;
+        problems.push(err.message);
+      }
+    }
+    return problems;
+  }
 
   async get(i: number, rng?: Rng): Promise<Sample> {
     if (!Number.isInteger(i) || i < 0 || i >= this.length) {
@@ -114,6 +144,9 @@ export abstract class CachedDataset implements Dataset {
     if (hit) return hit;
     let sample = this.cacheDir ? await this.readDisk(i) : undefined;
     if (!sample) {
+      // the sample's files together within their budget before any of them is decoded
+      const problems = await this.sampleProblems(i);
+      if (problems.length) throw new PeftError(problems[0]!);
       sample = await this.load(i);
       if (this.cacheDir) await this.writeDisk(i, sample);
     }
@@ -166,6 +199,36 @@ export abstract class CachedDataset implements Dataset {
       throw new PeftError(`${this.cacheDir}: cannot write the data cache (${errorReason(err)})`);
     }
   }
+}
+
+/** Most bad files `checkSamples` names in its message; the others are counted. */
+export const MAX_BAD_FILES_NAMED = 5;
+
+/**
+ * Checks every sample of the datasets from their files' headers
+ * (`sampleProblems`: no pixel decoded, a few kB read from most files), so that
+ * a bad file is found before a run trains, not at its first validation.
+ * Throws one PeftError naming the first bad files and counting all of them.
+ */
+export async function checkSamples(sets: Dataset[]): Promise<void> {
+  const problems: string[] = [];
+  let samples = 0;
+  let badSamples = 0;
+  // the same dataset twice (validation on the training set) is checked once
+  for (const ds of new Set(sets)) {
+    if (!ds.sampleProblems) continue;
+    for (let i = 0; i < ds.length; i++) {
+      samples++;
+      const found = await ds.sampleProblems(i);
+      if (found.length) badSamples++;
+      problems.push(...found);
+    }
+  }
+  if (problems.length === 0) return;
+  const named = problems.slice(0, MAX_BAD_FILES_NAMED).join('; ');
+  const more = problems.length > MAX_BAD_FILES_NAMED ? `; and ${problems.length - MAX_BAD_FILES_NAMED} more` : '';
+  const count = problems.length === 1 ? '1 bad file' : `${problems.length} bad files in ${badSamples} of ${samples} samples`;
+  throw new PeftError(`${count} (checked before training): ${named}${more}`);
 }
 
 function checkSide(name: string, v: number): number {

@@ -13,7 +13,7 @@
 import { inflateRawSync } from 'node:zlib';
 import dicomParser from 'dicom-parser';
 import { PeftError } from '../../core/errors.js';
-import { checkDimensions, imageLimits } from './image-limits.js';
+import { checkDecodedSize, checkDimensions, imageLimits } from './image-limits.js';
 import type { DecodedPixels } from './png.js';
 import { applyWindow, identityWindow, minMaxWindow, type ImageWindow } from './window.js';
 
@@ -96,9 +96,10 @@ const frameBytes = (h: DicomHeader) => h.width * h.height * h.samplesPerPixel * 
 function parse(bytes: Uint8Array, file: string): DataSet {
   try {
     return dicomParser.parseDicom(bytes, {
-      // node's zlib without a cap would let a small deflated file inflate to any size
+      // node's zlib without a cap would let a small deflated file inflate to any size: at most
+      // what one sample's files may decode to
       inflater: (arr: Uint8Array, position: number) => {
-        const inflated = inflateRawSync(arr.subarray(position), { maxOutputLength: imageLimits.maxFileBytes });
+        const inflated = inflateRawSync(arr.subarray(position), { maxOutputLength: imageLimits.maxSampleBytes });
         const full = new Uint8Array(position + inflated.length);
         full.set(arr.subarray(0, position), 0);
         full.set(inflated, position);
@@ -178,6 +179,8 @@ export function readDicomHeader(bytes: Uint8Array, file: string): DicomHeader {
     bitsAllocated: bitsAllocated as 8 | 16, bitsStored, highBit, signed, slope, intercept, window,
     dataSet: ds, pixelOffset: px.dataOffset,
   };
+  // one frame is decoded at a time: its size is what the limit bounds
+  checkDecodedSize(file, width, height, spp, bitsAllocated / 8);
   const need = frameBytes(header) * frames;
   const present = Math.min(px.length, ds.byteArray.length - px.dataOffset);
   if (present < need) {

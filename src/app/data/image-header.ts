@@ -4,10 +4,11 @@
 // headers are read by their own modules (`dicom.ts`, `tiff.ts`).
 import { PeftError } from '../../core/errors.js';
 import { readDicomHeader } from './dicom.js';
-import { checkDimensions } from './image-limits.js';
+import { checkDecodedSize, imageLimits } from './image-limits.js';
+import { pngRawSize } from './png.js';
 import { readTiffHeader } from './tiff.js';
 
-export { checkDimensions, imageLimits } from './image-limits.js';
+export { checkDecodedSize, checkDimensions, imageLimits, SampleBudget } from './image-limits.js';
 
 export type ImageFormat = 'png' | 'jpeg' | 'bmp' | 'dicom' | 'tiff';
 
@@ -17,6 +18,12 @@ export interface ImageHeader {
   height: number;
   /** Frames (DICOM) or pages (TIFF) the file holds; 1 for the other formats. `width`/`height` are the first one's. */
   frames: number;
+  /** Channels the decoder produces from the file (before any conversion to RGB or grey): 1 to 4. */
+  channels: number;
+  /** Bytes of one sample as decoded: 2 for 16-bit PNG, DICOM and TIFF, else 1. */
+  bytesPerSample: number;
+  /** `width * height * channels * bytesPerSample`: what one image (frame, page) decodes to, checked against `imageLimits.maxImageBytes`. */
+  decodedBytes: number;
 }
 
 /** What the readers take, for messages. */
@@ -51,38 +58,66 @@ function le32s(b: Uint8Array, o: number): number {
   return b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
 }
 
-/** Reads the dimensions (and frame count) from the header of an image and checks them. */
-export function readImageHeader(bytes: Uint8Array, file: string): ImageHeader {
+/**
+ * Reads the dimensions, frame count and decoded size from the header of an
+ * image and checks them against the limits (image-limits.ts) and against
+ * what a file of `fileBytes` bytes can hold, before anything is decoded.
+ * `bytes` may be the file's first bytes only (`fileBytes` then says how long
+ * the whole is) for PNG, JPEG and BMP; a header that lies past them is refused
+ * as truncated.
+ */
+export function readImageHeader(bytes: Uint8Array, file: string, fileBytes = bytes.length): ImageHeader {
   const format = sniffFormat(bytes);
   if (!format) throw new PeftError(`${file}: not a ${imageFormatNames} image (${describeStart(bytes)})`);
-  if (format === 'dicom') return { format, ...pick(readDicomHeader(bytes, file)) };
-  if (format === 'tiff') return { format, ...pick(readTiffHeader(bytes, file)) };
-  let width: number;
-  let height: number;
+  if (format === 'dicom') {
+    const h = readDicomHeader(bytes, file);
+    return described(file, format, h.width, h.height, h.frames, h.samplesPerPixel, h.bitsAllocated / 8);
+  }
+  if (format === 'tiff') {
+    const h = readTiffHeader(bytes, file);
+    return described(file, format, h.width, h.height, h.frames, h.channels, h.bytesPerSample);
+  }
   if (format === 'png') {
     if (bytes.length < 33 || String.fromCharCode(...bytes.subarray(12, 16)) !== 'IHDR') {
       throw new PeftError(`${file}: truncated or corrupt PNG (no IHDR header)`);
     }
-    width = be32(bytes, 16);
-    height = be32(bytes, 20);
-  } else if (format === 'bmp') {
+    const width = be32(bytes, 16);
+    const height = be32(bytes, 20);
+    const depth = bytes[24]!;
+    const colorType = bytes[25]!;
+    const stored = pngChannels[colorType];
+    if (stored === undefined || !pngDepths[colorType]!.includes(depth)) throw new PeftError(`${file}: corrupt PNG (colour type ${colorType} with bit depth ${depth})`);
+    // a palette expands to RGB, or RGBA with transparency
+    const header = described(file, format, width, height, 1, colorType === 3 ? 4 : stored, depth === 16 ? 2 : 1);
+    const raw = pngRawSize(width, height, stored * depth, bytes[28] === 1);
+    if (raw > imageLimits.deflateMaxRatio * fileBytes + 1024) {
+      throw new PeftError(`${file}: truncated PNG (${width}x${height} needs ${raw} bytes of image data, ${fileBytes} bytes of file cannot hold them)`);
+    }
+    return header;
+  }
+  if (format === 'bmp') {
     if (bytes.length < 26) throw new PeftError(`${file}: truncated BMP header`);
     const dibSize = le32s(bytes, 14);
-    if (dibSize === 12) {
-      width = bytes[18]! | (bytes[19]! << 8);
-      height = bytes[20]! | (bytes[21]! << 8);
-    } else {
-      width = le32s(bytes, 18);
-      height = Math.abs(le32s(bytes, 22));
-    }
-  } else {
-    ({ width, height } = jpegFrameSize(bytes, file));
+    if (dibSize === 12) return described(file, format, bytes[18]! | (bytes[19]! << 8), bytes[20]! | (bytes[21]! << 8), 1, 3, 1);
+    return described(file, format, le32s(bytes, 18), Math.abs(le32s(bytes, 22)), 1, 3, 1);
   }
-  checkDimensions(file, width, height);
-  return { format, width, height, frames: 1 };
+  const { width, height } = jpegFrameSize(bytes, file);
+  // decoded as RGB whatever its components
+  const header = described(file, format, width, height, 1, 3, 1);
+  const justified = imageLimits.jpegFreePixels + imageLimits.jpegPixelsPerByte * fileBytes;
+  if (width * height > justified) {
+    throw new PeftError(`${file}: JPEG declares ${width}x${height} pixels, more than its ${fileBytes} bytes can hold`);
+  }
+  return header;
 }
 
-const pick = (h: { width: number; height: number; frames: number }) => ({ width: h.width, height: h.height, frames: h.frames });
+const pngChannels: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+const pngDepths: Record<number, number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16] };
+
+/** A header, its dimensions and decoded size checked (`checkDecodedSize`). */
+function described(file: string, format: ImageFormat, width: number, height: number, frames: number, channels: number, bytesPerSample: number): ImageHeader {
+  return { format, width, height, frames, channels, bytesPerSample, decodedBytes: checkDecodedSize(file, width, height, channels, bytesPerSample) };
+}
 
 /** Scans JPEG markers up to the frame header (SOFn) and returns its size. */
 function jpegFrameSize(b: Uint8Array, file: string): { width: number; height: number } {

@@ -4,13 +4,14 @@
 // from the magic bytes, never the file name. Every failure is a PeftError
 // naming the file; sizes are checked before anything is allocated. DICOM and
 // TIFF take `ReadImageOptions`: the grey-level window and the frame (page).
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { readRegularFile } from '../../core/io/read-regular-file.js';
+import { checkRegularFile, readRegularFile } from '../../core/io/read-regular-file.js';
 import jpeg from 'jpeg-js';
 import { encode as fastPngEncode } from 'fast-png';
 import { PeftError, errorReason } from '../../core/errors.js';
 import { decodeBmp } from './bmp.js';
-import { decodeDicom, type FrameOptions } from './dicom.js';
+import { chooseFrame, decodeDicom, type FrameOptions } from './dicom.js';
 import { decodePng, type DecodedPixels } from './png.js';
 import { imageLimits, readImageHeader, sniffFormat, type ImageHeader } from './image-header.js';
 import { decodeTiff } from './tiff.js';
@@ -81,21 +82,25 @@ function convert(px: DecodedPixels, mode: ColorMode): Image8 {
   return { width, height, channels: 3, data: out }; // alpha dropped, as PIL's convert('RGB')
 }
 
+/**
+ * jpeg-js's own accounting of what it allocates per pixel, at most 4
+ * components: 256-byte coefficient blocks per 64 pixels of each (4 bytes a
+ * pixel), a byte a pixel for each component's lines and for its output, and
+ * the 3-byte RGB result.
+ */
+const JPEG_BYTES_PER_PIXEL = 4 * (4 + 1 + 1) + 3;
+
 function decodeJpeg(bytes: Uint8Array, header: ImageHeader, file: string): DecodedPixels {
+  // the header was checked against the limits and the file's size (readImageHeader); the decoder
+  // refuses any frame larger than it, and stops at what decoding that frame can need
   const pixels = header.width * header.height;
-  const justified = imageLimits.jpegFreePixels + imageLimits.jpegPixelsPerByte * bytes.length;
-  if (pixels > justified) {
-    throw new PeftError(`${file}: JPEG declares ${header.width}x${header.height} pixels, more than its ${bytes.length} bytes can hold`);
-  }
-  // the decoder's own allocation cap: the output plus its component planes, with slack
-  const mb = Math.ceil((pixels * 3 * 4) / (1024 * 1024)) + 64;
   try {
     const img = jpeg.decode(bytes, {
       useTArray: true,
       formatAsRGBA: false,
       tolerantDecoding: false,
-      maxResolutionInMP: Math.ceil(imageLimits.maxPixels / 1e6),
-      maxMemoryUsageInMB: mb,
+      maxResolutionInMP: pixels / 1e6,
+      maxMemoryUsageInMB: Math.ceil((pixels * JPEG_BYTES_PER_PIXEL) / (1024 * 1024)) + 16,
     });
     if (img.width !== header.width || img.height !== header.height || img.data.length !== pixels * 3) {
       throw new Error(`decoded ${img.width}x${img.height}, header says ${header.width}x${header.height}`);
@@ -140,6 +145,64 @@ export async function readFileChecked(path: string, maxBytes: number = imageLimi
   } catch (err) {
     throw new PeftError(`${path}: cannot read (${errorReason(err)})`);
   }
+}
+
+/** Bytes read for a header: PNG and BMP headers lie in the first few, a JPEG's frame header after its EXIF and ICC segments (usually well within 64 KiB). */
+const HEADER_PREFIX_BYTES = 64 * 1024;
+
+/** The first `n` bytes of the regular file `path` (fewer when it is shorter), and its size. */
+function readPrefix(path: string, n: number): { bytes: Uint8Array; size: number } {
+  checkRegularFile(path, 'image', imageLimits.maxFileBytes);
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (err) {
+    throw new PeftError(`${path}: cannot read (${errorReason(err)})`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new PeftError(`${path}: not a regular file`);
+    const buf = new Uint8Array(Math.min(n, st.size));
+    let done = 0;
+    while (done < buf.length) {
+      const got = readSync(fd, buf, done, buf.length - done, done);
+      if (got === 0) break;
+      done += got;
+    }
+    return { bytes: buf.subarray(0, done), size: st.size };
+  } catch (err) {
+    if (err instanceof PeftError) throw err;
+    throw new PeftError(`${path}: cannot read (${errorReason(err)})`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Reads and checks an image file's header without decoding any pixel: its
+ * format, dimensions, what it decodes to against the per-image limit, its
+ * declared sizes against the file's size, and (with `options.frame`, or
+ * without one for a single-frame file) the frame to read. PNG, BMP and JPEG
+ * need only the file's first 64 KiB (all of it when a JPEG's frame header
+ * lies further); DICOM and TIFF, whose headers may lie anywhere, are read whole.
+ */
+export async function readImageFileHeader(path: string, options: ReadImageOptions = {}): Promise<ImageHeader> {
+  const { bytes, size } = readPrefix(path, HEADER_PREFIX_BYTES);
+  const format = sniffFormat(bytes);
+  let header: ImageHeader;
+  if (format === 'dicom' || format === 'tiff' || bytes.length === size) {
+    header = readImageHeader(bytes.length === size ? bytes : await readFileChecked(path), path);
+  } else {
+    try {
+      header = readImageHeader(bytes, path, size);
+    } catch (err) {
+      // a JPEG whose frame header lies past the prefix: the whole file answers
+      if (!(err instanceof PeftError) || format !== 'jpeg') throw err;
+      header = readImageHeader(await readFileChecked(path), path);
+    }
+  }
+  chooseFrame(path, header.frames, options.frame, header.format === 'tiff' ? 'page' : 'frame');
+  return header;
 }
 
 /** Reads and decodes an image file (PNG, JPEG, BMP, DICOM or TIFF, told apart by their bytes). */

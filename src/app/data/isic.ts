@@ -97,6 +97,10 @@ export class IsicDataset extends CachedDataset {
     return [e.image, e.mask];
   }
 
+  protected sampleName(i: number): string {
+    return this.entries[i]!.name;
+  }
+
   protected async load(i: number): Promise<RawSample> {
     const e = this.entries[i]!;
     const img = await readImage(e.image, 'rgb', this.imageOptions);

@@ -8,7 +8,7 @@
 import { decode as fastPngDecode, convertIndexedToRgb } from 'fast-png';
 import { Unzlib } from 'fflate';
 import { PeftError } from '../../core/errors.js';
-import { checkDimensions, imageLimits } from './image-limits.js';
+import { checkDecodedSize, imageLimits } from './image-limits.js';
 
 export interface DecodedPixels {
   width: number;
@@ -25,7 +25,7 @@ function be32(b: Uint8Array, o: number): number {
 }
 
 /** Bytes of filtered, inflated image data the header implies (Adam7 included). */
-function rawSize(width: number, height: number, bitsPerPixel: number, interlaced: boolean): number {
+export function pngRawSize(width: number, height: number, bitsPerPixel: number, interlaced: boolean): number {
   const line = (w: number) => Math.ceil((w * bitsPerPixel) / 8) + 1;
   if (!interlaced) return height * line(width);
   const passes: Array<[number, number, number, number]> = [
@@ -73,7 +73,7 @@ export function decodePng(bytes: Uint8Array, file: string): DecodedPixels {
       interlaced = body[12] === 1;
       const allowed: Record<number, number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16] };
       if (!allowed[colorType]?.includes(depth)) bad(`corrupt PNG (colour type ${colorType} with bit depth ${depth})`);
-      checkDimensions(file, width, height);
+      checkDecodedSize(file, width, height, colorType === 3 ? 4 : { 0: 1, 2: 3, 4: 2, 6: 4 }[colorType] ?? 1, depth === 16 ? 2 : 1);
     } else if (type === 'IDAT') {
       idatBytes += len;
       idat.push(body);
@@ -93,7 +93,7 @@ export function decodePng(bytes: Uint8Array, file: string): DecodedPixels {
     bad('corrupt PNG (indexed colour without a palette)');
   }
   const channels = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[colorType]!;
-  const expected = rawSize(width, height, channels * depth, interlaced);
+  const expected = pngRawSize(width, height, channels * depth, interlaced);
   if (expected > imageLimits.deflateMaxRatio * idatBytes + 1024) {
     bad(`truncated PNG (${width}x${height} needs ${expected} bytes of image data, the ${idatBytes} compressed bytes cannot hold them)`);
   }

@@ -118,6 +118,10 @@ export class RefugeDataset extends CachedDataset {
     return [e.image, ...e.cup, ...e.disc];
   }
 
+  protected sampleName(i: number): string {
+    return this.entries[i]!.name;
+  }
+
   protected async load(i: number): Promise<RawSample> {
     const e = this.entries[i]!;
     const img = await readImage(e.image, 'rgb', this.imageOptions);

@@ -32,7 +32,7 @@ describe('TIFF', () => {
     expect(read(writeTiff([page16]))).toEqual([0, 64, 128, 255]);
     // --window 2000,1001: 1499.5..2499.5 spans 0..255; 2000 -> (0.5/1000 + 0.5) * 255 = 127.6
     expect(read(writeTiff([page16]), 'grey', { window: parseWindow('2000,1001') })).toEqual([0, 128, 255, 255]);
-    expect(readImageHeader(writeTiff([page16]), 'x.tif')).toEqual({ format: 'tiff', width: 4, height: 1, frames: 1 });
+    expect(readImageHeader(writeTiff([page16]), 'x.tif')).toMatchObject({ format: 'tiff', width: 4, height: 1, frames: 1 });
   });
 
   it('the same pixels whatever the layout: big endian, one-row strips, tiles, LZW, deflate', () => {

@@ -14,7 +14,7 @@ import { Decompress } from 'fflate';
 import { decode as decodeTiffPages } from 'tiff';
 import { PeftError } from '../../core/errors.js';
 import { chooseFrame, type FrameOptions } from './dicom.js';
-import { checkDimensions, imageLimits } from './image-limits.js';
+import { checkDecodedSize, checkDimensions, imageLimits } from './image-limits.js';
 import type { DecodedPixels } from './png.js';
 import { applyWindow, identityWindow, minMaxWindow } from './window.js';
 
@@ -45,6 +45,10 @@ export interface TiffHeader {
   height: number;
   /** Number of pages. */
   frames: number;
+  /** Samples per pixel of the first page. */
+  channels: number;
+  /** Bytes of one of its samples (1 or 2). */
+  bytesPerSample: number;
 }
 
 class TiffReader {
@@ -181,6 +185,7 @@ function checkPage(r: TiffReader, dir: Directory, page: number, pages: number): 
   if ((r.one(dir, 274) ?? 1) !== 1) bad(`TIFF orientation ${r.one(dir, 274)} is not supported (top-left only)`);
   if (spp > 1 && (r.one(dir, 284) ?? 1) !== 1) bad('TIFF with separate colour planes (PlanarConfiguration 2) is not supported');
   const bytesPerSample = bits / 8;
+  checkDecodedSize(r.file, width, height, spp, bytesPerSample);
   const chunks: [number, number, number][] = [];
   if (dir.has(322) || dir.has(324)) {
     // the decoder's tile path copies only a pixel's first sample
@@ -291,7 +296,7 @@ export function readTiffHeader(bytes: Uint8Array, file: string): TiffHeader {
   const r = new TiffReader(bytes, file);
   const pages = r.pages();
   const first = checkPage(r, pages[0]!, 0, pages.length);
-  return { width: first.width, height: first.height, frames: pages.length };
+  return { width: first.width, height: first.height, frames: pages.length, channels: first.spp, bytesPerSample: first.bits / 8 };
 }
 
 /** Decodes one page of a TIFF to 8-bit grey or RGB. */

@@ -13,7 +13,7 @@ import type { Registry } from '../../core/registry/registry.js';
 import { makeDir } from '../../core/io/make-dir.js';
 import { adapterMethod } from '../../core/io/hf-peft.js';
 import type { PeftModel } from '../../core/peft/compose.js';
-import type { Dataset } from '../data/dataset.js';
+import { checkSamples, type Dataset } from '../data/dataset.js';
 import { runLength, trainLoop, validateTrainOptions, type TrainCallbacks, type TrainSummary } from '../train/loop.js';
 import { defaultTrainingSetSize, methodConfigForRun, resolveOutSize, trainingPreset, type RunRequest } from './run-request.js';
 import { resolveRecipe, type ResolvedRecipe } from './recipe.js';
@@ -165,6 +165,8 @@ export async function trainRun(
   const { spec, peft } = started;
   try {
     const data = started.data ?? (await openDatasets(spec));
+    // every sample's headers, before the run folder is made and any step runs (a bad validation image would otherwise fail the first epoch end)
+    await checkSamples([data.train, data.val]);
     if (!resume) {
       createRunDir(dir);
       writeRunSpec(dir, spec);

@@ -159,17 +159,42 @@ export async function trainLoop(
     const vis = options.vis ? visBatchWriter({ dir: join(runDir, 'vis'), every: options.vis, epoch, classes: set.channels }) : undefined;
     return evaluate(peft, set, { batch: options.batch, prompt: options.prompt, seed: options.seed, onBatch: vis?.onBatch });
   };
+  /**
+   * A validation that failed (a validation image that passed its header check
+   * but not decoding, say) must not lose the epoch's steps: the last
+   * checkpoint is saved with the state from before the epoch end, so that
+   * --resume starts by validating again and goes on. Returns the error to
+   * throw, saying whether the steps were kept.
+   */
+  const keepStepsAfter = async (err: unknown, before: TrainerState): Promise<unknown> => {
+    let kept = true;
+    try {
+      await save(LAST, before);
+    } catch {
+      kept = false;
+    }
+    if (!(err instanceof PeftError)) return err;
+    const then = kept ? `the last checkpoint keeps the ${before.step} steps trained: fix the file and --resume the run` : 'the last checkpoint could not be saved either';
+    return new PeftError(`${err.message} (validation after step ${before.step} failed; ${then})`);
+  };
   let lastDice: number | undefined;
   let final: EvalResult | undefined = state.final;
   let stopped = false;
 
   /** The epoch that ended at `state.step` is finished: validate, keep the best, save the last. */
   const endEpoch = async () => {
+    const before = state;
     state = { ...state, epoch: epochsDoneAt(state.step) };
     const isLast = state.step >= totalSteps;
     if ((options.valEvery > 0 && state.epoch % options.valEvery === 0) || isLast) {
       peft.model.eval();
-      const r = await validate(state.epoch);
+      let r: EvalResult | undefined;
+      try {
+        r = await validate(state.epoch);
+      } catch (err) {
+        peft.model.train();
+        throw await keepStepsAfter(err, before);
+      }
       peft.model.train();
       if (r) {
         const d = meanDice(r);
