@@ -1,7 +1,8 @@
 // `peft report SWEEPDIR` as a subprocess (the built CLI): the table over
 // seeds and the paired comparison on standard output, the page written, the
 // Predictions section asked for one run per group, and one-line refusals of a
-// sweep mixed with run folders or of two sweeps.
+// sweep mixed with run folders or of two sweeps; then the report of a real
+// (tiny) `peft sweep`, so the two stay agreed on the folder.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -67,4 +68,24 @@ describe('peft report SWEEPDIR', () => {
     expect(two.code).toBe(2);
     expect(two.stderr.trim()).toMatch(/^peft: error: give one sweep folder at a time \(got 2/);
   });
+
+  it('reports a real peft sweep (two tiny jobs), its predictions drawn', () => {
+    const real = join(root, 'real');
+    // every value after -- differs from the others and from the flags': today `peft sweep` loses a repeated one ('2' is not a --flag)
+    const sw = peft('sweep', '--backbones', 'sam', '--methods', 'lora,adapter', '--out', real, '--', '--preset', 'tiny', '--image-size', '64', '--steps', '4', '--val-every', '2', '--batch', '1');
+    expect(sw.code, sw.stderr).toBe(0);
+    const out = join(root, 'real-report');
+    const r = peft('report', real, '--out', out, '--samples', '1');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/SAM .*LoRA .*0\.\d{4} .*n = 1 seed/);
+    expect(r.stdout).toMatch(/SAM .*Adapter .*0\.\d{4} .*n = 1 seed/);
+    expect(r.stdout).toMatch(/^SAM: (LoRA beats Adapter|Adapter beats LoRA|LoRA and Adapter draw)/m);
+    expect(r.stdout).toContain('predictions: 2 of 2 groups re-evaluated (one seed each)');
+    const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { sweep: { jobs: number; finished: number }; groups: { dice: { n: number } }[] };
+    expect(json.sweep).toMatchObject({ jobs: 2, finished: 2 });
+    expect(json.groups.map((g) => g.dice.n)).toEqual([1, 1]);
+    const html = readFileSync(join(out, 'index.html'), 'utf8');
+    expect(html).toContain('SAM LoRA (seed 0)');
+    expect(html).toMatch(/<img src="pictures\/[^"]+\.png"/);
+  }, 240_000);
 });

@@ -105,7 +105,7 @@ export function bandChart(o: { title: string; subtitle: string; y: string; group
     scale: { domain, scheme: domain.length > 10 ? 'tableau20' : 'category10' },
     legend: { orient: 'bottom', direction: 'vertical', labelLimit: 400, symbolType: 'stroke', symbolStrokeWidth: 3, symbolOpacity: 1, titleLimit: 500 },
   };
-  const x = { field: 'step', type: 'quantitative', title: 'step', scale: { nice: false } };
+  const x = { field: 'step', type: 'quantitative', title: 'step', scale: { nice: false }, axis: { format: ',d', tickMinStep: 1 } };
   const scale = { zero: false, ...(o.domainMax === undefined ? {} : { domainMax: o.domainMax }) };
   return {
     $schema: SCHEMA,
