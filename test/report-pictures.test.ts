@@ -232,7 +232,7 @@ describe('the Predictions section', () => {
     s.options.batch = 0;
     writeFileSync(join(edited, 'run.json'), JSON.stringify(s));
     const r = await writeReport([lora, edited], { out: join(root, 'report-edited'), gallery: { registry, samples: 1, worst: 0 } });
-    expect(r.gallery!.skipped.map((x) => x.reason)).toEqual([`${join(edited, 'run.json')}: options.batch is not what peft train writes`]);
+    expect(r.gallery!.skipped.map((x) => x.reason)).toEqual([`${join(edited, 'run.json')}: options.batch must be an integer from 1 to 1024, got 0`]);
     expect(r.gallery!.groups[0]!.runs.map((x) => [x.dir, x.scored])).toEqual([[lora, 1]]);
   });
 

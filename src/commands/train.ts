@@ -13,6 +13,10 @@ import { describeRecipe } from '../app/runs/recipe.js';
 import { nativeStatus } from '../accel/native/index.js';
 import { nativeOffNotice } from '../accel/native/notice.js';
 import { trainRun } from '../app/runs/train-run.js';
+import type { ResumeFlags } from '../app/runs/resume-request.js';
+
+/** The flags --resume checks against the run, or applies (--steps, --epochs, --save-every, --vis); --lr and the method flags are added parsed. */
+const RESUME_FLAGS = ['backbone', 'preset', 'image-size', 'method', 'checkpoint', 'adapter', 'freeze-decoder', 'out-size', 'dataset', 'data-path', 'val-path', 'augment', 'batch', 'lr-schedule', 'epochs', 'steps', 'val-every', 'seed', 'loss', 'prompt', 'save-every', 'vis'] as const;
 import { parentLink } from '../cli/parent-link.js';
 
 /** A run name is one plain folder under --out. */
@@ -53,11 +57,11 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     'freeze-decoder': Flags.boolean({ description: 'train only the method parameters, not the mask decoder (default: train it, or, with --adapter, as the adapter did); --no-freeze-decoder trains it', allowNo: true }),
     'save-every': Flags.integer({ description: 'also write the last checkpoint every n steps', default: 0 }),
     vis: Flags.integer({ description: 'every N validation batches, write a panel (image | ground truth | prediction per class, with Dice) to <run>/vis/epoch-<e>-batch-<b>.png, as Medical-SAM-Adapter\'s -vis' }),
-    resume: Flags.boolean({ description: 'continue the run in --out/--exp-name from its last checkpoint' }),
+    resume: Flags.boolean({ description: "continue the run in --out/--exp-name from its last checkpoint; a flag that contradicts the run is an error, --steps/--epochs change its length (said in one line), --save-every/--vis apply from there" }),
   };
 
   async run(): Promise<void> {
-    const { flags } = await this.parse(Train);
+    const { flags, metadata } = await this.parse(Train);
     const lr = flags.lr === undefined ? undefined : Number(flags.lr);
     if (lr !== undefined && !(lr > 0 && Number.isFinite(lr))) throw new PeftError(`--lr must be a positive number, got '${flags.lr}'`);
     if (flags.batch < 1) throw new PeftError(`--batch must be at least 1, got ${flags.batch}`);
@@ -69,10 +73,13 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     const backend = await this.backend(flags.backend);
     const registry = await this.registry();
     if (flags.resume && !flags['exp-name']) throw new PeftError('--resume needs --exp-name: the run to continue');
-    if (flags.resume) {
-      const ignored = (['lr', 'lr-schedule', 'steps', 'epochs'] as const).filter((f) => flags[f] !== undefined).map((f) => `--${f}`);
-      if (ignored.length) this.warnLine(`--resume continues the run with its own settings (its run.json): ${ignored.join(', ')} ignored`);
-    }
+    // on --resume, the flags the user gave (not oclif's defaults) are checked against the run (app/runs/resume-request.ts)
+    const given = <K extends keyof typeof flags>(name: K) => (metadata.flags[name as string]?.setFromDefault ? undefined : flags[name]);
+    const resumeFlags: ResumeFlags = {
+      ...Object.fromEntries(RESUME_FLAGS.map((f) => [f, given(f)]).filter(([, v]) => v !== undefined)),
+      ...(lr !== undefined ? { lr } : {}),
+      methodFlags: methodFlagValues(flags),
+    };
     if (flags['exp-name'] !== undefined) checkRunName(flags['exp-name']);
     // the default name needs the preset and method the run resolves to (an adapter brings its own method)
     const name = (spec: RunSpec) => flags['exp-name'] ?? `${spec.backbone.id}-${spec.backbone.preset}-${spec.method.id}-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
@@ -126,6 +133,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
         runDir,
         {
           onRecipe: (recipe) => this.log(describeRecipe(recipe)),
+          onResumeChanges: (lines) => lines.forEach((line) => this.log(`resume: ${line}`)),
           onReady: ({ spec: sp, report, trainSize, valSize, dataRoot, runDir: dir }) => {
             this.log(`${sp.backbone.id} (${sp.backbone.preset}, ${sp.imageSize} px) + ${sp.method.id}: ${report.trainableParameters.toLocaleString('en')} trainable of ${report.totalParameters.toLocaleString('en')} parameters, ${report.sites.length} sites`);
             this.warnUndeclaredTrainable(report);
@@ -145,7 +153,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
           },
           shouldStop: () => stop,
         },
-        flags.resume,
+        flags.resume ? resumeFlags : false,
       );
       progress?.done();
       const lines: string[] = [];

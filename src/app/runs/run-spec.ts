@@ -13,11 +13,13 @@ import { loadAnyAdapter } from '../../core/io/hf-peft.js';
 import { loadBackboneWeights } from '../../core/peft/backbone-weights.js';
 import type { Backbone } from '../../core/peft/backbone.js';
 import { compose, type PeftModel } from '../../core/peft/compose.js';
+import { checkMethodFits } from '../../core/peft/method-fits.js';
 import { seedEverything } from '../../core/nn/init.js';
 import type { Registry } from '../../core/registry/registry.js';
 import { parseUsedPlugins, type UsedPlugins } from '../../core/registry/provenance.js';
 import { pluginNeeds, requirePlugins } from '../../core/plugins/require-plugins.js';
 import type { TrainOptions } from '../train/loop.js';
+import { checkBackboneOverrides, parseRunFile, runSpecSchema } from './run-folder-schema.js';
 
 export const RUN_FILE = 'run.json';
 
@@ -56,6 +58,7 @@ export function buildPeftModel(registry: Registry, spec: RunSpec): PeftModel {
 export function buildBackbone(registry: Registry, spec: Pick<RunSpec, 'backbone' | 'checkpoint' | 'options'>): Backbone {
   seedEverything(spec.options.seed);
   const def = registry.backbone(spec.backbone.id);
+  checkBackboneOverrides(def, spec.backbone.overrides);
   const backbone = registry.createBackbone(def.id, spec.backbone.preset, spec.backbone.overrides);
   try {
     if (spec.checkpoint) loadBackboneWeights(backbone, def, spec.checkpoint);
@@ -66,10 +69,17 @@ export function buildBackbone(registry: Registry, spec: Pick<RunSpec, 'backbone'
   }
 }
 
-/** Composes the run's method onto `backbone` and loads the adapter the run starts from; disposes the backbone on failure. */
+/**
+ * Composes the run's method onto `backbone` and loads the adapter the run
+ * starts from; disposes the backbone on failure. The method's size is checked
+ * against the sites it selects before it allocates anything (`checkMethodFits`,
+ * as `peft train` and `peft plan` do), whether its config came from flags, a
+ * run.json or an adapter folder.
+ */
 export function composeRun(registry: Registry, spec: { method: RunSpec['method']; trainDecoder: boolean; adapter?: string }, backbone: Backbone): PeftModel {
   try {
     const method = registry.createMethod(spec.method.id, spec.method.config);
+    checkMethodFits(method, method.select(backbone.sites()), registry.method(spec.method.id));
     const peft = compose(backbone, method, { trainDecoder: spec.trainDecoder });
     if (spec.adapter) loadAnyAdapter(spec.adapter, peft, registry);
     return peft;
@@ -99,17 +109,22 @@ export function writeRunSpec(dir: string, spec: RunSpec): void {
   writeFileAtomic(join(dir, RUN_FILE), `${JSON.stringify(spec, null, 2)}\n`);
 }
 
+/**
+ * Reads and validates `dir/run.json` (run-folder-schema.ts: every key's type
+ * and the bounds `peft train` puts on its flags): the one reader of every
+ * command that opens a run folder.
+ */
 export function readRunSpec(dir: string): RunSpec {
   const path = join(resolve(dir), RUN_FILE);
   if (!existsSync(path)) throw new PeftError(`${dir}: not a run directory (no ${RUN_FILE})`);
   const text = readRegularTextFile(path, 'json');
-  let spec: RunSpec;
+  let raw: unknown;
   try {
-    spec = JSON.parse(text) as RunSpec;
+    raw = JSON.parse(text);
   } catch (err) {
     throw new PeftError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
   }
-  if (spec.version !== 1 || !spec.backbone?.id || !spec.method?.id || !spec.options) throw new PeftError(`${path}: not a peftjs run description`);
+  const spec = parseRunFile(runSpecSchema, raw, path) as unknown as RunSpec;
   if (spec.plugins !== undefined) spec.plugins = parseUsedPlugins(spec.plugins, `${path}: 'plugins'`);
   return spec;
 }

@@ -17,7 +17,8 @@ import { checkSamples, type Dataset } from '../data/dataset.js';
 import { runLength, trainLoop, validateTrainOptions, type TrainCallbacks, type TrainSummary } from '../train/loop.js';
 import { defaultTrainingSetSize, methodConfigForRun, resolveOutSize, trainingPreset, type RunRequest } from './run-request.js';
 import { resolveRecipe, type ResolvedRecipe } from './recipe.js';
-import { buildBackbone, buildPeftModel, composeRun, openDatasets, readRunSpec, requireRunPlugins, RUN_FILE, writeRunSpec, type RunSpec } from './run-spec.js';
+import { resolveResume, type ResumeFlags } from './resume-request.js';
+import { buildBackbone, buildPeftModel, composeRun, openDatasets, RUN_FILE, writeRunSpec, type RunSpec } from './run-spec.js';
 import { requireAdapterPlugins, usedPlugins } from '../../core/plugins/require-plugins.js';
 
 export { checkMethodFits, MAX_ADAPTER_TO_LAYER } from '../../core/peft/method-fits.js';
@@ -138,9 +139,12 @@ export async function trainRun(
   callbacks: TrainCallbacks & {
     /** A new run's recipe, resolved before the model is built or any data generated (not called on resume: the run keeps its own settings). */
     onRecipe?(recipe: ResolvedRecipe): void;
+    /** On resume: one line per setting the flags changed (the run's length, --save-every, --vis). */
+    onResumeChanges?(lines: string[]): void;
     onReady?(info: { spec: RunSpec; report: ReturnType<PeftModel['report']>; trainSize: number; valSize: number; dataRoot: string; runDir: string }): void;
   } = {},
-  resume = false,
+  /** true, or the `peft train` flags given with --resume (checked against the run: resume-request.ts). */
+  resume: boolean | ResumeFlags = false,
 ): Promise<RunSummaryFile> {
   let started: StartedRun;
   let dir: string;
@@ -148,9 +152,13 @@ export async function trainRun(
     if (typeof runDir !== 'string') throw new PeftError('resuming a run needs its folder (--exp-name)');
     dir = runDir;
     checkRunDir(dir, true);
-    const spec = readRunSpec(dir);
-    requireRunPlugins(registry, dir, spec);
-    started = { spec, peft: buildPeftModel(fittingRegistry(registry), spec) };
+    // the flags given with --resume: a contradiction is an error, a new length is applied (resume-request.ts)
+    const plan = await resolveResume(registry, dir, resume === true ? {} : resume);
+    started = { spec: plan.spec, peft: buildPeftModel(registry, plan.spec), data: plan.data };
+    if (plan.changes.length) {
+      writeRunSpec(dir, plan.spec);
+      callbacks.onResumeChanges?.(plan.changes);
+    }
   } else {
     // what the user left unset comes from the recipe: the backbone's from scratch, the reference's with a checkpoint
     const recipe = resolveRecipe(registry.backbone(request.backbone.id), request.checkpoint !== undefined, request.options);
@@ -173,7 +181,7 @@ export async function trainRun(
     }
     const report = peft.report();
     callbacks.onReady?.({ spec, report, trainSize: data.train.length, valSize: data.val.length, dataRoot: data.root, runDir: dir });
-    const summary = await trainLoop(peft, data, spec.options, dir, callbacks, resume);
+    const summary = await trainLoop(peft, data, spec.options, dir, callbacks, resume !== false);
     const out: RunSummaryFile = {
       ...summary,
       final: summary.final ? { dice: summary.final.dice, iou: summary.final.iou, dice05: summary.final.dice05, iou05: summary.final.iou05 } : null,

@@ -5,7 +5,9 @@
 // form below, which stays the fallback and the reference).
 import * as tf from '@tensorflow/tfjs';
 import { PEFT_ADAM, fusedKernelActive } from '../../accel/native/fused-names.js';
+import { PeftError } from '../../core/errors.js';
 import type { Parameter } from '../../core/nn/parameter.js';
+import { quoteName } from '../../core/text.js';
 
 export interface AdamOptions {
   lr: number;
@@ -78,7 +80,7 @@ export class Adam {
     return out;
   }
 
-  /** Restores state saved by `state()` and the step count. */
+  /** Restores state saved by `state()` and the step count (check it first with `checkAdamState`). */
   load(step: number, state: Map<string, tf.Tensor>): void {
     this.dispose();
     this.step = step;
@@ -94,6 +96,37 @@ export class Adam {
     this.m.clear();
     this.v.clear();
   }
+}
+
+/**
+ * Checks saved Adam state (`m/<name>`, `v/<name>`, as `state()` writes it)
+ * against the parameters it will update, before any of it is used: every
+ * moment names a trainable parameter, has its shape, is float32 and finite
+ * (second moments >= 0), comes with its pair, and there are moments only
+ * after a step. A PeftError naming `file` and the moment otherwise.
+ */
+export function checkAdamState(state: ReadonlyMap<string, tf.Tensor>, params: [string, Parameter][], step: number, file: string): void {
+  const byName = new Map(params);
+  let moments = 0;
+  for (const [key, t] of state) {
+    const kind = key.startsWith('m/') ? 'first' : key.startsWith('v/') ? 'second' : undefined;
+    if (!kind) continue;
+    moments++;
+    const name = key.slice(2);
+    const what = `${file}: Adam's ${kind} moment ${quoteName(key)}`;
+    const p = byName.get(name);
+    if (!p) throw new PeftError(`${what} is for ${quoteName(name)}, which is not a trainable tensor of the model`);
+    if (t.dtype !== 'float32') throw new PeftError(`${what} has dtype ${t.dtype}, expected float32`);
+    if (t.shape.join(',') !== p.shape.join(',')) throw new PeftError(`${what} has shape [${t.shape}] but the parameter is [${p.shape}]`);
+    const pair = `${key.startsWith('m/') ? 'v' : 'm'}/${name}`;
+    if (!state.has(pair)) throw new PeftError(`${what} has no ${kind === 'first' ? 'second' : 'first'} moment ${quoteName(pair)}`);
+    const ok = tf.tidy(() => {
+      const finite = tf.all(tf.isFinite(t));
+      return (kind === 'second' ? tf.logicalAnd(finite, tf.greaterEqual(tf.min(t), 0)) : finite).dataSync()[0] === 1;
+    });
+    if (!ok) throw new PeftError(`${what} holds ${kind === 'second' ? 'a negative or non-finite value' : 'a non-finite value'}`);
+  }
+  if (moments > 0 && step < 1) throw new PeftError(`${file}: holds Adam moments but its step count is ${step} (moments exist only after a step)`);
 }
 
 /** Whether PeftAdam takes these: float32, one shape (else the composite form, which also broadcasts). */

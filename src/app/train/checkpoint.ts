@@ -17,12 +17,14 @@ import * as tf from '@tensorflow/tfjs';
 import { closeSync, existsSync, fsyncSync, openSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { PeftError } from '../../core/errors.js';
+import { quoteName } from '../../core/text.js';
 import { writeFileAtomic } from '../../core/io/atomic.js';
 import { readRegularTextFile } from '../../core/io/read-regular-file.js';
 import { ADAPTER_CONFIG_FILE, loadAdapter, readAdapterConfig, saveAdapter } from '../../core/io/adapter-files.js';
 import { loadTensors, saveTensors } from '../../core/io/safetensors.js';
 import type { PeftModel } from '../../core/peft/compose.js';
-import type { Adam } from './adam.js';
+import { checkAdamState, type Adam } from './adam.js';
+import { parseRunFile, trainerStateSchema } from '../runs/run-folder-schema.js';
 import { makeDir } from '../../core/io/make-dir.js';
 
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
@@ -137,16 +139,24 @@ export function checkpointDir(dir: string): string | undefined {
   return undefined;
 }
 
+/** Whether every value of `t` is finite. */
+function allFinite(t: tf.Tensor): boolean {
+  return tf.tidy(() => tf.all(tf.isFinite(t)).dataSync()[0] === 1);
+}
+
 export function readTrainerState(dir: string): TrainerState & { adamStep: number } {
   const path = join(dir, TRAINER_STATE_FILE);
   const text = readRegularTextFile(path, 'json');
+  let raw: unknown;
   try {
-    const s = JSON.parse(text) as TrainerState & { adamStep: number };
-    if (!Number.isInteger(s.step) || s.step < 0 || !Number.isInteger(s.adamStep)) throw new Error('step counters missing');
-    return s;
+    raw = JSON.parse(text);
   } catch (err) {
     throw new PeftError(`${path}: not a valid trainer state (${(err as Error).message.split('\n')[0]})`);
   }
+  // every counter's type and range (run-folder-schema.ts); Adam's step is the trainer's: one update a step
+  const s = parseRunFile(trainerStateSchema, raw, path, 'a trainer state') as TrainerState & { adamStep: number };
+  if (s.adamStep !== s.step) throw new PeftError(`${path}: adamStep must equal step (one optimiser update a step), got ${s.adamStep} and ${s.step}`);
+  return s;
 }
 
 /**
@@ -163,6 +173,8 @@ export function loadTrainingCheckpoint(dir: string, peft: PeftModel, adam: Adam)
   const optPath = join(found, OPTIMIZER_FILE);
   const opt = loadTensors(optPath);
   try {
+    // Adam's moments against the model's trainable tensors, before anything is assigned
+    checkAdamState(opt, peft.trainable(), state.adamStep, optPath);
     const live = [...opt.keys()].filter((k) => k.startsWith(LIVE_PREFIX));
     if (live.length === 0) {
       loadAdapter(found, { model: peft.model, method: peft.method, methodKeys: peft.methodKeys, backbone: peft.backbone });
@@ -180,6 +192,7 @@ export function loadTrainingCheckpoint(dir: string, peft: PeftModel, adam: Adam)
         const t = opt.get(k)!;
         if (!p) throw new PeftError(`${optPath}: unexpected tensor '${k}' (the model has no such tensor)`);
         if (t.shape.join(',') !== p.shape.join(',')) throw new PeftError(`${optPath}: tensor '${k}' has shape [${t.shape}] but the model expects [${p.shape}]`);
+        if (!allFinite(t)) throw new PeftError(`${optPath}: tensor ${quoteName(k)} holds a non-finite value (Inf or NaN)`);
       }
       for (const k of live) {
         const p = own.get(k.slice(LIVE_PREFIX.length))!;
@@ -188,6 +201,9 @@ export function loadTrainingCheckpoint(dir: string, peft: PeftModel, adam: Adam)
       }
     }
     const methodState = new Map([...opt].filter(([k]) => k.startsWith(METHOD_STATE_PREFIX)).map(([k, t]) => [k.slice(METHOD_STATE_PREFIX.length), t]));
+    for (const [k, t] of methodState) {
+      if (t.dtype !== 'float32' || !allFinite(t)) throw new PeftError(`${optPath}: method state ${quoteName(`${METHOD_STATE_PREFIX}${k}`)} must be finite float32 values, got ${t.dtype}${t.dtype === 'float32' ? ' with Inf or NaN' : ''}`);
+    }
     if (methodState.size > 0) {
       if (!peft.method.loadTrainingState) throw new PeftError(`${optPath}: holds training state of method '${peft.method.id}', which cannot restore it`);
       peft.method.loadTrainingState(peft.model, methodState);
