@@ -4,11 +4,13 @@
 // and the last checkpoint written at every epoch end, through the library
 // (`trainRun`, as `peft train` calls it). After a warm-up, the live tensor
 // count must not change from step to step, and the wasm heap must not grow;
-// the process RSS is reported.
+// the process RSS is reported, and its peak over the whole run (the kernel's
+// high-water mark, VmHWM, so that a spike between two samples counts) may not
+// exceed --max-peak-mb.
 //
-//   node scripts/reliability/memory.mjs [--steps 1000] [--warmup 100] [--backend wasm] [--json out.json]
+//   node scripts/reliability/memory.mjs [--steps 1000] [--warmup 100] [--backend wasm] [--max-peak-mb 512] [--json out.json]
 import 'reflect-metadata';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { tmpdir } from 'node:os';
@@ -22,6 +24,17 @@ const arg = (name, def) => {
 const STEPS = Number(arg('steps', 1000));
 const WARMUP = Number(arg('warmup', 100));
 const BACKEND = arg('backend', 'wasm');
+const MAX_PEAK_MB = Number(arg('max-peak-mb', 512));
+
+/** The process's peak resident set so far, in MB (Linux; null elsewhere). */
+function peakRssMB() {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
 const log = (line) => process.stderr.write(`${line}\n`);
 
 const work = mkdtempSync(join(tmpdir(), 'peft-memory-'));
@@ -87,7 +100,9 @@ const summary = await trainRun(registry, spec, join(work, 'run'), {
 });
 const seconds = (performance.now() - started) / 1000;
 
+const peakRss = peakRssMB();
 const problems = [];
+if (peakRss !== null && peakRss > MAX_PEAK_MB) problems.push(`peak RSS ${peakRss.toFixed(0)} MB exceeds ${MAX_PEAK_MB} MB`);
 if (summary.steps !== STEPS) problems.push(`ran ${summary.steps} steps, not ${STEPS}`);
 if (agg.tMin !== agg.tMax) problems.push(`tensor count moved after warm-up: ${agg.tMin}..${agg.tMax}`);
 if (agg.heapAtWarmup !== null && agg.heapMax > agg.heapAtWarmup) problems.push(`wasm heap grew after warm-up: ${agg.heapAtWarmup} -> ${agg.heapMax} bytes`);
@@ -104,6 +119,8 @@ const result = {
   rssAtWarmupMB: agg.rssAtWarmup / 2 ** 20,
   rssEndMB: agg.rssEnd / 2 ** 20,
   rssMaxAfterMB: agg.rssMax / 2 ** 20,
+  /** The process's peak resident set over the whole run (VmHWM), whatever the samples saw. */
+  peakRssMB: peakRss,
   /** [step, live JS heap MB after a full GC, array buffers MB], every 50 steps from the warm-up. */
   jsHeapLive: heapSamples,
   jsHeapLiveChangeMB: js.length ? +(js[js.length - 1] - js[0]).toFixed(2) : null,
@@ -112,7 +129,7 @@ const result = {
   problems,
   seconds,
 };
-log(`memory: ${result.steps} steps on ${result.backend}: tensors ${agg.tMin}..${agg.tMax} after step ${WARMUP}; wasm heap ${result.wasmHeapAtWarmupMB?.toFixed(1)} -> max ${result.wasmHeapMaxAfterMB?.toFixed(1)} MB; rss ${result.rssAtWarmupMB.toFixed(0)} -> ${result.rssEndMB.toFixed(0)} MB; live JS heap ${result.jsHeapLiveChangeMB >= 0 ? '+' : ''}${result.jsHeapLiveChangeMB} MB; ${problems.length ? problems.join('; ') : 'flat'} (${fmtSeconds(seconds)})`);
+log(`memory: ${result.steps} steps on ${result.backend}: tensors ${agg.tMin}..${agg.tMax} after step ${WARMUP}; wasm heap ${result.wasmHeapAtWarmupMB?.toFixed(1)} -> max ${result.wasmHeapMaxAfterMB?.toFixed(1)} MB; rss ${result.rssAtWarmupMB.toFixed(0)} -> ${result.rssEndMB.toFixed(0)} MB (peak ${peakRss?.toFixed(0) ?? '?'} MB); live JS heap ${result.jsHeapLiveChangeMB >= 0 ? '+' : ''}${result.jsHeapLiveChangeMB} MB; ${problems.length ? problems.join('; ') : 'flat'} (${fmtSeconds(seconds)})`);
 const json = arg('json');
 if (json) writeFileSync(json, `${JSON.stringify(result, null, 2)}\n`);
 else process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
