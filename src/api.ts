@@ -18,6 +18,8 @@ export * from './core/nn/interpolate.js';
 export * from './core/nn/sensitivity-ema.js';
 export * from './core/io/safetensors.js';
 export * from './core/io/atomic.js';
+/** The exclusive lock of a folder (a run folder while it trains): `acquireFolderLock`, its holder, staleness. */
+export * from './core/io/folder-lock.js';
 export * from './core/io/torch-checkpoint.js';
 export * from './core/io/adapter-files.js';
 export * from './core/io/hf-peft.js';

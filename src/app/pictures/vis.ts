@@ -6,10 +6,10 @@
 // per-image Dice (averaged over its thresholds), so a panel shows the numbers
 // the epoch's validation averages.
 import * as tf from '@tensorflow/tfjs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Prompts } from '../../core/peft/backbone.js';
 import { writeFileAtomic } from '../../core/io/atomic.js';
-import { makeDir } from '../../core/io/make-dir.js';
+import { makeDirInside } from '../../core/io/no-follow.js';
 import { toBytes, type Sample } from '../data/dataset.js';
 import { encodePng, type Image8 } from '../data/image-io.js';
 import { resizeBilinear } from '../data/resize.js';
@@ -121,7 +121,8 @@ export function visBatchWriter(o: VisWriterOptions): { onBatch: (b: EvalBatch) =
       shown.map((sample, i) => ({ sample, probability: probs.subarray(i * per, (i + 1) * per), prompt: prompts[i] })),
       o.classes,
     );
-    makeDir(o.dir);
+    // <run>/vis: a real folder of the run, never a link to elsewhere (the panel itself is renamed into place)
+    makeDirInside(dirname(o.dir), basename(o.dir));
     const file = join(o.dir, visFile(o.epoch, b.index));
     writeFileAtomic(file, encodePng(panel));
     written.push(file);

@@ -2,13 +2,13 @@
 // (index.html), the overlaid curves (loss.svg/.png, dice.svg/.png), each run's
 // small loss and performance charts (runs/), the table as results.json and
 // results.md, and, when asked, the Predictions section's pictures (pictures/:
-// every run re-evaluated on the same images, see gallery.ts).
-import { writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// every run re-evaluated on the same images, see gallery.ts). The report is
+// built in a staging folder and moved into place only when complete
+// (output-dir.ts): a failure leaves --out as it was.
 import { diceChart, lossChart, runLossChart, runPerformanceChart, type ChartSpec, type Series } from './charts.js';
 import { resultsMarkdown, TABLE_COLUMNS } from './format.js';
 import { reportHtml, type PageImage } from './html.js';
-import { finishOutputDir, prepareOutputDir } from './output-dir.js';
+import { openReportOutput, type ReportOutput } from './output-dir.js';
 import { readRun } from './read-run.js';
 import { renderChart } from './render.js';
 import { DisplayNames, type DisplaySource } from './names.js';
@@ -16,7 +16,6 @@ import { toRows } from './rows.js';
 import { PeftError } from '../../core/errors.js';
 import { buildGallery, checkGalleryOptions, type GalleryOptions, type GallerySection } from './gallery.js';
 import type { ResultRow, RunRecord } from './types.js';
-import { makeDir } from '../../core/io/make-dir.js';
 
 export interface ReportOptions {
   /** Output directory (created if missing). */
@@ -65,14 +64,18 @@ export async function writeReport(dirs: string[], options: ReportOptions): Promi
   const rows = toRows(records, new DisplayNames(options.plugins));
   const generatedAt = (options.now ?? new Date()).toISOString();
   const { out } = options;
-  const previous = prepareOutputDir(out, options.force ?? false);
-  const files: string[] = [];
-  const write = (rel: string, data: string | Uint8Array) => {
-    const p = join(out, rel);
-    makeDir(dirname(p));
-    writeFileSync(p, data);
-    files.push(rel);
-  };
+  const output = openReportOutput(out, options.force ?? false);
+  try {
+    return await build(records, rows, generatedAt, output, g);
+  } catch (err) {
+    output.abort();
+    throw err;
+  }
+}
+
+async function build(records: RunRecord[], rows: ResultRow[], generatedAt: string, output: ReportOutput, g: GalleryOptions | undefined): Promise<ReportResult> {
+  const { out, files } = output;
+  const write = (rel: string, data: string | Uint8Array) => output.write(rel, data);
   const chart = async (spec: ChartSpec, name: string, alt: string, png: boolean): Promise<PageImage> => {
     const r = await renderChart(spec);
     write(`${name}.svg`, r.svg);
@@ -99,6 +102,6 @@ export async function writeReport(dirs: string[], options: ReportOptions): Promi
   write('results.json', `${JSON.stringify(results, null, 2)}\n`);
   write('results.md', resultsMarkdown(rows));
   write('index.html', reportHtml({ rows, records, generatedAt, loss, dice, perRun, gallery }));
-  finishOutputDir(out, files, previous, generatedAt);
+  output.commit(generatedAt);
   return { out, rows, files, gallery };
 }

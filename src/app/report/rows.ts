@@ -16,12 +16,19 @@ export function classMean(values: Record<string, number>, classes?: string[]): n
 
 /** Wall time of a run that has no summary: createdAt (or the first step's start) to the last record. */
 function loggedSeconds(r: RunRecord): number | null {
-  const times = [...r.steps, ...r.vals].map((p) => (p.time ? Date.parse(p.time) : NaN)).filter(Number.isFinite);
+  // a loop, not Math.max(...times): a crashed long run logs hundreds of thousands of records
+  let latest = r.logTotals?.latestTime ?? null;
+  if (!r.logTotals) {
+    for (const p of [r.steps, r.vals].flat()) {
+      const t = p.time ? Date.parse(p.time) : NaN;
+      if (Number.isFinite(t) && (latest === null || t > latest)) latest = t;
+    }
+  }
   const first = r.steps[0];
   let start = r.info.createdAt ? Date.parse(r.info.createdAt) : NaN;
   if (!Number.isFinite(start) && first?.time) start = Date.parse(first.time) - (first.ms ?? 0);
-  if (Number.isFinite(start) && times.length) return Math.max(0, (Math.max(...times) - start) / 1000);
-  const ms = r.steps.reduce((s, p) => s + (p.ms ?? 0), 0);
+  if (Number.isFinite(start) && latest !== null) return Math.max(0, (latest - start) / 1000);
+  const ms = r.logTotals?.stepMs ?? r.steps.reduce((s, p) => s + (p.ms ?? 0), 0);
   return ms > 0 ? ms / 1000 : null;
 }
 

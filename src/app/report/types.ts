@@ -64,10 +64,23 @@ export interface RunRecord {
   /** The directory as given. */
   dir: string;
   info: RunInfo;
+  /** The step records, all of them up to 100,000, else evenly downsampled (first and last kept): see `logTotals`. */
   steps: StepPoint[];
   vals: ValPoint[];
   /** Absent while the run is in progress, or when it crashed. */
   summary?: RunSummary;
+  /** Sums over every record of the log, downsampled or not. */
+  logTotals?: LogTotals;
+}
+
+/** What the whole log adds up to (the curves may hold only a sample of it). */
+export interface LogTotals {
+  /** Step records in the log. */
+  steps: number;
+  /** Their `ms` summed. */
+  stepMs: number;
+  /** The latest `time` of any step or validation record (ms since 1970), null if none. */
+  latestTime: number | null;
 }
 
 /** One row of the results table: the seed notebook's columns plus parameters and time. */

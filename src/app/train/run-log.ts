@@ -1,8 +1,9 @@
-import { appendFileSync, existsSync, readFileSync, statSync, truncateSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, constants, fsyncSync, lstatSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { PeftError, errorReason } from '../../core/errors.js';
-import { writeFileAtomic } from '../../core/io/atomic.js';
 import { makeDir } from '../../core/io/make-dir.js';
+import { appendNoFollow, linkRefused, truncateNoFollow } from '../../core/io/no-follow.js';
+import { forEachLine } from '../../core/io/read-lines.js';
 
 export type LogRecord =
   | { type: 'step'; step: number; epoch: number; loss: number; regulariser?: number; lr: number; ms: number; budget?: number }
@@ -15,6 +16,9 @@ export type LogRecord =
  * last line; a checkpoint records the log's size, and a resume truncates the
  * log back to it (`truncate`), dropping the steps the checkpoint does not hold
  * and any torn line, so a resumed run's log is the uninterrupted run's log.
+ * The log is never written through a symbolic link (O_NOFOLLOW: a link
+ * named log.jsonl is refused), and read a line at a time, so a log of any
+ * length is read in bounded memory.
  */
 export class RunLog {
   constructor(readonly path: string) {
@@ -27,8 +31,9 @@ export class RunLog {
 
   write(record: LogRecord): void {
     try {
-      appendFileSync(this.path, `${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`);
+      appendNoFollow(this.path, `${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`, 'append to the log');
     } catch (err) {
+      if (err instanceof PeftError) throw err;
       throw new PeftError(`${this.path}: cannot append to the log (${errorReason(err)})`);
     }
   }
@@ -36,7 +41,8 @@ export class RunLog {
   /** Bytes in the log now (0 when it does not exist yet). */
   size(): number {
     try {
-      return statSync(this.path).size;
+      const st = lstatSync(this.path);
+      return st.isFile() ? st.size : 0;
     } catch {
       return 0;
     }
@@ -49,31 +55,63 @@ export class RunLog {
    */
   truncate(bytes: number | undefined, step: number): void {
     try {
-      if (!existsSync(this.path)) return;
-      if (bytes !== undefined && this.size() >= bytes) {
-        truncateSync(this.path, bytes);
+      let st;
+      try {
+        st = lstatSync(this.path);
+      } catch {
+        return; // no log yet
+      }
+      if (st.isSymbolicLink()) throw linkRefused(this.path);
+      if (bytes !== undefined && st.isFile() && st.size >= bytes) {
+        truncateNoFollow(this.path, bytes);
         return;
       }
-      const kept = RunLog.read(this.path).filter((r) => typeof r.step === 'number' && r.step <= step);
-      writeFileAtomic(this.path, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
+      // streamed into a temp file beside it and renamed over: a log of any length
+      const tmp = join(dirname(this.path), `.${basename(this.path)}.${process.pid}.tmp`);
+      rmSync(tmp, { force: true });
+      const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+      try {
+        RunLog.forEach(this.path, (r) => {
+          if (typeof r.step === 'number' && r.step <= step) {
+            const b = Buffer.from(`${JSON.stringify(r)}\n`);
+            let off = 0;
+            while (off < b.length) off += writeSync(fd, b, off, b.length - off);
+          }
+        });
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, this.path);
     } catch (err) {
       if (err instanceof PeftError) throw err;
       throw new PeftError(`${this.path}: cannot truncate the log (${errorReason(err)})`);
     }
   }
 
-  /** The records of a log (a torn last line, from a crash, is ignored). */
-  static read(path: string): LogRecord[] {
-    if (!existsSync(path)) return [];
-    const out: LogRecord[] = [];
-    for (const line of readFileSync(path, 'utf8').split('\n')) {
-      if (!line.trim()) continue;
-      try {
-        out.push(JSON.parse(line) as LogRecord);
-      } catch {
-        // an interrupted write leaves at most one torn line
-      }
+  /** Calls `onRecord` with each record of a log, a line at a time (a torn line, from a crash, and lines over 64 KiB are skipped). */
+  static forEach(path: string, onRecord: (r: LogRecord) => void): void {
+    try {
+      lstatSync(path);
+    } catch {
+      return; // no log yet
     }
+    forEachLine(path, (line) => {
+      if (!line.trim()) return;
+      let r: unknown;
+      try {
+        r = JSON.parse(line);
+      } catch {
+        return; // an interrupted write leaves at most one torn line
+      }
+      if (typeof r === 'object' && r !== null && !Array.isArray(r)) onRecord(r as LogRecord);
+    });
+  }
+
+  /** The records of a log (a torn last line, from a crash, is ignored); for logs known to be short, else `forEach`. */
+  static read(path: string): LogRecord[] {
+    const out: LogRecord[] = [];
+    RunLog.forEach(path, (r) => out.push(r));
     return out;
   }
 }
