@@ -64,14 +64,20 @@ export function makeFakeSweep(dir: string, o: FakeSweepOptions): string[] {
       const id = jobIdOf(g, s.seed);
       const run = join(dir, 'runs', id);
       mkdirSync(run, { recursive: true });
+      // run.json as `peft train` writes it (a real tiny run's, with this job's ids and seed)
       writeFileSync(join(run, 'run.json'), JSON.stringify({
         version: 1,
         createdAt: new Date(t0).toISOString(),
-        backbone: { id: g.backbone, preset: 'tiny' },
-        method: { id: g.method, config: {} },
+        backbone: { id: g.backbone, preset: 'tiny', overrides: { img_size: 64 } },
+        trainDecoder: true,
+        outSize: 16,
+        dataset: { kind: 'refuge', path: null, valPath: null, channels: ['disc', 'cup'] },
+        augment: false,
+        options: { batch: 1, lr: 0.003, steps, valEvery, seed: s.seed, loss: 'bce', prompt: 'click', saveEvery: 200, lrSchedule: 'cosine' },
+        command: `peft train --out ${join(dir, 'runs')} --exp-name ${id} --backbone ${g.backbone} --method ${g.method} --seed ${s.seed}`,
         imageSize: 64,
-        dataset: { kind: 'refuge', path: null, channels: ['disc', 'cup'] },
-        options: { seed: s.seed, steps },
+        method: { id: g.method, config: {} },
+        plugins: { backbone: { name: `backbone-${g.backbone}`, path: 'built-in', version: '0.1.0' }, method: { name: `method-${g.method}`, path: 'built-in', version: '0.1.0' } },
       }));
       // the loss falls from 1 toward 0.1; a seed's curve is shifted by 0.01 per seed
       const final = s.dice ?? { disc: 0.5, cup: 0.3 };

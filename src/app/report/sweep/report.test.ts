@@ -124,11 +124,14 @@ describe('bandCurve', () => {
 describe('writeSweepReport', () => {
   let out: string;
   let html: string;
+  const warnings: string[] = [];
   beforeAll(async () => {
     out = join(root, 'report');
-    await writeSweepReport(sweepDir('page'), { out, now: new Date('2026-02-01T00:00:00Z') });
+    await writeSweepReport(sweepDir('page'), { out, now: new Date('2026-02-01T00:00:00Z'), warn: (l) => warnings.push(l) });
     html = readFileSync(join(out, 'index.html'), 'utf8');
   }, 60_000);
+
+  it('reads every run folder (no warning)', () => expect(warnings).toEqual([]));
 
   it('writes the page, the charts and the table as JSON and markdown', () => {
     for (const f of ['index.html', 'results.json', 'results.md', 'loss.svg', 'loss.png', 'dice.svg', 'dice.png', '.peft-report.json']) expect(existsSync(join(out, f)), f).toBe(true);
@@ -215,6 +218,18 @@ describe('sweep folders that are not all there', () => {
       expect.stringMatching(/sam-adapter-s2\.json': not valid JSON .*; job 'sam-adapter-s2' is counted as unfinished$/),
     ]);
   });
+
+  it('keeps the result of a job whose run folder is gone, with a warning, without its curves', async () => {
+    const dir = sweepDir('no-run');
+    rmSync(join(dir, 'runs', 'mobile_sam-lora-s0'), { recursive: true });
+    const warnings: string[] = [];
+    const r = await writeSweepReport(dir, { out: join(root, 'no-run-report'), warn: (l) => warnings.push(l) });
+    expect(warnings).toEqual([expect.stringMatching(/mobile_sam-lora-s0: no such directory; its numbers come from its result alone, without curves$/)]);
+    expect(r.rows[3]!.dice.mean).toBeCloseTo(0.6, 10);
+    expect(r.rows[3]!.finished).toBe(1);
+    const svg = readFileSync(join(root, 'no-run-report', 'loss.svg'), 'utf8');
+    expect(svg.match(/<g class="mark-area role-mark/g)).toHaveLength(3);
+  }, 60_000);
 
   it('refuses a folder without sweep.json, and job ids that are not folder names', () => {
     expect(() => readSweep(root)).toThrow(/not a sweep folder \(no sweep\.json\)/);
