@@ -92,7 +92,11 @@ const settingsText = (values: Record<string, unknown>) =>
 /** Groups in the order sweep.json first lists them, seeds in seed order. */
 export function aggregateSweep(sweep: SweepData, names: DisplayNames = new DisplayNames(), warn: (line: string) => void = () => {}): SweepTable {
   const groups = new Map<string, SweepJob[]>();
-  for (const job of sweep.jobs) groups.set(job.group, [...(groups.get(job.group) ?? []), job]);
+  for (const job of sweep.jobs) {
+    const members = groups.get(job.group);
+    if (members) members.push(job);
+    else groups.set(job.group, [job]);
+  }
   const rows: Omit<SweepRow, 'label'>[] = [];
   const curves: Omit<SweepCurves, 'label'>[] = [];
   const representatives: { group: string; seed: number; row: Omit<ResultRow, 'label'> }[] = [];

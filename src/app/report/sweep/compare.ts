@@ -78,7 +78,9 @@ export function compareSweep(rows: readonly SweepRow[]): SweepComparison {
   const units = new Map<string, SweepRow[]>();
   for (const r of rows) {
     const key = JSON.stringify([r.backboneId, Object.entries(r.values).sort(([p], [q]) => (p < q ? -1 : p > q ? 1 : 0))]);
-    units.set(key, [...(units.get(key) ?? []), r]);
+    const members = units.get(key);
+    if (members) members.push(r);
+    else units.set(key, [r]);
   }
   const pairs: PairComparison[] = [];
   const winners: UnitWinner[] = [];
