@@ -18,6 +18,9 @@ import { imageLimits } from '../../src/app/data/image-limits.js';
 import { bytes, dictPkl, tensorPkl, u16, u32, zip } from '../support/torch-builders.js';
 import { measurePeak, peakRssAvailable } from '../support/peak-rss.js';
 import { recordTable } from '../support/fuzz-harness.js';
+import { createDefaultRegistry } from '../../src/builtins.js';
+import { serializeSafetensors, tensorsToEntries } from '../../src/core/io/safetensors.js';
+import { loadBackboneWeights } from '../../src/core/peft/backbone-weights.js';
 
 const MiB = 1024 * 1024;
 const tmp = mkdtempSync(join(tmpdir(), 'peft-amplification-'));
@@ -158,5 +161,25 @@ describe.skipIf(!peakRssAvailable)('amplification: declared sizes are budgeted b
     expect('value' in outcome && outcome.value.width).toBe(6000);
     expect(peakMiB).toBeLessThan((4 * imageLimits.maxImageBytes) / MiB);
     results.push('accepted');
+  });
+});
+
+describe('a checkpoint\'s keys are checked before its tensors are made', () => {
+  it('a key the backbone does not have is reported as unexpected, without converting it (strict), and left out (partial)', async () => {
+    const registry = await createDefaultRegistry();
+    const a = registry.createBackbone('sam', 'tiny', { img_size: 64 });
+    const entries = await tensorsToEntries(a.model.stateDict());
+    // a value that cannot become an int32 tensor: converting it first would fail on it, not on the key
+    entries.set('extra.counter', { dtype: 'I64', shape: [1], data: BigInt64Array.from([2n ** 40n]) });
+    const path = join(tmp, 'extra.safetensors');
+    writeFileSync(path, serializeSafetensors(entries));
+    const b = registry.createBackbone('sam', 'tiny', { img_size: 64 });
+    const def = registry.backbone('sam');
+    expect(() => loadBackboneWeights(b, def, path)).toThrow(/extra\.safetensors: state dict does not fit the model \(unexpected: extra\.counter\) — is this a checkpoint for sam preset 'tiny'\?$/);
+    const report = loadBackboneWeights(b, def, path, { partial: true });
+    expect(report.unexpected).toEqual(['extra.counter']);
+    expect(report.loaded).toBe(a.model.stateDict().size);
+    a.model.dispose();
+    b.model.dispose();
   });
 });

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { PeftError } from '../errors.js';
 import { briefValue } from '../text.js';
 import { checkpointToTensors, loadCheckpoint } from '../io/torch-checkpoint.js';
-import type { StateDictReport } from '../nn/module.js';
+import { describeReport, type StateDictReport } from '../nn/module.js';
 import type { Backbone } from './backbone.js';
 import type { BackboneDefinition } from '../registry/definitions.js';
 
@@ -31,18 +31,32 @@ export function loadBackboneWeights(
   const derived = definition.isDerivedCheckpointKey;
   if (derived) for (const key of [...entries.keys()]) if (derived(key)) entries.delete(key);
   if (entries.size === 0) throw new PeftError(`${path}: the checkpoint holds no tensors`);
-  const own = new Set([...backbone.model.namedTensors()].map(([k]) => k));
+  const own = new Map(backbone.model.namedTensors());
   const overlap = [...entries.keys()].filter((k) => own.has(k)).length;
   if (overlap === 0) {
     const sample = [...entries.keys()].slice(0, 3).map((k) => briefValue(k, 120)).join(', ');
-    throw new PeftError(`${path}: no key matches backbone '${backbone.id}' (the file has e.g. ${sample}; expected e.g. ${[...own].slice(0, 2).join(', ')})`);
+    throw new PeftError(`${path}: no key matches backbone '${backbone.id}' (the file has e.g. ${sample}; expected e.g. ${[...own.keys()].slice(0, 2).join(', ')})`);
   }
+  const fits = `is this a checkpoint for ${backbone.id} preset '${backbone.preset}'?`;
+  // keys and shapes are checked on the file's entries, before any becomes a tensor: thousands of keys
+  // the model does not have cost nothing to refuse, and a partial load makes tensors only of what it loads
+  const report: StateDictReport = { missing: [], unexpected: [], mismatched: [], loaded: 0 };
+  for (const [name, p] of own) if (!entries.has(name) && !p.optional) report.missing.push(name);
+  for (const [key, raw] of entries) {
+    const p = own.get(key);
+    if (!p) report.unexpected.push(key);
+    else if (p.shape.length !== raw.shape.length || p.shape.some((d, i) => d !== raw.shape[i])) report.mismatched.push({ key, expected: [...p.shape], got: [...raw.shape] });
+  }
+  if (!options.partial && report.missing.length + report.unexpected.length + report.mismatched.length > 0) {
+    throw new PeftError(`${describeReport(report, path)} — ${fits}`);
+  }
+  for (const key of [...report.unexpected, ...report.mismatched.map((m) => m.key)]) entries.delete(key);
   const tensors = checkpointToTensors(entries);
   try {
-    // strict load checks every key before assigning any, so a bad file leaves the model untouched
-    return backbone.model.loadStateDict(tensors, { strict: !options.partial, source: path });
+    const loaded = backbone.model.loadStateDict(tensors, { strict: !options.partial, source: path });
+    return { ...loaded, unexpected: report.unexpected, mismatched: report.mismatched };
   } catch (err) {
-    if (err instanceof PeftError) throw new PeftError(`${err.message} — is this a checkpoint for ${backbone.id} preset '${backbone.preset}'?`);
+    if (err instanceof PeftError) throw new PeftError(`${err.message} — ${fits}`);
     throw err;
   } finally {
     tf.dispose([...tensors.values()]);
