@@ -152,6 +152,7 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
             (progress ?? { note: (l: string) => this.log(l) }).note(`epoch ${e.epoch} (step ${e.step}): dice ${d}${e.best ? '  (best)' : ''}`);
           },
           shouldStop: () => stop,
+          onLockTakeover: (line) => this.warnLine(line),
         },
         flags.resume ? resumeFlags : false,
       );

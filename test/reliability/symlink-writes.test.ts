@@ -16,6 +16,7 @@ import { REPORT_MARKER } from '../../src/app/report/output-dir.js';
 import { ensureDefaultDataset } from '../../src/app/data/synth-output.js';
 import { saveTrainingCheckpoint } from '../../src/app/train/checkpoint.js';
 import { Adam } from '../../src/app/train/adam.js';
+import { RunLog } from '../../src/app/train/run-log.js';
 import { compose } from '../../src/core/peft/compose.js';
 import { Registry } from '../../src/core/registry/registry.js';
 import { ToyBackbone } from '../../src/core/testing/toy-backbone.js';
@@ -110,6 +111,19 @@ describe('training checkpoints never go through a linked folder', () => {
 });
 
 describe('peft train --resume never writes through a linked log.jsonl', () => {
+  it('RunLog (every writer of the log) refuses a linked log.jsonl when appending and truncating, whoever calls it', () => {
+    const o = outside('runlog');
+    const run = join(work, 'run-log-link');
+    mkdirSync(run);
+    const path = join(run, 'log.jsonl');
+    symlinkSync(o.victim, path);
+    const log = new RunLog(path);
+    expect(() => log.write({ type: 'info', step: 0, message: 'x' })).toThrow(`${path}: is a symbolic link`);
+    expect(() => log.truncate(0, 0)).toThrow(`${path}: is a symbolic link`);
+    expect(() => log.truncate(undefined, 0)).toThrow(`${path}: is a symbolic link`);
+    o.check();
+  });
+
   it('refused in one line naming the log; the outside file keeps its bytes (was: truncated, then appended to)', async () => {
     const env = { PEFT_CACHE: join(work, 'cache'), PEFT_PLUGINS: '' };
     const data = await ensureDefaultDataset(join(work, 'cache'), { n: 6, size: 64, seed: 1 });
@@ -125,7 +139,9 @@ describe('peft train --resume never writes through a linked log.jsonl', () => {
     expect(r.code, r.stderr).toBe(2);
     const errors = r.stderr.split('\n').filter((l) => l.startsWith('peft: error:'));
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toContain(`${log}: is a symbolic link`);
+    // resume's own check of the run folder (resume-request.ts) finds it first now; RunLog's O_NOFOLLOW stays underneath
+    expect(errors[0]!.startsWith(`peft: error: ${log}: `)).toBe(true);
+    expect(errors[0]).toMatch(/symbolic link/);
     o.check();
   }, 180_000);
 });

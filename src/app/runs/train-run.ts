@@ -11,6 +11,8 @@ import type { InjectionSite } from '../../core/peft/injection-site.js';
 import { checkMethodFits } from '../../core/peft/method-fits.js';
 import type { Registry } from '../../core/registry/registry.js';
 import { makeDir } from '../../core/io/make-dir.js';
+import { acquireRunLock, describeHolder, isRunLockFile } from './run-lock.js';
+import type { FolderLock } from '../../core/io/folder-lock.js';
 import { adapterMethod } from '../../core/io/hf-peft.js';
 import type { PeftModel } from '../../core/peft/compose.js';
 import { checkSamples, type Dataset } from '../data/dataset.js';
@@ -62,18 +64,21 @@ function checkRunDir(dir: string, resume: boolean): void {
     if (!existsSync(join(dir, RUN_FILE))) throw new PeftError(`${dir}: nothing to resume (no ${RUN_FILE})`);
     return;
   }
-  if (existsSync(dir) && readdirSync(dir).length > 0) {
+  // the lock files of a run being started are not contents
+  if (existsSync(dir) && readdirSync(dir).some((n) => !isRunLockFile(n))) {
     throw new PeftError(`${dir} already exists and is not empty: choose another --exp-name, or --resume it`);
   }
 }
 
-function createRunDir(dir: string): void {
-  checkRunDir(dir, false);
+/** Creates a new run's folder and takes its lock; with the lock held, the folder must still hold no run (two new runs racing: one wins). */
+function createRunDir(dir: string, takeLock: () => void): void {
   try {
     makeDir(dir);
   } catch (err) {
     throw new PeftError(`${dir}: cannot create the run folder (${errorReason(err)})`);
   }
+  takeLock();
+  checkRunDir(dir, false);
 }
 
 interface StartedRun {
@@ -142,9 +147,32 @@ export async function trainRun(
     /** On resume: one line per setting the flags changed (the run's length, --save-every, --vis). */
     onResumeChanges?(lines: string[]): void;
     onReady?(info: { spec: RunSpec; report: ReturnType<PeftModel['report']>; trainSize: number; valSize: number; dataRoot: string; runDir: string }): void;
+    /** The run folder's lock was left by a process that is gone (SIGKILL) and is taken over: one line saying whose it was. */
+    onLockTakeover?(line: string): void;
   } = {},
   /** true, or the `peft train` flags given with --resume (checked against the run: resume-request.ts). */
   resume: boolean | ResumeFlags = false,
+): Promise<RunSummaryFile> {
+  // one trainer per run folder, for the whole run (run-lock.ts); released however the run ends
+  let lock: FolderLock | undefined;
+  const takeLock = (dir: string) => {
+    lock = acquireRunLock(dir, { command: request.command ?? (resume ? 'trainRun (resume)' : 'trainRun') });
+    if (lock.tookOver) callbacks.onLockTakeover?.(`${dir}: took over the run's lock from ${describeHolder(lock.tookOver.holder)} (${lock.tookOver.reason})`);
+  };
+  try {
+    return await trainRunLocked(registry, request, runDir, callbacks, resume, takeLock);
+  } finally {
+    lock?.release();
+  }
+}
+
+async function trainRunLocked(
+  registry: Registry,
+  request: RunRequest,
+  runDir: string | ((spec: RunSpec) => string),
+  callbacks: NonNullable<Parameters<typeof trainRun>[3]>,
+  resume: Parameters<typeof trainRun>[4],
+  takeLock: (dir: string) => void,
 ): Promise<RunSummaryFile> {
   let started: StartedRun;
   let dir: string;
@@ -152,6 +180,7 @@ export async function trainRun(
     if (typeof runDir !== 'string') throw new PeftError('resuming a run needs its folder (--exp-name)');
     dir = runDir;
     checkRunDir(dir, true);
+    takeLock(dir);
     // the flags given with --resume: a contradiction is an error, a new length is applied (resume-request.ts)
     const plan = await resolveResume(registry, dir, resume === true ? {} : resume);
     started = { spec: plan.spec, peft: buildPeftModel(registry, plan.spec), data: plan.data };
@@ -176,7 +205,7 @@ export async function trainRun(
     // every sample's headers, before the run folder is made and any step runs (a bad validation image would otherwise fail the first epoch end)
     await checkSamples([data.train, data.val]);
     if (!resume) {
-      createRunDir(dir);
+      createRunDir(dir, () => takeLock(dir));
       writeRunSpec(dir, spec);
     }
     const report = peft.report();

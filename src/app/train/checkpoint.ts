@@ -13,8 +13,12 @@
 // When <dir> is missing (a crash between 2 and 3 earlier), <dir>.old is the
 // only checkpoint and is removed only after step 3 has put the new one in place.
 // Temp folders left by killed processes are removed on the next save.
+// Nothing is written through a symbolic link: `checkpoints/` must be a real
+// folder of the run (a link there is refused), the temp folder is created
+// anew, and links at `<dir>` or `<dir>.old` are renamed or removed themselves,
+// never followed (fs.rm and rename act on the link).
 import * as tf from '@tensorflow/tfjs';
-import { closeSync, existsSync, fsyncSync, openSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { PeftError } from '../../core/errors.js';
 import { quoteName } from '../../core/text.js';
@@ -26,6 +30,7 @@ import type { PeftModel } from '../../core/peft/compose.js';
 import { checkAdamState, type Adam } from './adam.js';
 import { parseRunFile, trainerStateSchema } from '../runs/run-folder-schema.js';
 import { makeDir } from '../../core/io/make-dir.js';
+import { makeDirInside } from '../../core/io/no-follow.js';
 
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 export const TRAINER_STATE_FILE = 'trainer_state.json';
@@ -92,8 +97,11 @@ export async function saveTrainingCheckpoint(dir: string, peft: PeftModel, adam:
   const tmp = `${dir}.tmp-${process.pid}`;
   const old = `${dir}.old`;
   try {
+    // <run>/checkpoints: a real folder of the run, never a link to elsewhere
+    makeDir(dirname(dirname(dir)));
+    makeDirInside(dirname(dirname(dir)), basename(dirname(dir)));
     removeTemps(dir);
-    makeDir(tmp);
+    mkdirSync(tmp);
     await saveAdapter(tmp, { model: peft.model, method: peft.method, methodKeys: peft.methodKeys, sites: peft.sites, backbone: peft.backbone });
     const tensors = new Map(adam.state());
     const own = new Map(peft.model.namedTensors());
