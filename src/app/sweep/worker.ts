@@ -93,6 +93,15 @@ export function startSweepWorker(target: RedisTarget, options: SweepWorkerOption
   let stopping = false;
   /** Jobs whose lock this worker lost: another worker may hold them now. */
   const lost = new Set<string>();
+  /** When each running job's lock was last renewed (or the job started). */
+  const renewedAt = new Map<string, number>();
+  /** Stops a job whose lock is gone, so that its `peft train` does not go on beside the worker that takes it back. */
+  const loseLock = (id: string, why: string) => {
+    if (lost.has(id) || !renewedAt.has(id)) return;
+    lost.add(id);
+    worker.cancelJob(id, 'lock lost');
+    options.onWarning?.(`lost the lock of job ${id} (${why}): stopping it with a checkpoint; another worker resumes it`);
+  };
 
   const processor = async (bjob: Job<QueueJobData, QueueJobReturn>, token?: string, signal?: AbortSignal): Promise<QueueJobReturn> => {
     const { sweepDir, jobId } = bjob.data ?? ({} as Partial<QueueJobData>);
@@ -114,6 +123,7 @@ export function startSweepWorker(target: RedisTarget, options: SweepWorkerOption
       return returnOf(recorded, name);
     }
     let lastSent = 0;
+    renewedAt.set(String(bjob.id), Date.now());
     try {
       const result = await runSweepJob(sweepDir, job, {
         threads,
@@ -136,7 +146,14 @@ export function startSweepWorker(target: RedisTarget, options: SweepWorkerOption
     } catch (err) {
       if (err instanceof JobStopped && lost.has(String(bjob.id))) {
         lost.delete(String(bjob.id));
-        throw new Error(`job ${jobId}: this worker lost its lock (it stopped answering Redis for ${stallMs / 1000} s) and stopped it; another worker resumes it`);
+        options.onJobRequeued?.(e);
+        // still ours after all (a late renewal): back to the queue at once; else the stalled check does it
+        const requeued = await bjob.moveToWait(token).then(
+          () => true,
+          () => false,
+        );
+        if (requeued) throw new WaitingError();
+        throw new Error(`job ${jobId}: this worker lost its lock (no renewal for ${stallMs / 1000} s) and stopped it; another worker resumes it`);
       }
       if (err instanceof JobStopped && stopping) {
         // back to the queue without using an attempt: the next worker resumes the checkpoint just saved
@@ -148,6 +165,8 @@ export function startSweepWorker(target: RedisTarget, options: SweepWorkerOption
       const message = errorReason(err);
       options.onJobFailed?.({ ...e, message, willRetry: bjob.attemptsMade + 1 < attempts });
       throw err;
+    } finally {
+      renewedAt.delete(String(bjob.id));
     }
   };
 
@@ -162,12 +181,22 @@ export function startSweepWorker(target: RedisTarget, options: SweepWorkerOption
     autorun: true,
   });
   worker.on('lockRenewalFailed', (ids) => {
-    for (const id of ids) {
-      lost.add(id);
-      worker.cancelJob(id, 'lock lost');
-    }
-    options.onWarning?.(`lost the lock of ${ids.join(', ')} (Redis did not answer in time): stopping ${ids.length === 1 ? 'it' : 'them'}, another worker resumes`);
+    for (const id of ids) loseLock(id, 'Redis refused to renew it');
   });
+  worker.on('locksRenewed', ({ jobIds }) => {
+    const now = Date.now();
+    for (const id of jobIds) if (renewedAt.has(id)) renewedAt.set(id, now);
+  });
+  // BullMQ reports a renewal Redis refused, but not one that never returns
+  // (Redis down or cut off: the command waits for the reconnection): a lock
+  // not renewed for its whole duration has expired, and the job may already
+  // run elsewhere
+  const watchdog = setInterval(() => {
+    const now = Date.now();
+    for (const [id, at] of renewedAt) if (now - at > stallMs) loseLock(id, `not renewed for ${Math.round((now - at) / 1000)} s: Redis unreachable?`);
+  }, Math.min(1000, stallMs / 4));
+  watchdog.unref();
+  worker.once('closed', () => clearInterval(watchdog));
   worker.on('stalled', (id) => options.onWarning?.(`job ${id} stalled (its worker stopped answering): back in the queue, to resume from its last checkpoint`));
   let lastError = '';
   worker.on('error', (err) => {
