@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeReport } from '../../src/app/report/index.js';
 import { REPORT_MARKER } from '../../src/app/report/output-dir.js';
-import { ensureDefaultDataset } from '../../src/app/data/synth-output.js';
+import { ensureDefaultDataset, synthesize } from '../../src/app/data/synth-output.js';
 import { saveTrainingCheckpoint } from '../../src/app/train/checkpoint.js';
 import { Adam } from '../../src/app/train/adam.js';
 import { RunLog } from '../../src/app/train/run-log.js';
@@ -144,4 +144,19 @@ describe('peft train --resume never writes through a linked log.jsonl', () => {
     expect(errors[0]).toMatch(/symbolic link/);
     o.check();
   }, 180_000);
+});
+
+describe('peft data synth never writes through a link in its output', () => {
+  it('a previous synth output whose Training-400/ links elsewhere, with --force: refused naming the link before anything moves; the outside folder is untouched', async () => {
+    const o = outside('synth');
+    const out = join(work, 'synth-out');
+    await synthesize(out, { n: 4, size: 32, seed: 1 });
+    rmSync(join(out, 'Training-400'), { recursive: true });
+    symlinkSync(o.dir, join(out, 'Training-400'));
+    const before = readdirSync(out).sort();
+    await expect(synthesize(out, { n: 4, size: 32, seed: 1 }, true)).rejects.toThrow(`${join(out, 'Training-400')}: is a symbolic link`);
+    expect(readdirSync(o.dir)).toEqual(['victim.txt']);
+    o.check();
+    expect(readdirSync(out).sort()).toEqual(before);
+  });
 });

@@ -5,12 +5,15 @@
 // wrote may be overwritten — a user's file at a path we would write is an error.
 // The dataset is always generated into a temporary sibling folder first, then
 // moved into place; `ensureDefaultDataset` publishes a cache entry atomically.
+// Nothing is written or removed through a symbolic link inside the output
+// (src/core/io/no-follow.ts).
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { PeftError, errorReason } from '../../core/errors.js';
 import { checkSynthOptions, sampleFiles, synthGeneratorVersion, synthMarkerFile, writeSyntheticFundus, type SynthMarker, type SynthOptions, type SynthSummary } from './synthetic-fundus.js';
 import { makeDir } from '../../core/io/make-dir.js';
+import { makeDirInside, removeInside } from '../../core/io/no-follow.js';
 
 /** The marker of a previous synth output in `dir`, if any (and well formed). */
 export function readSynthMarker(dir: string): SynthMarker | undefined {
@@ -118,15 +121,13 @@ export async function synthesize(out: string, options: SynthOptions = {}, force 
     const presentSet = new Set(present);
     const clash = created.find((f) => presentSet.has(f) && !owned.has(f));
     if (clash) throw new PeftError(`${join(dir, clash)}: exists and was not written by 'peft data synth'; refusing to overwrite it`);
-    for (const f of created) {
-      const dest = join(dir, f);
-      makeDir(dirname(dest));
-      renameSync(join(tmp, f), dest);
-    }
+    // folders inside the output are made or checked with lstat first: a linked train/ is refused before anything moves, never written through
+    for (const d of new Set(created.filter((f) => f.includes('/')).map((f) => dirname(f)))) makeDirInside(dir, d);
+    for (const f of created) renameSync(join(tmp, f), join(dir, f));
     const createdSet = new Set(created);
     for (const f of present) {
       if (owned.has(f) && !createdSet.has(f)) {
-        rmSync(join(dir, f), { force: true }); // a stale sample of the previous synth output
+        removeInside(dir, join(dir, f)); // a stale sample of the previous synth output (never through a linked folder)
         pruneEmpty(dir, f);
       }
     }
