@@ -58,6 +58,10 @@ export interface SweepRow {
 /** A group's curves: mean and band over its finished seeds. */
 export interface SweepCurves {
   label: string;
+  /** Its backbone, as the charts' panels name it. */
+  panel: string;
+  /** Its method and settings, as the charts' legend names it. */
+  series: string;
   loss: BandPoint[];
   dice: BandPoint[];
 }
@@ -98,7 +102,7 @@ export function aggregateSweep(sweep: SweepData, names: DisplayNames = new Displ
     else groups.set(job.group, [job]);
   }
   const rows: Omit<SweepRow, 'label'>[] = [];
-  const curves: Omit<SweepCurves, 'label'>[] = [];
+  const curves: Pick<SweepCurves, 'loss' | 'dice'>[] = [];
   const representatives: { group: string; seed: number; row: Omit<ResultRow, 'label'> }[] = [];
   for (const [group, jobs] of groups) {
     jobs.sort((a, b) => a.seed - b.seed);
@@ -154,9 +158,18 @@ export function aggregateSweep(sweep: SweepData, names: DisplayNames = new Displ
   const byGroup = new Map(rows.map((r, i) => [r.group, labels[i]!]));
   return {
     rows: rows.map((r, i) => ({ ...r, label: labels[i]! })),
-    curves: curves.map((c, i) => ({ ...c, label: labels[i]! })),
+    curves: curves.map((c, i) => ({ ...c, label: labels[i]!, ...curveNames(rows[i]!, rows) })),
     representatives: representatives.map((r) => ({ ...r.row, label: `${byGroup.get(r.group)!} (seed ${r.seed})` })),
   };
+}
+
+/** A curve's panel (its backbone) and series (its method and settings), each made unique among the rows' if the display names collide. */
+function curveNames(r: Omit<SweepRow, 'label'>, rows: Omit<SweepRow, 'label'>[]): { panel: string; series: string } {
+  const shared = rows.some((o) => o.backboneId !== r.backboneId && o.baseline === r.baseline);
+  const panel = shared ? `${r.baseline} [${r.backboneId}]` : r.baseline;
+  const series = [r.mode, r.settings].filter(Boolean).join(' ');
+  const same = rows.some((o) => o.backboneId === r.backboneId && o.group !== r.group && [o.mode, o.settings].filter(Boolean).join(' ') === series);
+  return { panel, series: same ? `${series} [${r.group}]` : series };
 }
 
 /** "Baseline mode settings", falling back to the group id where two groups would read the same. */

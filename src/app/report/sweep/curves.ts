@@ -88,37 +88,53 @@ export function bandCurve(seeds: readonly (readonly Point[])[], maxPoints = MAX_
 }
 
 export interface GroupCurve {
-  label: string;
+  /** The panel the group is drawn in: its backbone ("MobileSAM"); one panel per backbone. */
+  panel: string;
+  /** The group within its panel, and its colour: its method and settings ("LoRA", "LoRA r=8"). */
+  series: string;
   points: BandPoint[];
 }
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 
-/** A line per group (the mean over seeds) over a shaded band (min to max over seeds), one colour per group. */
+/**
+ * A line per group (the mean over seeds) over a shaded band (min to max over
+ * seeds). With several backbones, one panel each (the paired comparison is
+ * per backbone too), a method keeping its colour in every panel.
+ */
 export function bandChart(o: { title: string; subtitle: string; y: string; groups: GroupCurve[]; domainMax?: number; points?: boolean }): ChartSpec {
-  const domain = o.groups.map((g) => g.label);
-  const values = o.groups.flatMap((g) => g.points.map((p) => ({ group: g.label, step: p.step, mean: p.mean, min: p.min, max: p.max, n: p.n })));
+  const domain = [...new Set(o.groups.map((g) => g.series))];
+  const panels = [...new Set(o.groups.map((g) => g.panel))];
+  const values = o.groups.flatMap((g) => g.points.map((p) => ({ panel: g.panel, series: g.series, step: p.step, mean: p.mean, min: p.min, max: p.max, n: p.n })));
   const color = {
-    field: 'group',
+    field: 'series',
     type: 'nominal',
     title: null,
     scale: { domain, scheme: domain.length > 10 ? 'tableau20' : 'category10' },
-    legend: { orient: 'bottom', direction: 'vertical', labelLimit: 400, symbolType: 'stroke', symbolStrokeWidth: 3, symbolOpacity: 1, titleLimit: 500 },
+    legend: { orient: 'bottom', direction: 'vertical', labelLimit: 400, symbolType: 'stroke', symbolStrokeWidth: 3, symbolOpacity: 1 },
   };
   const x = { field: 'step', type: 'quantitative', title: 'step', scale: { nice: false }, axis: { format: ',d', tickMinStep: 1 } };
   const scale = { zero: false, ...(o.domainMax === undefined ? {} : { domainMax: o.domainMax }) };
-  return {
-    $schema: SCHEMA,
-    title: { text: o.title, subtitle: o.subtitle, anchor: 'start' },
-    width: 470,
-    height: 260,
-    background: 'white',
-    config: { font: 'DejaVu Sans, Liberation Sans, Arial, sans-serif', view: { stroke: '#ddd' }, axis: { gridColor: '#eee' } },
-    data: { values },
+  const layered = {
     encoding: { x, color },
     layer: [
       { mark: { type: 'area', opacity: 0.2, interpolate: 'linear' }, encoding: { y: { field: 'min', type: 'quantitative', title: o.y, scale }, y2: { field: 'max' } } },
       { mark: { type: 'line', strokeWidth: 2, ...(o.points ? { point: { size: 30, filled: true } } : {}) }, encoding: { y: { field: 'mean', type: 'quantitative', title: o.y, scale } } },
     ],
+  };
+  const head = {
+    $schema: SCHEMA,
+    title: { text: o.title, subtitle: o.subtitle, anchor: 'start' },
+    background: 'white',
+    config: { font: 'DejaVu Sans, Liberation Sans, Arial, sans-serif', view: { stroke: '#ddd' }, axis: { gridColor: '#eee' } },
+    data: { values },
+  };
+  if (panels.length <= 1) return { ...head, width: 470, height: 260, ...layered };
+  return {
+    ...head,
+    facet: { field: 'panel', type: 'nominal', title: null, sort: panels, header: { labelFontSize: 13, labelFontWeight: 'bold' } },
+    columns: Math.min(3, panels.length),
+    resolve: { scale: { y: 'shared' } },
+    spec: { width: 300, height: 200, ...layered },
   };
 }

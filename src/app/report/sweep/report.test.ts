@@ -153,8 +153,7 @@ describe('writeSweepReport', () => {
     expect(html).toContain('<li class="winner">sam: overall lora (wins 2 of 3 pairings).</li>');
   });
 
-  it('draws a band and a line per group', () => {
-    const svg = readFileSync(join(out, 'loss.svg'), 'utf8');
+  it('draws a band and a line per group, a panel per backbone, a colour per method', () => {
     // vega draws each group's band (area) and line in a container of its own: one path each, in the group's colour
     const marks = (text: string, kind: 'area' | 'line') =>
       [...text.matchAll(new RegExp(`<g class="mark-${kind} role-mark[^>]*><path [^>]*?(?:fill|stroke)="(#[0-9a-f]{6})"`, 'g'))].map((m) => m[1]);
@@ -162,9 +161,12 @@ describe('writeSweepReport', () => {
       const svg = readFileSync(join(out, name), 'utf8');
       const bands = marks(svg, 'area');
       expect(bands, name).toHaveLength(4);
-      expect(new Set(bands).size, name).toBe(4);
+      // sam's LoRA, Adapter, AdaLoRA, then mobile_sam's LoRA in LoRA's colour
+      expect(new Set(bands).size, name).toBe(3);
+      expect(bands[3], name).toBe(bands[0]);
       expect(marks(svg, 'line'), name).toEqual(bands);
       expect(svg).toContain('band: min–max over seeds');
+      for (const panel of ['sam', 'mobile_sam']) expect(svg, name).toContain(`>${panel}</text>`);
     }
   });
 

@@ -56,8 +56,8 @@ export interface SweepResultsFile {
 const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
 
 function charts(curves: SweepCurves[]) {
-  const loss = curves.filter((c) => c.loss.length).map((c) => ({ label: c.label, points: c.loss }));
-  const dice = curves.filter((c) => c.dice.length).map((c) => ({ label: c.label, points: c.dice }));
+  const loss = curves.filter((c) => c.loss.length).map((c) => ({ panel: c.panel, series: c.series, points: c.loss }));
+  const dice = curves.filter((c) => c.dice.length).map((c) => ({ panel: c.panel, series: c.series, points: c.dice }));
   return {
     loss: loss.length ? bandChart({ title: 'Training loss over seeds', subtitle: 'seeds EMA-smoothed; line: mean, band: min–max over seeds', y: 'loss', groups: loss }) : undefined,
     dice: dice.length ? bandChart({ title: 'Validation Dice over seeds', subtitle: 'mean over classes; line: mean, band: min–max over seeds', y: 'Dice', groups: dice, domainMax: 1, points: true }) : undefined,
