@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkpointToTensors, parseTorchCheckpoint } from '../../src/core/io/torch-checkpoint.js';
 import { openZip } from '../../src/core/io/torch-zip.js';
+import type { RawTensor } from '../../src/core/io/safetensors.js';
 import { FIXTURES, HAVE_FIXTURES } from '../support/fixtures.js';
 import { fuzz, hostileCase, mutate, mutatedArb, mutationArb, runs, verdict } from '../support/fuzz-harness.js';
 import { bytes, dictPkl, f32, glob, i64, int, MARK, ptArchive, str, tensorPkl, tuple, u32, u64, zip, type ZipItem } from '../support/torch-builders.js';
@@ -208,6 +209,27 @@ describe('torch.save reader under hostile input', () => {
     const buf = ptArchive(dictPkl(entries), { '0': f32(1) });
     const o = hostileCase(FILE, buf.length, () => parseTorchCheckpoint(buf, FILE), { allowance: 64 * buf.length + 8 * 2 ** 20 });
     expect(o.ok).toBe(false);
+  });
+
+  it('many views of one storage: what loading them makes stays within twice the file (amplification)', () => {
+    const arb = fc.record({
+      storage: fc.integer({ min: 1, max: 1 << 16 }),
+      views: fc.integer({ min: 1, max: 1500 }),
+      frac: fc.double({ min: 0, max: 1, noNaN: true }),
+      strided: fc.boolean(),
+    });
+    fuzz('torch.save', 'views of one storage (budget of what loading makes)', arb, ({ storage, views, frac, strided }) => {
+      const len = Math.max(1, Math.floor(storage * frac));
+      const stride = strided && 2 * len - 1 <= storage ? 2 : 1;
+      const view = tensorPkl('0', 'FloatStorage', storage, 0, [len], [stride]);
+      const buf = ptArchive(dictPkl(Array.from({ length: views }, (_, i) => [`w${i}`, view] as [string, Uint8Array])), { '0': new Uint8Array(storage * 4) });
+      const o = hostileCase(FILE, buf.length, () => parseTorchCheckpoint(buf, FILE));
+      if (o.ok) {
+        const made = [...(o.value as Map<string, RawTensor>).values()].reduce((n, t) => n + t.bytes.byteLength, 0);
+        expect(made).toBeLessThanOrEqual(Math.max(2 * buf.length, 2 ** 20));
+      }
+      return verdict(o);
+    }, runs(100));
   });
 
   it.skipIf(!HAVE_FIXTURES)('mutations of a real torch.save file in its directory and pickle', () => {
