@@ -98,6 +98,7 @@ export const adaloraHfPeft: HfPeftCodec<AdaloraConfig> = {
       // PEFT keys it by the lora_E parameter's name (adapter name removed in files it saved)
       const pattern: RankPattern = {};
       for (const [key, keep] of Object.entries(rp as Record<string, unknown>)) {
+        if (!Array.isArray(keep) || !keep.every((k) => typeof k === 'boolean')) adapter.fail(`'rank_pattern' entry ${JSON.stringify(key.slice(0, 120))} must be a list of true/false (the ranks kept), got ${JSON.stringify(keep)?.slice(0, 80)}`);
         pattern[key.replace(/\.default$/, '').replace(/\.lora_E$/, '').replace(/^base_model\.model\./, '')] = keep as boolean[];
       }
       try {

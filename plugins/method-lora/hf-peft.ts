@@ -116,6 +116,10 @@ function checkSupported(adapter: HfPeftAdapter): void {
   if (Array.isArray(c.target_parameters) && c.target_parameters.length) adapter.fail("'target_parameters' (LoRA on bare parameters) has no peftjs form");
   if (c.layer_replication !== undefined && c.layer_replication !== null) adapter.fail("'layer_replication' has no peftjs form");
   if (c.trainable_token_indices !== undefined && c.trainable_token_indices !== null) adapter.fail("'trainable_token_indices' has no peftjs form");
+  // core checked that rank_pattern is an object; LoRA's values are ranks
+  for (const [key, v] of Object.entries((c.rank_pattern ?? {}) as Record<string, unknown>)) {
+    if (!(Number.isSafeInteger(v) && (v as number) >= 1)) adapter.fail(`'rank_pattern' entry ${JSON.stringify(key.slice(0, 120))} must be a rank (an integer >= 1), got ${JSON.stringify(v)?.slice(0, 80)}`);
+  }
 }
 
 export const loraHfPeft: HfPeftCodec<LoraConfig> = {

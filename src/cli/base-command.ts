@@ -98,6 +98,9 @@ export abstract class BaseCommand extends Command {
   /** Prints a user error as one line and exits 2; anything else is a bug and keeps its stack. */
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     if (err instanceof PeftError) return this.userError(err.message);
+    // a flag's own check (cli/flag-values.ts) fails inside oclif's parser, which wraps it in a plain Error: its line is the message
+    const flagCheck = /^Parsing --[\w-]+ \s*\n\t([\s\S]*?)\nSee more help with --help$/.exec(err.message ?? '');
+    if (flagCheck && !(err instanceof Errors.CLIError)) return this.userError(flagCheck[1]!.trim());
     // oclif's flag and argument parsing errors are user errors too
     if (err instanceof Errors.CLIError && (err.constructor.name.endsWith('Error') && /flag|argument|arg|Expected|Missing|Unexpected|Nonexistent/i.test(err.message))) {
       return this.userError(err.message);

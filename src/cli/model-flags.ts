@@ -4,30 +4,31 @@
 import { Flags } from '@oclif/core';
 import { DEFAULT_BACKBONE, DEFAULT_METHOD } from '../builtins.js';
 import { PeftError } from '../core/errors.js';
+import { FLAG_LIMITS, integerFlag } from './flag-values.js';
 import type { BackboneDefinition, MethodDefinition } from '../core/registry/definitions.js';
 import { methodConfigFromFlags as bindFlags, type MethodFlagValues } from '../core/registry/method-config.js';
 
 export const backboneFlags = {
   backbone: Flags.string({ description: 'backbone id (see `peft list backbones`)', aliases: ['net'], default: DEFAULT_BACKBONE }),
   preset: Flags.string({ description: "backbone preset (default: its CPU-sized 'tiny' if it has one, else the backbone's default)", aliases: ['encoder'] }),
-  'image-size': Flags.integer({ description: 'input image size in pixels', aliases: ['image_size'] }),
+  'image-size': integerFlag(FLAG_LIMITS.imageSize)({ description: `input image size in pixels (${FLAG_LIMITS.imageSize.min} to ${FLAG_LIMITS.imageSize.max})`, aliases: ['image_size'] }),
 };
 
 export const methodFlags = {
   method: Flags.string({ description: 'PEFT method id (see `peft list methods`)', aliases: ['mod'], default: DEFAULT_METHOD }),
-  rank: Flags.integer({ description: "the method's rank (LoRA r, AdaLoRA init_r; `peft info <method>` shows what each flag sets)" }),
-  'target-rank': Flags.integer({ description: "the method's target rank after pruning (AdaLoRA target_r)" }),
+  rank: integerFlag(FLAG_LIMITS.integer)({ description: "the method's rank (LoRA r, AdaLoRA init_r; `peft info <method>` shows what each flag sets)" }),
+  'target-rank': integerFlag(FLAG_LIMITS.integer)({ description: "the method's target rank after pruning (AdaLoRA target_r)" }),
   alpha: Flags.string({ description: "the method's scaling numerator (LoRA/AdaLoRA alpha)" }),
-  'mid-dim': Flags.integer({ description: "the method's hidden width (Adapter mid_dim, overriding mlp_ratio)", aliases: ['mid_dim'] }),
+  'mid-dim': integerFlag(FLAG_LIMITS.integer)({ description: "the method's hidden width (Adapter mid_dim, overriding mlp_ratio)", aliases: ['mid_dim'] }),
   targets: Flags.string({ description: 'sites to adapt, comma-separated (e.g. "attn.qkv[q,v],mlp.*")' }),
   set: Flags.string({ description: 'any method config key: --set key=value (JSON value), repeatable', multiple: true }),
 };
 
 /** The run-length flags of `peft train`, which `peft plan` takes too (a method's schedule follows them). */
 export const runLengthFlags = {
-  batch: Flags.integer({ char: 'b', description: 'batch size', default: 2 }),
-  epochs: Flags.integer({ description: "epochs to train (default: the recipe's run length: the backbone's from-scratch steps, or 1 epoch with --checkpoint)" }),
-  steps: Flags.integer({ description: "optimiser steps to train in all (overrides --epochs; default: the recipe's)" }),
+  batch: integerFlag(FLAG_LIMITS.batch)({ char: 'b', description: `batch size (1 to ${FLAG_LIMITS.batch.max})`, default: 2 }),
+  epochs: integerFlag(FLAG_LIMITS.steps)({ description: "epochs to train (default: the recipe's run length: the backbone's from-scratch steps, or 1 epoch with --checkpoint)" }),
+  steps: integerFlag(FLAG_LIMITS.steps)({ description: "optimiser steps to train in all (overrides --epochs; default: the recipe's)" }),
 };
 
 function parseValue(raw: string): unknown {

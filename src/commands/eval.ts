@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { FLAG_LIMITS, integerFlag, pathFlag } from '../cli/flag-values.js';
 import { BaseCommand } from '../cli/base-command.js';
 import { formatTable } from '../cli/table.js';
 import { evaluateRun } from '../app/runs/evaluate-run.js';
@@ -7,11 +8,11 @@ export default class Eval extends BaseCommand {
   static override summary = 'Evaluate a trained run: Dice and IoU per class on its validation data.';
   static override examples = ['<%= config.bin %> eval --run runs/mobile_sam-tiny-lora', '<%= config.bin %> eval --run runs/x --checkpoint last --data-path data/REFUGE'];
   static override flags = {
-    run: Flags.string({ description: 'run directory (written by peft train)', required: true }),
-    checkpoint: Flags.string({ description: "'best' (default), 'last', or a checkpoint directory" }),
-    adapter: Flags.string({ description: 'score this adapter folder (peftjs, or Hugging Face PEFT LoRA/AdaLoRA) on the run\'s model instead of a checkpoint' }),
-    'data-path': Flags.string({ description: 'score this dataset instead of the run\'s validation split', aliases: ['data_path'] }),
-    batch: Flags.integer({ char: 'b', description: 'batch size' }),
+    run: pathFlag({ description: 'run directory (written by peft train)', required: true }),
+    checkpoint: pathFlag({ description: "'best' (default), 'last', or a checkpoint directory" }),
+    adapter: pathFlag({ description: 'score this adapter folder (peftjs, or Hugging Face PEFT LoRA/AdaLoRA) on the run\'s model instead of a checkpoint' }),
+    'data-path': pathFlag({ description: 'score this dataset instead of the run\'s validation split', aliases: ['data_path'] }),
+    batch: integerFlag(FLAG_LIMITS.batch)({ char: 'b', description: `batch size (1 to ${FLAG_LIMITS.batch.max}; default: the run's)` }),
     json: Flags.boolean({ description: 'print the result as JSON' }),
   };
 

@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { pathFlag } from '../cli/flag-values.js';
 import { BaseCommand } from '../cli/base-command.js';
 import { exportRun, type ExportFormat } from '../app/runs/merge-run.js';
 
@@ -11,11 +12,11 @@ export default class Export extends BaseCommand {
     '<%= config.bin %> export --run runs/x --format peftjs --checkpoint last --out adapters/x',
   ];
   static override flags = {
-    run: Flags.string({ description: 'run directory (written by peft train)', required: true }),
-    checkpoint: Flags.string({ description: "'best' (default), 'last', or a checkpoint directory" }),
+    run: pathFlag({ description: 'run directory (written by peft train)', required: true }),
+    checkpoint: pathFlag({ description: "'best' (default), 'last', or a checkpoint directory" }),
     format: Flags.string({ description: 'adapter format', options: ['peftjs', 'hf-peft'], default: 'hf-peft' }),
     'base-model': Flags.string({ description: 'hf-peft: base_model_name_or_path, a Hugging Face model id (org/name; default: null, never the local --checkpoint file)' }),
-    out: Flags.string({ char: 'o', description: 'the adapter folder to write', required: true }),
+    out: pathFlag({ char: 'o', description: 'the adapter folder to write', required: true }),
     force: Flags.boolean({ description: 'write into --out even if it is not empty' }),
   };
 

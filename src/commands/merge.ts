@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { pathFlag } from '../cli/flag-values.js';
 import { BaseCommand } from '../cli/base-command.js';
 import { mergeRun } from '../app/runs/merge-run.js';
 
@@ -11,9 +12,9 @@ export default class Merge extends BaseCommand {
     '<%= config.bin %> merge --run runs/x --checkpoint last --out merged.safetensors --force',
   ];
   static override flags = {
-    run: Flags.string({ description: 'run directory (written by peft train)', required: true }),
-    checkpoint: Flags.string({ description: "'best' (default), 'last', or a checkpoint directory" }),
-    out: Flags.string({ char: 'o', description: 'the merged checkpoint to write (.safetensors)', required: true }),
+    run: pathFlag({ description: 'run directory (written by peft train)', required: true }),
+    checkpoint: pathFlag({ description: "'best' (default), 'last', or a checkpoint directory" }),
+    out: pathFlag({ char: 'o', description: 'the merged checkpoint to write (.safetensors)', required: true }),
     force: Flags.boolean({ description: 'overwrite --out if it exists' }),
   };
 

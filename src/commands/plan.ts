@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { pathFlag } from '../cli/flag-values.js';
 import { BaseCommand } from '../cli/base-command.js';
 import { formatTable } from '../cli/table.js';
 import { backboneFlags, backboneOverrides, methodFlags, methodFlagValues, runLengthFlags } from '../cli/model-flags.js';
@@ -19,7 +20,7 @@ export default class Plan extends BaseCommand {
     ...methodFlags,
     ...runLengthFlags,
     'freeze-decoder': Flags.boolean({ description: 'do not train the mask decoder' }),
-    checkpoint: Flags.string({ description: 'the official weights the run would start from (not read): selects the recipe for pretrained weights, as in peft train', aliases: ['sam-ckpt', 'sam_ckpt'] }),
+    checkpoint: pathFlag({ description: 'the official weights the run would start from (not read): selects the recipe for pretrained weights, as in peft train', aliases: ['sam-ckpt', 'sam_ckpt'] }),
     sites: Flags.boolean({ description: 'list every adapted site' }),
     json: Flags.boolean({ description: 'print the report as JSON' }),
   };

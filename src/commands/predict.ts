@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { basename, join, resolve } from 'node:path';
 import { DEFAULT_BACKBONE } from '../builtins.js';
+import { FLAG_LIMITS, integerFlag, pathFlag } from '../cli/flag-values.js';
 import { BaseCommand } from '../cli/base-command.js';
 import { ProgressLine } from '../cli/progress.js';
 import { PeftError } from '../core/errors.js';
@@ -28,23 +29,23 @@ An image that cannot be read or prompted is one warning line; the others go on, 
     images: Args.string({ description: 'image files, folders or glob patterns (quote patterns), any number', required: false }),
   };
   static override flags = {
-    run: Flags.string({ description: 'a run directory (written by peft train)' }),
-    adapter: Flags.string({ description: 'an adapter folder (peft export: peftjs or Hugging Face PEFT) instead of a run; needs --checkpoint' }),
-    checkpoint: Flags.string({ description: "with --run: 'best' (default, else 'last'), 'last' or a checkpoint folder; with --adapter: the base weights it was trained on (.safetensors, .pt, .pth)", aliases: ['sam-ckpt', 'sam_ckpt'] }),
+    run: pathFlag({ description: 'a run directory (written by peft train)' }),
+    adapter: pathFlag({ description: 'an adapter folder (peft export: peftjs or Hugging Face PEFT) instead of a run; needs --checkpoint' }),
+    checkpoint: pathFlag({ description: "with --run: 'best' (default, else 'last'), 'last' or a checkpoint folder; with --adapter: the base weights it was trained on (.safetensors, .pt, .pth)", aliases: ['sam-ckpt', 'sam_ckpt'] }),
     backbone: Flags.string({ description: `with --adapter: the backbone (default: the one the adapter records, else ${DEFAULT_BACKBONE})`, aliases: ['net'] }),
     preset: Flags.string({ description: "with --adapter: the backbone preset (default: the adapter's, else the backbone's training preset)", aliases: ['encoder'] }),
-    'image-size': Flags.integer({ description: 'with --adapter: the input image size the adapter was trained at', aliases: ['image_size'] }),
+    'image-size': integerFlag(FLAG_LIMITS.imageSize)({ description: 'with --adapter: the input image size the adapter was trained at', aliases: ['image_size'] }),
     classes: Flags.string({ description: "with --adapter: the classes its head was trained on, in order, comma-separated (a REFUGE run's: cup,disc); default one mask" }),
     point: Flags.string({ description: 'a point prompt x,y or x,y:label (label 1 foreground, 0 background), image pixels; repeatable: the points form one prompt', multiple: true, multipleNonGreedy: true }),
     box: Flags.string({ description: 'a box prompt x0,y0,x1,y1 (first and last pixel); repeatable: each box is a prompt of its own', multiple: true, multipleNonGreedy: true }),
-    'prompts-from': Flags.string({ description: 'draw each image\'s prompt from its ground truth in this folder, as peft eval does (REFUGE raters <name>/<name>_seg_<class>_<k>.png, or <name>.png, <name>_mask.png…)', aliases: ['prompts_from'] }),
+    'prompts-from': pathFlag({ description: 'draw each image\'s prompt from its ground truth in this folder, as peft eval does (REFUGE raters <name>/<name>_seg_<class>_<k>.png, or <name>.png, <name>_mask.png…)', aliases: ['prompts_from'] }),
     prompt: Flags.string({ description: `with --prompts-from: ${promptModes.join(', ')} (default: the run's); alone, none runs without a prompt` }),
-    seed: Flags.integer({ description: "with --prompts-from: the prompts' seed (default: the run's)" }),
+    seed: integerFlag(FLAG_LIMITS.integer)({ description: "with --prompts-from: the prompts' seed (default: the run's)" }),
     multimask: Flags.boolean({ description: "every candidate mask of the head (SAM: 3) instead of one mask per class", default: false }),
     probabilities: Flags.boolean({ description: 'also write the probability maps (16-bit grey PNG, value/65535)', default: false }),
     window: Flags.string({ description: "DICOM and TIFF: the grey-level window centre,width (e.g. 40,400); default: the file's, else the image's min..max" }),
-    frame: Flags.integer({ description: 'DICOM and TIFF: the frame (page) of a multi-frame file, from 1' }),
-    out: Flags.string({ description: 'output folder (default: predictions/<run or adapter name>)' }),
+    frame: integerFlag(FLAG_LIMITS.positive)({ description: 'DICOM and TIFF: the frame (page) of a multi-frame file, from 1' }),
+    out: pathFlag({ description: 'output folder (default: predictions/<run or adapter name>)' }),
     force: Flags.boolean({ description: 'write into an existing folder that is not a previous peft predict output (no file of yours is overwritten)', default: false }),
   };
 

@@ -1,5 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
+import { FLAG_LIMITS, integerFlag, pathFlag } from '../cli/flag-values.js';
 import { formatTable } from '../cli/table.js';
 import { PeftError } from '../core/errors.js';
 import { quoteName } from '../core/text.js';
@@ -28,10 +29,10 @@ export default class Report extends BaseCommand {
     dirs: Args.string({ description: 'training run directories (each holds run.json), any number; or one sweep folder (holds sweep.json)', required: false }),
   };
   static override flags = {
-    out: Flags.string({ char: 'o', description: 'output directory', default: 'report' }),
+    out: pathFlag({ char: 'o', description: 'output directory', default: 'report' }),
     force: Flags.boolean({ description: 'write into an existing directory that holds no previous report' }),
-    samples: Flags.integer({ description: 'validation images shown for every run side by side (0: no Predictions section, no re-evaluation)', default: 4 }),
-    worst: Flags.integer({ description: `each run's worst images (lowest Dice) shown; above 0 each run scores its whole validation split [default: ${DEFAULT_WORST.runs}, ${DEFAULT_WORST.sweep} for a sweep]` }),
+    samples: integerFlag(FLAG_LIMITS.count)({ description: 'validation images shown for every run side by side (0: no Predictions section, no re-evaluation)', default: 4 }),
+    worst: integerFlag(FLAG_LIMITS.count)({ description: `each run's worst images (lowest Dice) shown; above 0 each run scores its whole validation split [default: ${DEFAULT_WORST.runs}, ${DEFAULT_WORST.sweep} for a sweep]` }),
     checkpoint: Flags.string({ description: 'checkpoint the pictures come from: best (else last), or last', options: ['best', 'last'], default: 'best' }),
   };
 

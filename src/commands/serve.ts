@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { pathFlag } from '../cli/flag-values.js';
 import { BaseCommand } from '../cli/base-command.js';
 import { defaultServeLimits, defaultServeRateLimit, isLoopback, openServedRuns, startServer } from '../app/serve/index.js';
 
@@ -14,8 +15,8 @@ export default class Serve extends BaseCommand {
     '<%= config.bin %> serve --run runs/x --checkpoint last --cache 16 --rate-limit 0',
   ];
   static override flags = {
-    run: Flags.string({ description: 'run directory (written by peft train); repeatable to compare runs', required: true, multiple: true }),
-    checkpoint: Flags.string({ description: "'best' (default), 'last', or a checkpoint directory, for every run" }),
+    run: pathFlag({ description: 'run directory (written by peft train); repeatable to compare runs', required: true, multiple: true }),
+    checkpoint: pathFlag({ description: "'best' (default), 'last', or a checkpoint directory, for every run" }),
     port: Flags.integer({ char: 'p', description: 'TCP port (0: any free port)', default: 8808, min: 0, max: 65535 }),
     host: Flags.string({ description: 'address to listen on; anything but loopback makes the page reachable from other machines', default: '127.0.0.1' }),
     cache: Flags.integer({ description: 'image embeddings kept (one per image and run; least recently used dropped first)', default: defaultServeLimits.embeddings, min: 1, max: 1024 }),

@@ -14,6 +14,7 @@ import { nativeStatus } from '../accel/native/index.js';
 import { nativeOffNotice } from '../accel/native/notice.js';
 import { trainRun } from '../app/runs/train-run.js';
 import type { ResumeFlags } from '../app/runs/resume-request.js';
+import { FLAG_LIMITS, integerFlag, pathFlag } from '../cli/flag-values.js';
 
 /** The flags --resume checks against the run, or applies (--steps, --epochs, --save-every, --vis); --lr and the method flags are added parsed. */
 const RESUME_FLAGS = ['backbone', 'preset', 'image-size', 'method', 'checkpoint', 'adapter', 'freeze-decoder', 'out-size', 'dataset', 'data-path', 'val-path', 'augment', 'batch', 'lr-schedule', 'epochs', 'steps', 'val-every', 'seed', 'loss', 'prompt', 'save-every', 'vis'] as const;
@@ -37,26 +38,26 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
   static override flags = {
     ...backboneFlags,
     ...methodFlags,
-    'out-size': Flags.integer({ description: 'target (and metric) resolution; default: the mask decoder output, image size / 4', aliases: ['out_size'] }),
+    'out-size': integerFlag({ min: 1, max: FLAG_LIMITS.imageSize.max })({ description: 'target (and metric) resolution; default: the mask decoder output, image size / 4', aliases: ['out_size'] }),
     ...runLengthFlags,
     // no static defaults: what the user leaves unset comes from the recipe (src/app/runs/recipe.ts)
     lr: Flags.string({ description: "Adam learning rate (default: the recipe's: the backbone's from-scratch rate without --checkpoint, 1e-4 with it)" }),
     'lr-schedule': Flags.string({ description: `learning rate over the run: ${lrSchedules.join(', ')} (cosine decays to 0 at the last step; default: the recipe's, constant with --checkpoint)`, aliases: ['lr_schedule'] }),
-    checkpoint: Flags.string({ description: 'official backbone weights (.safetensors, .pt, .pth)', aliases: ['sam-ckpt', 'sam_ckpt'] }),
-    adapter: Flags.string({ description: 'start from this adapter folder (peftjs, or Hugging Face PEFT for a method with a codec): its method, config and whether the mask decoder trains (modules_to_save), overridable by --rank/--set…/--[no-]freeze-decoder' }),
+    checkpoint: pathFlag({ description: 'official backbone weights (.safetensors, .pt, .pth)', aliases: ['sam-ckpt', 'sam_ckpt'] }),
+    adapter: pathFlag({ description: 'start from this adapter folder (peftjs, or Hugging Face PEFT for a method with a codec): its method, config and whether the mask decoder trains (modules_to_save), overridable by --rank/--set…/--[no-]freeze-decoder' }),
     dataset: Flags.string({ description: 'refuge (folder layout) or isic (CSV)', default: 'refuge', options: ['refuge', 'isic', 'REFUGE', 'ISIC'] }),
-    'data-path': Flags.string({ description: 'dataset root (refuge) or training CSV (isic); default: embedded synthetic data', aliases: ['data_path'] }),
-    'val-path': Flags.string({ description: 'validation CSV (isic)' }),
-    out: Flags.string({ description: 'folder of runs', default: 'runs' }),
+    'data-path': pathFlag({ description: 'dataset root (refuge) or training CSV (isic); default: embedded synthetic data', aliases: ['data_path'] }),
+    'val-path': pathFlag({ description: 'validation CSV (isic)' }),
+    out: pathFlag({ description: 'folder of runs', default: 'runs' }),
     'exp-name': Flags.string({ description: 'run name (folder under --out)', aliases: ['exp_name'] }),
-    'val-every': Flags.integer({ description: 'validate every k epochs (0: only at the end)', default: 1, aliases: ['val_freq', 'val-freq'] }),
-    seed: Flags.integer({ description: 'random seed (data order, augmentation, prompts, initialisation)', default: 0 }),
+    'val-every': integerFlag(FLAG_LIMITS.count)({ description: 'validate every k epochs (0: only at the end)', default: 1, aliases: ['val_freq', 'val-freq'] }),
+    seed: integerFlag(FLAG_LIMITS.integer)({ description: 'random seed (data order, augmentation, prompts, initialisation)', default: 0 }),
     loss: Flags.string({ description: `loss: ${lossNames.join(', ')}`, default: 'bce' }),
     prompt: Flags.string({ description: `prompt: ${promptModes.join(', ')}`, default: 'click' }),
     augment: Flags.boolean({ description: 'seeded flips, small affine and colour jitter on training images', default: false }),
     'freeze-decoder': Flags.boolean({ description: 'train only the method parameters, not the mask decoder (default: train it, or, with --adapter, as the adapter did); --no-freeze-decoder trains it', allowNo: true }),
-    'save-every': Flags.integer({ description: 'also write the last checkpoint every n steps', default: 0 }),
-    vis: Flags.integer({ description: 'every N validation batches, write a panel (image | ground truth | prediction per class, with Dice) to <run>/vis/epoch-<e>-batch-<b>.png, as Medical-SAM-Adapter\'s -vis' }),
+    'save-every': integerFlag(FLAG_LIMITS.count)({ description: 'also write the last checkpoint every n steps', default: 0 }),
+    vis: integerFlag(FLAG_LIMITS.positive)({ description: 'every N validation batches, write a panel (image | ground truth | prediction per class, with Dice) to <run>/vis/epoch-<e>-batch-<b>.png, as Medical-SAM-Adapter\'s -vis' }),
     resume: Flags.boolean({ description: "continue the run in --out/--exp-name from its last checkpoint; a flag that contradicts the run is an error, --steps/--epochs change its length (said in one line), --save-every/--vis apply from there" }),
   };
 
@@ -64,10 +65,6 @@ Medical-SAM-Adapter's spellings work too: -net mobile_sam -mod sam_lora -image_s
     const { flags, metadata } = await this.parse(Train);
     const lr = flags.lr === undefined ? undefined : Number(flags.lr);
     if (lr !== undefined && !(lr > 0 && Number.isFinite(lr))) throw new PeftError(`--lr must be a positive number, got '${flags.lr}'`);
-    if (flags.batch < 1) throw new PeftError(`--batch must be at least 1, got ${flags.batch}`);
-    if (flags.epochs !== undefined && flags.epochs < 1) throw new PeftError(`--epochs must be at least 1, got ${flags.epochs}`);
-    if (flags.steps !== undefined && flags.steps < 1) throw new PeftError(`--steps must be at least 1, got ${flags.steps}`);
-    if (flags['val-every'] < 0) throw new PeftError(`--val-every must be 0 or more, got ${flags['val-every']}`);
     if (!lossNames.includes(flags.loss as never)) throw new PeftError(`unknown --loss '${flags.loss}': choose ${lossNames.join(', ')}`);
     if (!promptModes.includes(flags.prompt as PromptMode)) throw new PeftError(`unknown --prompt '${flags.prompt}': choose ${promptModes.join(', ')}`);
     const backend = await this.backend(flags.backend);

@@ -1,5 +1,6 @@
 // `peft verify <method>`: the law suite of one registered method (core laws, then its own).
 import { Args, Flags } from '@oclif/core';
+import { FLAG_LIMITS, integerFlag } from '../cli/flag-values.js';
 import { BaseCommand } from '../cli/base-command.js';
 import { methodConfigFromFlags, methodFlags } from '../cli/model-flags.js';
 import { formatLawResult, verifyMethod } from '../core/testing/laws.js';
@@ -15,9 +16,9 @@ export default class Verify extends BaseCommand {
     method: Args.string({ description: 'method id', required: true }),
   };
   static override flags = {
-    runs: Flags.integer({ description: 'cases per law', default: 20 }),
-    seed: Flags.integer({ description: 'fast-check seed (to replay a failure)' }),
-    'time-limit': Flags.integer({ description: 'seconds per law before it stops drawing new cases', default: 60 }),
+    runs: integerFlag(FLAG_LIMITS.positive)({ description: 'cases per law', default: 20 }),
+    seed: integerFlag(FLAG_LIMITS.integer)({ description: 'fast-check seed (to replay a failure)' }),
+    'time-limit': integerFlag(FLAG_LIMITS.positive)({ description: 'seconds per law before it stops drawing new cases', default: 60 }),
     rank: methodFlags.rank,
     'target-rank': methodFlags['target-rank'],
     alpha: methodFlags.alpha,

@@ -1,4 +1,5 @@
 import { Flags } from '@oclif/core';
+import { FLAG_LIMITS, integerFlag, pathFlag } from '../../cli/flag-values.js';
 import { BaseCommand } from '../../cli/base-command.js';
 import { defaultSynthOptions, synthesize } from '../../app/data/synth-output.js';
 
@@ -10,10 +11,10 @@ export default class DataSynth extends BaseCommand {
     'OUT must be new, empty or a previous synth output; --force adds the dataset to another folder without overwriting any file of yours.';
   static override examples = ['<%= config.bin %> data synth --out data/synth', '<%= config.bin %> data synth --out /tmp/fundus --n 400 --size 512 --seed 7'];
   static override flags = {
-    out: Flags.string({ description: 'output folder', required: true }),
-    n: Flags.integer({ description: 'number of samples (train + test)', default: defaultSynthOptions.n }),
-    size: Flags.integer({ description: 'image side in pixels', default: defaultSynthOptions.size }),
-    seed: Flags.integer({ description: 'random seed', default: defaultSynthOptions.seed }),
+    out: pathFlag({ description: 'output folder', required: true }),
+    n: integerFlag({ min: 1, max: 100_000 })({ description: 'number of samples (train + test)', default: defaultSynthOptions.n }),
+    size: integerFlag(FLAG_LIMITS.imageSize)({ description: 'image side in pixels', default: defaultSynthOptions.size }),
+    seed: integerFlag(FLAG_LIMITS.integer)({ description: 'random seed', default: defaultSynthOptions.seed }),
     force: Flags.boolean({ description: 'write into a non-empty folder that is not a previous synth output (never overwrites its files)', default: false }),
   };
 

@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PeftError } from '../errors.js';
-import { briefValue } from '../text.js';
+import { briefValue, quoteName } from '../text.js';
 import type { Module } from '../nn/module.js';
 import type { InjectionSite } from '../peft/injection-site.js';
 import type { LayerInjector } from '../peft/layer-injector.js';
@@ -28,6 +28,12 @@ export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
 export const ADAPTER_FORMAT = 'peftjs.adapter';
 export const ADAPTER_FORMAT_VERSION = 1;
+
+/** The index of the first value that is Inf or NaN, or -1: an adapter's weights are checked before any is assigned. */
+export function firstNonFinite(values: ArrayLike<number>): number {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return i;
+  return -1;
+}
 
 /**
  * An optional capability of a LayerInjector, used by `saveAdapter`: the tensors
@@ -250,10 +256,18 @@ export function loadAdapter(dir: string, target: AdapterTarget, options: LoadAda
       throw new PeftError(`${weightsPath}: tensor '${brief(key)}' has shape [${brief(raw.shape.join(','))}] but the model expects [${p.shape}]`);
     }
   }
-  // convert every tensor first (an int64 value may not fit), then assign them all
+  // convert every tensor first (an int64 value may not fit, a float may be Inf or NaN), then assign them all
   const ready: [string, tf.Tensor][] = [];
   try {
-    for (const [key, raw] of file.tensors) ready.push([key, toTensor(raw, `${weightsPath}: ${brief(key)}`)]);
+    for (const [key, raw] of file.tensors) {
+      const t = toTensor(raw, `${weightsPath}: ${brief(key)}`);
+      ready.push([key, t]);
+      if (t.dtype === 'float32') {
+        const values = t.dataSync();
+        const bad = firstNonFinite(values);
+        if (bad >= 0) throw new PeftError(`${weightsPath}: tensor ${quoteName(key)} holds a non-finite value (${values[bad]} at index ${bad})`);
+      }
+    }
   } catch (err) {
     tf.dispose(ready.map(([, t]) => t));
     throw err;

@@ -20,13 +20,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PeftError } from '../errors.js';
 import { compileUntrustedPattern, escapePattern } from '../patterns.js';
-import { briefValue } from '../text.js';
+import { briefValue, quoteName } from '../text.js';
 import type { Module } from '../nn/module.js';
 import type { Parameter } from '../nn/parameter.js';
 import type { InjectionSite, LinearSite } from '../peft/injection-site.js';
 import type { LayerInjector } from '../peft/layer-injector.js';
 import { provenanceMetadata } from '../registry/provenance.js';
-import { ADAPTER_CONFIG_FILE, ADAPTER_FORMAT, ADAPTER_WEIGHTS_FILE, loadAdapter, readAdapterConfig, type AdapterTarget } from './adapter-files.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_FORMAT, ADAPTER_WEIGHTS_FILE, firstNonFinite, loadAdapter, readAdapterConfig, type AdapterTarget } from './adapter-files.js';
 import { writeFileAtomic } from './atomic.js';
 import { readRegularTextFile } from './read-regular-file.js';
 import type { HfPeftAdapter, HfPeftCodec, HfPeftMethod, HfPeftMethods } from './hf-peft-codec.js';
@@ -317,6 +317,40 @@ function withoutAdapterName(key: string): string {
   return k;
 }
 
+/** The largest |lora_alpha| (and alpha_pattern value) read: PEFT's scaling alpha / r multiplies every update. */
+export const MAX_HF_ALPHA = 1e6;
+/** The largest rank `r` read (the size check bounds it further by the layers it adapts). */
+export const MAX_HF_RANK = 65_536;
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The config keys PEFT's LoRA family shares, checked whatever the method: `r`
+ * an integer from 1 to MAX_HF_RANK, `lora_alpha` finite with |alpha| <=
+ * MAX_HF_ALPHA, `lora_dropout` in [0, 1), `rank_pattern` an object (its values
+ * are the method's: numbers for LoRA, keep-masks for AdaLoRA), `alpha_pattern`
+ * an object of numbers bounded as lora_alpha, `target_modules` a name or a
+ * list of names. Absent or null keys are PEFT's defaults, left to the codec.
+ */
+function checkGenericKeys(config: Readonly<Record<string, unknown>>, where: string): void {
+  const fail = (key: string, rule: string): never => {
+    throw new PeftError(`${where}: '${key}' must be ${rule}, got ${briefValue(config[key])}`);
+  };
+  const given = (key: string) => config[key] !== undefined && config[key] !== null;
+  const alphaOk = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && Math.abs(v) <= MAX_HF_ALPHA;
+  if (given('r') && !(Number.isSafeInteger(config.r) && (config.r as number) >= 1 && (config.r as number) <= MAX_HF_RANK)) fail('r', `an integer from 1 to ${MAX_HF_RANK}`);
+  if (given('lora_alpha') && !alphaOk(config.lora_alpha)) fail('lora_alpha', `a finite number with |lora_alpha| <= ${MAX_HF_ALPHA}`);
+  if (given('lora_dropout') && !(typeof config.lora_dropout === 'number' && config.lora_dropout >= 0 && config.lora_dropout < 1)) fail('lora_dropout', 'a number in [0, 1)');
+  if (given('rank_pattern') && !isPlainObject(config.rank_pattern)) fail('rank_pattern', 'an object of module-name patterns');
+  if (given('alpha_pattern')) {
+    if (!isPlainObject(config.alpha_pattern)) fail('alpha_pattern', 'an object of module-name patterns to numbers');
+    for (const [key, v] of Object.entries(config.alpha_pattern as Record<string, unknown>)) {
+      if (!alphaOk(v)) throw new PeftError(`${where}: 'alpha_pattern' ${quoteName(key)} must be a finite number with |alpha| <= ${MAX_HF_ALPHA}, got ${briefValue(v)}`);
+    }
+  }
+  if (given('target_modules')) names(config.target_modules, 'target_modules', where);
+}
+
 /** A Hugging Face PEFT adapter folder, read and checked for what every method shares. */
 class HfPeftAdapterFolder implements HfPeftAdapter {
   readonly configPath: string;
@@ -335,6 +369,7 @@ class HfPeftAdapterFolder implements HfPeftAdapter {
     if (!existsSync(this.weightsPath)) {
       throw new PeftError(`${this.weightsPath}: not found (adapter_model.bin files are pickled and not read; save with safe_serialization=True, PEFT's default)`);
     }
+    checkGenericKeys(this.config, this.configPath);
     this.tensors = new Map();
     for (const [key, raw] of readSafetensors(this.weightsPath).tensors) {
       const k = withoutAdapterName(key.startsWith(HF_PEFT_PREFIX) ? key.slice(HF_PEFT_PREFIX.length) : key);
@@ -379,6 +414,9 @@ class HfPeftAdapterFolder implements HfPeftAdapter {
 
   stage(param: Parameter, data: Float32Array, key: string): void {
     if (data.length !== param.size) throw new PeftError(`${this.weightsPath}: '${HF_PEFT_PREFIX}${key}' has ${data.length} values for a parameter of shape [${param.shape}]`);
+    // what is staged is what the model gets, after a codec's scaling (a huge lora_alpha overflows here)
+    const bad = firstNonFinite(data);
+    if (bad >= 0) throw new PeftError(`${this.weightsPath}: ${quoteName(`${HF_PEFT_PREFIX}${key}`)} holds a non-finite value (${data[bad]} at index ${bad}) once loaded${this.config.lora_alpha !== undefined ? `; lora_alpha is ${briefValue(this.config.lora_alpha)}` : ''}`);
     this.used.add(key);
     this.staged.push({ param, data, key });
   }
@@ -430,7 +468,13 @@ export function loadHfPeftAdapter(dir: string, target: AdapterTarget, methods: H
   const list = methodList(methods);
   const { id, codec } = readerOf(adapter, list);
   if (id !== target.method.id) adapter.fail(`a ${adapter.peftType} adapter needs method '${id}', the model has '${target.method.id}'`);
+  // PEFT's own module selection decides which modules the adapter is for: never whatever the weights file holds
+  const selected = peftSelectedModules(adapter.config, [...target.model.namedModules()].map(([path]) => path).filter(Boolean), adapter.configPath);
+  if (selected.length === 0) adapter.fail(`'target_modules' ${briefValue(adapter.config.target_modules)} matches no module of the model`);
   codec.loadAdapter(adapter, { model: target.model, method: target.method });
+  for (const key of adapter.used) {
+    if (!selected.some((path) => key.startsWith(`${path}.`))) adapter.fail(`${quoteName(`${HF_PEFT_PREFIX}${key}`)} belongs to a module that 'target_modules' ${briefValue(adapter.config.target_modules)} does not select`);
+  }
   const own = new Map(target.model.namedTensors());
   const saved = adapter.modulesToSave();
   for (const [key, raw] of adapter.tensors) {
