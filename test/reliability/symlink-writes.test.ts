@@ -7,6 +7,7 @@
 // linked index.html or runs/ in a previous report (written through). Plus the
 // checkpoint folder of a run linked elsewhere. Every outside file must keep
 // its bytes; each refusal is one line naming the link.
+import { execFileSync } from 'node:child_process';
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ import { ensureDefaultDataset, synthesize } from '../../src/app/data/synth-outpu
 import { saveTrainingCheckpoint } from '../../src/app/train/checkpoint.js';
 import { Adam } from '../../src/app/train/adam.js';
 import { RunLog } from '../../src/app/train/run-log.js';
+import { prepareOutput } from '../../src/app/predict/predict-images.js';
 import { compose } from '../../src/core/peft/compose.js';
 import { Registry } from '../../src/core/registry/registry.js';
 import { ToyBackbone } from '../../src/core/testing/toy-backbone.js';
@@ -158,5 +160,16 @@ describe('peft data synth never writes through a link in its output', () => {
     expect(readdirSync(o.dir)).toEqual(['victim.txt']);
     o.check();
     expect(readdirSync(out).sort()).toEqual(before);
+  });
+});
+
+describe("peft predict's output folder", () => {
+  it('a predictions.json that is a FIFO is refused at once (was: the read blocked forever)', () => {
+    const out = join(work, 'predict-fifo');
+    mkdirSync(out);
+    execFileSync('mkfifo', [join(out, 'predictions.json')]);
+    const t0 = performance.now();
+    expect(() => prepareOutput(out, false)).toThrow(`${join(out, 'predictions.json')} was not written by peft predict: choose another --out`);
+    expect(performance.now() - t0).toBeLessThan(2_000);
   });
 });

@@ -8,11 +8,12 @@
 // is new, empty, or a previous `peft predict`'s (its predictions.json lists
 // the files it wrote); `force` writes into another folder, but still never
 // over a file no `peft predict` wrote.
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, isAbsolute, join, relative, resolve } from 'node:path';
 import { PeftError, errorReason } from '../../core/errors.js';
 import { writeFileAtomic } from '../../core/io/atomic.js';
 import { makeDir } from '../../core/io/make-dir.js';
+import { readRegularTextFile } from '../../core/io/read-regular-file.js';
 import { encodePng, readImage, type Image8, type ReadImageOptions } from '../data/image-io.js';
 import type { PromptMode } from '../train/prompts.js';
 import { markBox, markPoint, PROMPT_COLOURS, type MaskLayer, type Rgb } from '../pictures/mask-image.js';
@@ -121,7 +122,8 @@ export function prepareOutput(out: string, force: boolean): Set<string> {
   if (existsSync(marker)) {
     let j: Partial<PredictionsFile> | undefined;
     try {
-      j = JSON.parse(readFileSync(marker, 'utf8')) as Partial<PredictionsFile>;
+      // a regular file only (a FIFO or /dev/zero there is refused, not read); outputs are renamed into place, never written through a link
+      j = JSON.parse(readRegularTextFile(marker, 'json')) as Partial<PredictionsFile>;
     } catch {
       j = undefined;
     }
