@@ -16,7 +16,7 @@
 import { lstatSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PeftError } from '../../core/errors.js';
-import { methodConfigFromFlags, METHOD_FLAGS, type MethodFlagValues } from '../../core/registry/method-config.js';
+import { bindMethodConfig, methodConfigFromFlags, METHOD_FLAGS, type MethodFlagValues } from '../../core/registry/method-config.js';
 import type { Registry } from '../../core/registry/registry.js';
 import { briefValue } from '../../core/text.js';
 import { checkpointDir, readTrainerState } from '../train/checkpoint.js';
@@ -88,13 +88,21 @@ export function resumeRequest(registry: Registry, spec: RunSpec, runFile: string
   // the common method flags and --set, key by key against the run's method config
   const mf = flags.methodFlags ?? {};
   const def = registry.method(spec.method.id);
+  const validated = (config: Record<string, unknown>): Record<string, unknown> => {
+    try {
+      return bindMethodConfig(def, config).config as Record<string, unknown>;
+    } catch {
+      return {}; // a value the schema refuses differs from the run's (which parsed)
+    }
+  };
   for (const flag of [...METHOD_FLAGS, 'set'] as const) {
     const value = mf[flag];
     if (value === undefined || (flag === 'set' && Object.keys(value as object).length === 0)) continue;
     const keys = methodConfigFromFlags(def, { [flag]: value });
     for (const [key, v] of Object.entries(keys)) {
       const runs = spec.method.config[key];
-      if (!same(v, runs)) {
+      // compared as the method's schema reads them (a targets string and its list are the same setting)
+      if (!same(v, runs) && !same(validated({ ...spec.method.config, [key]: v })[key], validated(spec.method.config)[key])) {
         const shown = flag === 'set' ? `set ${key}=${briefValue(v)}` : `${flag} ${briefValue(v)}`;
         throw new PeftError(`--${shown} contradicts the run's ${key} ${briefValue(runs)} (${runFile}); a resumed run keeps its method: drop the flag, or start a new run`);
       }
