@@ -203,6 +203,19 @@ describe('sweep folders that are not all there', () => {
     expect(warnings).toEqual([expect.stringContaining('no job of the sweep has finished yet (2 jobs planned)')]);
   });
 
+  it('replaces its own previous report (stale charts removed), and refuses a folder the user owns', async () => {
+    const out = join(root, 'again-report');
+    await writeSweepReport(sweepDir('again'), { out });
+    expect(existsSync(join(out, 'loss.svg'))).toBe(true);
+    await writeSweepReport(sweepDir('again-empty', [{ backbone: 'sam', method: 'lora', seeds: [{ seed: 0 }] }]), { out });
+    expect(existsSync(join(out, 'loss.svg'))).toBe(false);
+    expect(readFileSync(join(out, 'index.html'), 'utf8')).toContain('peftjs sweep again-empty');
+    const mine = join(root, 'user-folder');
+    makeFakeSweep(join(mine, 'x'), { groups: [] });
+    await expect(writeSweepReport(sweepDir('again'), { out: mine })).rejects.toThrow(/holds no previous report/);
+    expect(existsSync(join(mine, 'index.html'))).toBe(false);
+  }, 60_000);
+
   it('counts a result it cannot use as unfinished, with a warning naming it', async () => {
     const dir = sweepDir('broken');
     const file = join(dir, 'results', 'sam-lora-s1.json');

@@ -3,20 +3,17 @@
 // curves with their bands (loss.svg/.png, dice.svg/.png) and, when asked, the
 // Predictions section of each group's lowest finished seed (one re-evaluation
 // per group, not per job: 9 for a 3-seed sweep of 9 pairs, not 27).
-import { writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { makeDir } from '../../../core/io/make-dir.js';
 import { buildGallery, checkGalleryOptions, type GalleryOptions, type GallerySection } from '../gallery.js';
 import { DisplayNames, type DisplaySource } from '../names.js';
-import { finishOutputDir, prepareOutputDir } from '../output-dir.js';
+import { openReportOutput, type ReportOutput } from '../output-dir.js';
 import type { PageImage } from '../page-image.js';
 import { renderChart } from '../render.js';
-import { aggregateSweep, type SweepCurves, type SweepRow } from './aggregate.js';
+import { aggregateSweep, type SweepCurves, type SweepRow, type SweepTable } from './aggregate.js';
 import { compareSweep, type SweepComparison } from './compare.js';
 import { bandChart } from './curves.js';
 import { sweepColumns, sweepMarkdown } from './format.js';
 import { sweepHtml } from './html.js';
-import { readSweep } from './read-sweep.js';
+import { readSweep, type SweepData } from './read-sweep.js';
 
 export interface SweepReportOptions {
   /** Output directory (created if missing). */
@@ -64,24 +61,30 @@ function charts(curves: SweepCurves[]) {
   };
 }
 
-/** Reads the sweep first (a bad sweep.json fails before anything is written), then writes the report. */
+/**
+ * Reads the sweep first (a bad sweep.json fails before anything is written),
+ * then builds the report in a staging folder moved into `out` only when
+ * complete (output-dir.ts: nothing written through a link, a failure leaves
+ * `out` as it was).
+ */
 export async function writeSweepReport(sweepDir: string, options: SweepReportOptions): Promise<SweepReportResult> {
   const g = options.gallery;
   if (g) checkGalleryOptions(g);
   const warn = options.warn ?? (() => {});
   const sweep = readSweep(sweepDir, warn);
   const table = aggregateSweep(sweep, new DisplayNames(options.plugins), warn);
+  const output = openReportOutput(options.out, options.force ?? false);
+  try {
+    return await build(sweep, table, (options.now ?? new Date()).toISOString(), output, g, warn);
+  } catch (err) {
+    output.abort();
+    throw err;
+  }
+}
+
+async function build(sweep: SweepData, table: SweepTable, generatedAt: string, output: ReportOutput, g: GalleryOptions | undefined, warn: (line: string) => void): Promise<SweepReportResult> {
+  const write = (rel: string, data: string | Uint8Array) => output.write(rel, data);
   const comparison = compareSweep(table.rows);
-  const generatedAt = (options.now ?? new Date()).toISOString();
-  const { out } = options;
-  const previous = prepareOutputDir(out, options.force ?? false);
-  const files: string[] = [];
-  const write = (rel: string, data: string | Uint8Array) => {
-    const p = join(out, rel);
-    makeDir(dirname(p));
-    writeFileSync(p, data);
-    files.push(rel);
-  };
   const specs = charts(table.curves);
   const draw = async (spec: ReturnType<typeof bandChart> | undefined, name: string, alt: string): Promise<PageImage | undefined> => {
     if (!spec) return undefined;
@@ -99,22 +102,21 @@ export async function writeSweepReport(sweepDir: string, options: SweepReportOpt
     if (table.representatives.length) gallery = await buildGallery(table.representatives, g, write);
     else galleryNote = 'No predictions: no job has finished yet.';
   }
-  if (gallery) galleryNote = undefined;
 
   const finished = table.rows.reduce((a, r) => a + r.finished, 0);
   const results: SweepResultsFile = {
     version: 1,
     kind: 'sweep',
     generatedAt,
-    sweep: { name: sweep.name, dir: sweepDir, createdAt: sweep.createdAt, jobs: sweep.jobs.length, finished },
+    sweep: { name: sweep.name, dir: sweep.dir, createdAt: sweep.createdAt, jobs: sweep.jobs.length, finished },
     columns: sweepColumns(table.rows),
     groups: table.rows,
     comparison,
   };
   write('results.json', `${JSON.stringify(results, null, 2)}\n`);
   write('results.md', sweepMarkdown(sweep.name, table.rows, comparison));
-  write('index.html', sweepHtml({ name: sweep.name, dir: sweepDir, generatedAt, rows: table.rows, comparison, loss, dice, gallery, galleryNote }));
-  finishOutputDir(out, files, previous, generatedAt);
-  if (finished === 0) warn(`${sweepDir}: no job of the sweep has finished yet (${plural(sweep.jobs.length, 'job')} planned)`);
-  return { out, name: sweep.name, rows: table.rows, comparison, files, gallery };
+  write('index.html', sweepHtml({ name: sweep.name, dir: sweep.dir, generatedAt, rows: table.rows, comparison, loss, dice, gallery, galleryNote }));
+  output.commit(generatedAt);
+  if (finished === 0) warn(`${sweep.dir}: no job of the sweep has finished yet (${plural(sweep.jobs.length, 'job')} planned)`);
+  return { out: output.out, name: sweep.name, rows: table.rows, comparison, files: output.files, gallery };
 }
