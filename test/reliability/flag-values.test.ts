@@ -19,6 +19,8 @@ import { loadTensors, saveTensors } from '../../src/core/io/safetensors.js';
 import type { PeftModel } from '../../src/core/peft/compose.js';
 import type { Registry } from '../../src/core/registry/registry.js';
 import { buildPeftModel, type RunSpec } from '../../src/app/runs/run-spec.js';
+import { evaluateRun } from '../../src/app/runs/evaluate-run.js';
+import { planRun } from '../../src/app/runs/plan-run.js';
 import { bin } from '../support/cli-runs.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'peft-flag-values-'));
@@ -96,6 +98,15 @@ describe('numeric and path flags: one mechanism, one line', () => {
       expect([r.code, lines.length, lines[0]], args.join(' ')).toEqual([2, 1, expect.stringContaining(`peft: error: ${message}`)]);
     }
   }, 300_000);
+});
+
+describe('library callers get the same bounds as the flags', () => {
+  it('evaluateRun with batch 0 and planRun with an image size of 65536 are refused before any model is built', async () => {
+    await expect(evaluateRun(registry, join(tmp, 'no-run'), { batch: 0 })).rejects.toThrow(/^--batch must be an integer from 1 to 1024, got 0$/);
+    expect(() => planRun(registry, { backbone: { id: 'sam', preset: 'tiny', overrides: { img_size: 65536 } }, method: { id: 'lora' }, trainDecoder: true, run: { batch: 1, steps: 1 } })).toThrow(
+      /^backbone 'sam': img_size \(the image size\) must be an integer from 16 to 4096, got 65536$/,
+    );
+  });
 });
 
 /** A copy of the Hugging Face adapter with its config changed by `edit`. */

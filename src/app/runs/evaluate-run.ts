@@ -8,6 +8,7 @@ import { checkpointDir } from '../train/checkpoint.js';
 import { evaluate, type EvalResult } from '../train/evaluate.js';
 import { buildPeftModel, openDatasets, readRunSpec, requireRunPlugins, type RunSpec } from './run-spec.js';
 import { BEST, LAST } from '../train/loop.js';
+import { MAX_BATCH } from './run-folder-schema.js';
 
 export interface EvaluateRunOptions {
   /** 'best' (default), 'last', or a checkpoint directory. */
@@ -20,6 +21,9 @@ export interface EvaluateRunOptions {
 }
 
 export async function evaluateRun(registry: Registry, runDir: string, options: EvaluateRunOptions = {}): Promise<{ spec: RunSpec; result: EvalResult; checkpoint: string }> {
+  if (options.batch !== undefined && !(Number.isSafeInteger(options.batch) && options.batch >= 1 && options.batch <= MAX_BATCH)) {
+    throw new PeftError(`--batch must be an integer from 1 to ${MAX_BATCH}, got ${options.batch}`);
+  }
   const spec = readRunSpec(runDir);
   requireRunPlugins(registry, runDir, spec);
   const which = options.checkpoint ?? 'best';

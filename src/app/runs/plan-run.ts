@@ -8,6 +8,7 @@ import { PeftError } from '../../core/errors.js';
 import type { TrainOptions } from '../train/loop.js';
 import { defaultTrainingSetSize, describeRunLength, methodConfigForRun, trainingPreset, type MethodRequest, type RunLengthInfo } from './run-request.js';
 import { resolveRecipe, type ResolvedRecipe } from './recipe.js';
+import { checkBackboneOverrides } from './run-folder-schema.js';
 
 export interface PlanRequest {
   backbone: { id: string; preset?: string; overrides?: Record<string, unknown> };
@@ -47,6 +48,7 @@ export function planRun(registry: Registry, request: PlanRequest): Plan {
   const length = describeRunLength({ batch: run.batch, ...recipe.options }, defaultTrainingSetSize(), 'the default dataset', fromRecipe ? `${recipe.recipe.source} from-scratch recipe` : undefined);
   const { config, bound } = methodConfigForRun(methodDef, request.method, length.totalSteps);
   const method = registry.createMethod(methodDef.id, config);
+  checkBackboneOverrides(backboneDef, request.backbone.overrides ?? {});
   const backbone = registry.createBackbone(backboneDef.id, preset, request.backbone.overrides ?? {});
   try {
     const sites = method.select(backbone.sites());
