@@ -112,6 +112,20 @@ describe('acquireFolderLock', () => {
     l.release();
   });
 
+  it('a stale lock under a takeover by another process is left to it; a takeover guard whose taker died (10 s) is cleared', () => {
+    const d = folder();
+    plant(d, { pid: deadPid() });
+    const guard = join(d, '.lock.takeover');
+    writeFileSync(guard, JSON.stringify({ pid: process.ppid, host: hostname(), command: 'other', startedAt: '', token: 'guard' }));
+    expect(() => acquireFolderLock(d, { command: 'x' })).toThrow(`${d}: another process is taking over the stale lock of this folder (${guard}); try again in a few seconds`);
+    const t = new Date(Date.now() - 20_000);
+    utimesSync(guard, t, t);
+    const l = acquireFolderLock(d, { command: 'x' });
+    expect(l.tookOver?.reason).toMatch(/is no longer running/);
+    expect(existsSync(guard)).toBe(false);
+    l.release();
+  });
+
   it('a symbolic link at .lock is refused, not followed', () => {
     const d = folder();
     const outside = join(root, 'outside-lock.txt');

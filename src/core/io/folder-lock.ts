@@ -199,14 +199,15 @@ export function acquireFolderLock(dir: string, options: FolderLockOptions): Fold
       }
       throw new PeftError(`${dir}: this ${what} is in use by ${describeHolder(found.holder)}; wait for it to end (if it is not running any more, remove ${path})`);
     }
-    if (attempt > 20) throw new PeftError(`${dir}: cannot take the lock of this ${what} (${path} keeps changing)`);
+    if (attempt > 40) throw new PeftError(`${dir}: another process is taking over the stale lock of this ${what} (${guard}); try again in a few seconds`);
     // take it over under the guard, so that of two processes finding it stale only one replaces it
     if (!createExclusive(guard, text)) {
+      // another takeover is under way; one whose taker died (older than 10 s) is cleared
       const g = readLock(guard);
-      if (g && Date.now() - g.mtimeMs > GUARD_STALE_MS) removeIfToken(guard, g.holder?.token ?? '');
-      if (g && !g.holder && Date.now() - g.mtimeMs > GUARD_STALE_MS) {
+      if (g && Date.now() - g.mtimeMs > GUARD_STALE_MS) {
         try {
-          unlinkSync(guard);
+          if (g.holder) removeIfToken(guard, g.holder.token);
+          else unlinkSync(guard);
         } catch {
           // someone else cleared it
         }
