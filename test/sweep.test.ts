@@ -101,6 +101,17 @@ describe('the sweep spec', () => {
   });
 });
 
+describe('peft sweep --dry-run', () => {
+  it('passes the flags after -- to every job as written, repeated values included', () => {
+    const r = peftSync(['sweep', '--backbones', 'sam', '--methods', 'lora', '--jobs', '2', '--dry-run', '--', '--steps', '2', '--val-every', '2']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/sam-lora-s0: peft train .* --steps 2 --val-every 2\n/);
+    const stray = peftSync(['sweep', '--backbones', 'sam', '--methods', 'lora', 'stray', '--dry-run']);
+    expect(stray.code).toBe(2);
+    expect(stray.stderr).toMatch(/unexpected argument 'stray'/);
+  });
+});
+
 describe('the sweep folder', () => {
   const spec = () => parseSweepSpec({ backbones: ['sam'], methods: ['lora', 'adapter'], seeds: 2 }, 't');
 
@@ -117,6 +128,13 @@ describe('the sweep folder', () => {
     expect(() => createOrOpenSweep(foreign, spec(), jobs, 'f')).toThrow(/is not empty and holds no sweep/);
     expect(readFileSync(join(foreign, 'notes.txt'), 'utf8')).toBe('mine');
     expect(openSweepFolder(dir).jobs).toHaveLength(4);
+    // a job id that would name the sweep folder itself (runs/..) is refused
+    const hostile = join(tmp, 'folder-hostile');
+    createOrOpenSweep(hostile, spec(), jobs, 'h');
+    const file = JSON.parse(readFileSync(join(hostile, 'sweep.json'), 'utf8')) as { jobs: { id: string }[] };
+    file.jobs[0]!.id = '..';
+    writeFileSync(join(hostile, 'sweep.json'), JSON.stringify(file));
+    expect(() => openSweepFolder(hostile)).toThrow(/'jobs\.0\.id': a job id is a plain folder name/);
   });
 
   it('records a result exactly once, the first one standing', () => {

@@ -75,11 +75,15 @@ The sweep folder holds sweep.json (the jobs, fixed at creation), runs/<job>/ (ru
 
   async run(): Promise<void> {
     const { flags, argv } = await this.parse(Sweep);
-    const trainArgs = argv as string[];
+    // peft train's flags: the raw tokens after the first `--` (oclif's argv drops repeated values there)
+    const dd = this.argv.indexOf('--');
+    const trainArgs = dd >= 0 ? this.argv.slice(dd + 1) : [];
+    const positional = dd >= 0 ? [] : (argv as string[]);
     if (flags.jobs !== undefined && flags.jobs < 1) throw new PeftError(`--jobs must be at least 1, got ${flags.jobs}`);
     if (flags.threads !== undefined && flags.threads < 1) throw new PeftError(`--threads must be at least 1, got ${flags.threads}`);
     checkQueueFlags(flags);
-    if (flags.status) return showQueueStatus(flags.queue!, trainArgs[0] ?? flags.out, { log: (l) => this.log(l), warn: (l) => this.warnLine(l) });
+    if (flags.status) return showQueueStatus(flags.queue!, positional[0] ?? flags.out, { log: (l) => this.log(l), warn: (l) => this.warnLine(l) });
+    if (positional.length) throw new PeftError(`unexpected argument ${quoteName(positional[0])}: the sweep folder is --out, and peft train's flags go after --`);
     const registry = await this.registry();
     const given = flags.file !== undefined || flags.backbones !== undefined || flags.methods !== undefined || flags.seeds !== undefined || flags.set !== undefined || trainArgs.length > 0;
     let sweep: SweepFile;

@@ -52,7 +52,8 @@ export interface JobResult {
 
 const settingValue = z.union([z.string(), z.number(), z.boolean()]);
 const JobSchema = z.strictObject({
-  id: z.string().regex(/^[A-Za-z0-9_.=-]{1,200}$/),
+  // a plain folder name under runs/: never '.', '..' or hidden
+  id: z.string().regex(/^[A-Za-z0-9_=-][A-Za-z0-9_.=-]{0,199}$/, 'a job id is a plain folder name'),
   group: z.string().min(1).max(200),
   backbone: z.string().min(1),
   method: z.string().min(1),
