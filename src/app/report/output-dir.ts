@@ -13,7 +13,7 @@
 // moves, a link where it puts a file (`index.html`) is replaced by the
 // rename, never written through, and a stale file is removed only when its
 // real parent lies inside `--out` (src/core/io/no-follow.ts).
-import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PeftError, errorReason } from '../../core/errors.js';
@@ -53,17 +53,8 @@ function previousFiles(out: string): string[] | undefined {
   }
 }
 
-/** Readies `out` for writing; returns the files a previous report there wrote. */
-export function prepareOutputDir(out: string, force: boolean): string[] {
-  if (!existsSync(out)) {
-    try {
-      makeDir(out);
-    } catch (err) {
-      throw new PeftError(`${out}: cannot create the report folder (${errorReason(err)})`);
-    }
-    return [];
-  }
-  if (!statSync(out).isDirectory()) throw new PeftError(`${out}: exists and is not a directory; choose another --out`);
+/** Checks that the existing folder `out` may take a report; returns the files a previous report there wrote. */
+function prepareOutputDir(out: string, force: boolean): string[] {
   const previous = previousFiles(out);
   if (previous) return previous;
   if (readdirSync(out).filter((n) => !n.startsWith(STAGING_PREFIX)).length === 0 || force) return [];
@@ -116,12 +107,6 @@ function removeStale(out: string, files: string[], previous: string[]): void {
 function markerText(files: string[], createdAt: string): string {
   const marker: ReportMarker = { tool: 'peft report', version: 1, createdAt, files };
   return `${JSON.stringify(marker, null, 2)}\n`;
-}
-
-/** Writes the marker and removes what an earlier report wrote and this one did not (for reports written in place). */
-export function finishOutputDir(out: string, files: string[], previous: string[], createdAt: string): void {
-  removeStale(out, files, previous);
-  writeFileAtomic(join(out, REPORT_MARKER), markerText(files, createdAt));
 }
 
 /** A report being built: files are written into a staging folder and moved into `out` by `commit`. */
