@@ -7,8 +7,6 @@ import { join } from 'node:path';
 import { backendReport } from '../backend.js';
 import { PeftError, errorReason } from '../../core/errors.js';
 import { writeFileAtomic } from '../../core/io/atomic.js';
-import type { InjectionSite } from '../../core/peft/injection-site.js';
-import { checkMethodFits } from '../../core/peft/method-fits.js';
 import type { Registry } from '../../core/registry/registry.js';
 import { makeDir } from '../../core/io/make-dir.js';
 import { acquireRunLock, describeHolder, isRunLockFile } from './run-lock.js';
@@ -23,6 +21,7 @@ import { resolveResume, type ResumeFlags } from './resume-request.js';
 import { buildBackbone, buildPeftModel, composeRun, openDatasets, RUN_FILE, writeRunSpec, type RunSpec } from './run-spec.js';
 import { requireAdapterPlugins, usedPlugins } from '../../core/plugins/require-plugins.js';
 
+// composeRun checks the method's size before it allocates (checkMethodFits), for new and resumed runs alike
 export { checkMethodFits, MAX_ADAPTER_TO_LAYER } from '../../core/peft/method-fits.js';
 
 export const SUMMARY_FILE = 'summary.json';
@@ -33,29 +32,6 @@ export interface RunSummaryFile extends Omit<TrainSummary, 'final'> {
   trainableParameters: number;
   totalParameters: number;
   backend: string;
-}
-
-/** The registry, but every method it creates checks `checkMethodFits` on the sites it selects. */
-function fittingRegistry(registry: Registry): Registry {
-  return new Proxy(registry, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target) as unknown;
-      if (prop === 'createMethod') {
-        return (...args: Parameters<Registry['createMethod']>) => {
-          const method = target.createMethod(...args);
-          const def = target.method(args[0]);
-          const select = method.select.bind(method);
-          method.select = (sites: InjectionSite[]) => {
-            const chosen = select(sites);
-            checkMethodFits(method, chosen, def);
-            return chosen;
-          };
-          return method;
-        };
-      }
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-  });
 }
 
 /** Refuses a run folder that holds anything (a new run), or no run (resume). */
@@ -129,7 +105,7 @@ async function startRun(registry: Registry, request: RunRequest & { options: Run
     model.model.dispose();
     throw err;
   }
-  return { spec, peft: composeRun(fittingRegistry(registry), spec, model), data };
+  return { spec, peft: composeRun(registry, spec, model), data };
 }
 
 /**
