@@ -107,12 +107,15 @@ export async function enqueueAndFollow(dir: string, sweep: SweepFile, options: {
   }
 }
 
-/** --status and --detach need --queue, whose URL is read before anything is created. */
-export function checkQueueFlags(flags: { queue?: string; status?: boolean; detach?: boolean }): void {
+/** --status and --detach need --queue, whose URL is read before anything is created; --jobs and --threads are the local pool's. */
+export function checkQueueFlags(flags: { queue?: string; status?: boolean; detach?: boolean; jobs?: number; threads?: number }): void {
   if (flags.queue === undefined) {
     if (flags.status) throw new PeftError('--status shows a queue: give --queue redis://HOST:PORT');
     if (flags.detach) throw new PeftError('--detach goes with --queue redis://HOST:PORT (a local sweep runs in this process)');
     return;
   }
   parseRedisUrl(flags.queue);
+  for (const f of ['jobs', 'threads'] as const) {
+    if (flags[f] !== undefined) throw new PeftError(`--${f} is the local pool's: with --queue, each worker decides (peft worker --concurrency N --threads T)`);
+  }
 }

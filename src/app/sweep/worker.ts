@@ -97,7 +97,7 @@ export function startSweepWorker(target: RedisTarget, options: SweepWorkerOption
   const renewedAt = new Map<string, number>();
   /** Stops a job whose lock is gone, so that its `peft train` does not go on beside the worker that takes it back. */
   const loseLock = (id: string, why: string) => {
-    if (lost.has(id) || !renewedAt.has(id)) return;
+    if (!renewedAt.delete(id)) return; // not running, or already lost
     lost.add(id);
     worker.cancelJob(id, 'lock lost');
     options.onWarning?.(`lost the lock of job ${id} (${why}): stopping it with a checkpoint; another worker resumes it`);
@@ -145,7 +145,6 @@ export function startSweepWorker(target: RedisTarget, options: SweepWorkerOption
       return returnOf(result, name);
     } catch (err) {
       if (err instanceof JobStopped && lost.has(String(bjob.id))) {
-        lost.delete(String(bjob.id));
         options.onJobRequeued?.(e);
         // still ours after all (a late renewal): back to the queue at once; else the stalled check does it
         const requeued = await bjob.moveToWait(token).then(
@@ -167,6 +166,7 @@ export function startSweepWorker(target: RedisTarget, options: SweepWorkerOption
       throw err;
     } finally {
       renewedAt.delete(String(bjob.id));
+      lost.delete(String(bjob.id));
     }
   };
 
@@ -200,6 +200,8 @@ export function startSweepWorker(target: RedisTarget, options: SweepWorkerOption
   worker.on('stalled', (id) => options.onWarning?.(`job ${id} stalled (its worker stopped answering): back in the queue, to resume from its last checkpoint`));
   let lastError = '';
   worker.on('error', (err) => {
+    // a lost lock's aftermath (BullMQ's "could not renew lock", a script's -2 for a missing lock): already said by loseLock
+    if (/could not renew lock|missing lock|^-\d+$/i.test(String(errorReason(err)))) return;
     const message = `redis at ${target.shown}: ${errorReason(err)}`;
     // ioredis repeats a connection error on every retry: say it once until it changes
     if (message !== lastError) options.onWarning?.(message);
