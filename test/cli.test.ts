@@ -78,7 +78,7 @@ describe('peft CLI', () => {
   it('bad training flags exit 2 with one line', () => {
     const cases: [string[], RegExp][] = [
       [['train', '--rank', '0'], /invalid config 'r'/],
-      [['train', '--batch', '0'], /--batch must be at least 1/],
+      [['train', '--batch', '0'], /--batch must be an integer from 1 to 1024, got 0/],
       [['train', '--method', 'adalora', '--rank', '4', '--target-rank', '8'], /target_r/],
       [['train', '--data-path', '/nonexistent/refuge', '--steps', '1'], /nonexistent/],
       [['train', '--backbone', 'unet'], /unknown backbone 'unet'/],
