@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core';
 import { basename, resolve } from 'node:path';
 import { BaseCommand } from '../cli/base-command.js';
+import { FLAG_LIMITS, integerFlag, pathFlag } from '../cli/flag-values.js';
 import { duration } from '../cli/progress.js';
 import { PeftError } from '../core/errors.js';
 import { quoteName } from '../core/text.js';
@@ -58,15 +59,15 @@ The sweep folder holds sweep.json (the jobs, fixed at creation), runs/<job>/ (ru
   static override usage = 'sweep [--file F | --backbones B,… --methods M,… [--seeds N] [--set key=v1,v2]…] [--out DIR] [--jobs N] [-- peft train flags]';
   static override strict = false;
   static override flags = {
-    file: Flags.string({ char: 'f', description: 'sweep file (.json, .yaml): backbones, methods, seeds, grid, train settings, per-pair settings' }),
+    file: pathFlag({ char: 'f', description: 'sweep file (.json, .yaml): backbones, methods, seeds, grid, train settings, per-pair settings' }),
     backbones: Flags.string({ description: 'backbone ids, comma-separated' }),
     methods: Flags.string({ description: 'method ids, comma-separated' }),
     seeds: Flags.string({ description: 'a count n (seeds 0..n-1) or the seeds, comma-separated (default 1)' }),
     set: Flags.string({ description: 'a grid dimension: key=v1,v2,… (a peft train flag such as lr, or a method config key such as r); repeatable', multiple: true }),
     name: Flags.string({ description: "the sweep's name (default: the file's, else the folder's)" }),
-    out: Flags.string({ char: 'o', description: 'sweep folder (default: sweeps/<name>); an existing sweep folder is continued' }),
-    jobs: Flags.integer({ char: 'j', description: 'jobs at a time (default: one per core)' }),
-    threads: Flags.integer({ description: 'native kernel threads per job (default: the cores shared out between the jobs)' }),
+    out: pathFlag({ char: 'o', description: 'sweep folder (default: sweeps/<name>); an existing sweep folder is continued' }),
+    jobs: integerFlag(FLAG_LIMITS.positive)({ char: 'j', description: 'jobs at a time (default: one per core)' }),
+    threads: integerFlag(FLAG_LIMITS.positive)({ description: 'native kernel threads per job (default: the cores shared out between the jobs)' }),
     'dry-run': Flags.boolean({ description: 'print the jobs and their peft train commands, run nothing' }),
     queue: Flags.string({ description: 'enqueue the jobs on this Redis (redis://HOST:PORT) for `peft worker` processes, then follow them (docs/scaling.md)' }),
     detach: Flags.boolean({ description: 'with --queue: return once the jobs are enqueued' }),
@@ -79,8 +80,6 @@ The sweep folder holds sweep.json (the jobs, fixed at creation), runs/<job>/ (ru
     const dd = this.argv.indexOf('--');
     const trainArgs = dd >= 0 ? this.argv.slice(dd + 1) : [];
     const positional = dd >= 0 ? [] : (argv as string[]);
-    if (flags.jobs !== undefined && flags.jobs < 1) throw new PeftError(`--jobs must be at least 1, got ${flags.jobs}`);
-    if (flags.threads !== undefined && flags.threads < 1) throw new PeftError(`--threads must be at least 1, got ${flags.threads}`);
     checkQueueFlags(flags);
     if (flags.status) return showQueueStatus(flags.queue!, positional[0] ?? flags.out, { log: (l) => this.log(l), warn: (l) => this.warnLine(l) });
     if (positional.length) throw new PeftError(`unexpected argument ${quoteName(positional[0])}: the sweep folder is --out, and peft train's flags go after --`);

@@ -1,8 +1,8 @@
 import { Flags } from '@oclif/core';
 import { resolve } from 'node:path';
 import { BaseCommand } from '../cli/base-command.js';
+import { FLAG_LIMITS, integerFlag } from '../cli/flag-values.js';
 import { duration } from '../cli/progress.js';
-import { PeftError } from '../core/errors.js';
 import { ensureDefaultDataset } from '../app/data/synth-output.js';
 import { checkRedis, parseRedisUrl } from '../app/sweep/queue-connection.js';
 import { QUEUE_NAME } from '../app/sweep/queue.js';
@@ -18,16 +18,13 @@ Ctrl-C (or SIGTERM) stops taking jobs and asks the running ones to stop: each sa
   static override examples = ['<%= config.bin %> worker --queue redis://10.0.0.5:6379', '<%= config.bin %> worker --queue redis://127.0.0.1:6379 --concurrency 2'];
   static override flags = {
     queue: Flags.string({ description: 'the Redis server of the queue: redis://HOST:PORT', required: true }),
-    concurrency: Flags.integer({ char: 'c', description: 'jobs at a time on this machine (default 1)', default: 1 }),
-    threads: Flags.integer({ description: 'native kernel threads per job (default: the cores shared out between the jobs)' }),
-    'stall-seconds': Flags.integer({ description: `seconds after which a job whose worker stopped answering is taken back (BullMQ lockDuration and stalledInterval; default ${STALL_SECONDS}; every worker of a queue should use the same)`, hidden: true }),
+    concurrency: integerFlag(FLAG_LIMITS.positive)({ char: 'c', description: 'jobs at a time on this machine (default 1)', default: 1 }),
+    threads: integerFlag(FLAG_LIMITS.positive)({ description: 'native kernel threads per job (default: the cores shared out between the jobs)' }),
+    'stall-seconds': integerFlag(FLAG_LIMITS.positive)({ description: `seconds after which a job whose worker stopped answering is taken back (BullMQ lockDuration and stalledInterval; default ${STALL_SECONDS}; every worker of a queue should use the same)`, hidden: true }),
   };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Worker);
-    if (flags.concurrency < 1) throw new PeftError(`--concurrency must be at least 1, got ${flags.concurrency}`);
-    if (flags.threads !== undefined && flags.threads < 1) throw new PeftError(`--threads must be at least 1, got ${flags.threads}`);
-    if (flags['stall-seconds'] !== undefined && flags['stall-seconds'] < 1) throw new PeftError(`--stall-seconds must be at least 1, got ${flags['stall-seconds']}`);
     const target = parseRedisUrl(flags.queue);
     await checkRedis(target);
     // --plugin reaches the jobs' processes through PEFT_PLUGINS

@@ -152,6 +152,9 @@ const cases: Case[] = [
   [['serve', '--run', ''], /--run must name a file or folder/],
   [['report', emptyDir, '--worst', '-1'], /--worst must be an integer >= 0, got -1/],
   [['data', 'synth', '--out', join(tmp, 'synth'), '--n', '0'], /--n must be an integer from 1 to 100000, got 0/],
+  [['sweep', '--jobs', '0'], /^peft: error: --jobs must be an integer >= 1, got 0$/],
+  [['sweep', '--out', ''], /^peft: error: --out must name a file or folder, got ''$/],
+  [['worker', '--queue', 'redis://127.0.0.1:1', '--concurrency', '-1'], /^peft: error: --concurrency must be an integer >= 1, got -1$/],
 ];
 
 
