@@ -42,8 +42,9 @@ Ctrl-C (or SIGTERM) stops taking jobs and asks the running ones to stop: each sa
       onJobRequeued: (e) => line(`stop  ${e.jobId}: checkpoint saved, back in the queue`),
       onWarning: (text) => this.warnLine(text),
     });
-    await worker.ready;
+    // said before the first job can start (Redis answered already: checkRedis)
     line(`worker ${worker.name} on ${QUEUE_NAME} at ${target.shown}: ${worker.concurrency} job${worker.concurrency === 1 ? '' : 's'} at a time, ${worker.threads} thread${worker.threads === 1 ? '' : 's'} each; default data ${data}; Ctrl-C stops`);
+    await worker.ready;
     let signals = 0;
     const onSignal = (sig: string) => {
       if (++signals > 1) process.exit(130);

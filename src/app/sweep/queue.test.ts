@@ -26,6 +26,7 @@ describe('formatQueueStatus', () => {
           total: 9,
           done: 4,
           queued: 3,
+          retrying: 1,
           active: [{ jobId: 'sam-lora-s1', sweepDir: '/s/t', worker: 'b:2', step: 12, total: 40, attempt: 2 }],
           failed: [{ jobId: 'sam-adapter-s0', sweepDir: '/s/t', reason: 'job sam-adapter-s0 failed (exit code 2):\nno data', tries: 3 }],
           missing: ['sam-adalora-s0'],
@@ -35,7 +36,7 @@ describe('formatQueueStatus', () => {
     expect(formatQueueStatus(status)).toEqual([
       'queue peftjs-sweep at redis://127.0.0.1:6379: 3 waiting, 1 active, 4 completed, 1 failed, 0 delayed',
       'workers: a:1, b:2',
-      'sweep t (/s/t): 4/9 done, 1 running, 3 queued, 1 failed',
+      'sweep t (/s/t): 4/9 done, 1 running, 3 queued (1 waiting to retry after a failure), 1 failed',
       '  running  sam-lora-s1  on b:2  step 12/40  (attempt 2)',
       '  failed   sam-adapter-s0  after 3 tries: job sam-adapter-s0 failed (exit code 2): no data',
       '  not in the queue: 1 unfinished job(s) (sam-adalora-s0): enqueue them again with peft sweep --queue redis://127.0.0.1:6379 --out /s/t',

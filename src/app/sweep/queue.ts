@@ -148,6 +148,8 @@ export interface SweepProgress {
   done?: number;
   /** Waiting for a worker (or delayed: a retry's backoff). */
   queued: number;
+  /** Of those, failed jobs waiting for their retry (BullMQ's delayed). */
+  retrying: number;
   active: ActiveJob[];
   /** Failed for good (every try used). */
   failed: FailedJob[];
@@ -184,7 +186,7 @@ export async function queueStatus(queue: SweepQueue, target: RedisTarget, sweepD
   const entry = (dir: string): SweepProgress => {
     let s = bySweep.get(dir);
     if (!s) {
-      s = { dir, name: basename(dir), queued: 0, active: [], failed: [], missing: [] };
+      s = { dir, name: basename(dir), queued: 0, retrying: 0, active: [], failed: [], missing: [] };
       bySweep.set(dir, s);
     }
     return s;
@@ -205,6 +207,7 @@ export async function queueStatus(queue: SweepQueue, target: RedisTarget, sweepD
         s.failed.push({ jobId: job.data.jobId, sweepDir: job.data.sweepDir, reason: job.failedReason ?? '', tries: job.attemptsMade });
       } else {
         s.queued++;
+        if (state === 'delayed') s.retrying++;
       }
     }
   }
@@ -240,7 +243,7 @@ export function formatQueueStatus(status: QueueStatus): string[] {
   ];
   for (const s of status.sweeps) {
     const done = s.total === undefined ? 'folder not readable here' : `${s.done}/${s.total} done`;
-    lines.push(`sweep ${s.name} (${s.dir}): ${done}, ${s.active.length} running, ${s.queued} queued, ${s.failed.length} failed`);
+    lines.push(`sweep ${s.name} (${s.dir}): ${done}, ${s.active.length} running, ${s.queued} queued${s.retrying ? ` (${s.retrying} waiting to retry after a failure)` : ''}, ${s.failed.length} failed`);
     for (const a of s.active) lines.push(`  running  ${a.jobId}  on ${a.worker}  ${a.total ? `step ${a.step}/${a.total}` : 'starting'}${a.attempt && a.attempt > 1 ? `  (attempt ${a.attempt})` : ''}`);
     for (const f of s.failed) lines.push(`  failed   ${f.jobId}  after ${f.tries} ${f.tries === 1 ? 'try' : 'tries'}: ${f.reason.replace(/\s+/g, ' ').slice(0, 300)}`);
     if (s.missing.length) lines.push(`  not in the queue: ${s.missing.length} unfinished job(s) (${s.missing.slice(0, 5).join(', ')}${s.missing.length > 5 ? ', …' : ''}): enqueue them again with peft sweep --queue ${status.url} --out ${s.dir}`);
