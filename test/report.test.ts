@@ -279,7 +279,7 @@ describe('peft report CLI', () => {
       expect(r.stderr).toMatch(/^peft: error: /);
     }
     expect(peft('report', root).stderr).toContain(`${join(root, 'run.json')}: not found`);
-    expect(peft('report', runs[0]!, '--samples=-2', '--out', join(root, 'cli-never')).stderr).toBe('peft: error: --samples must be a whole number of images (0 or more), got -2\n');
+    expect(peft('report', runs[0]!, '--samples=-2', '--out', join(root, 'cli-never')).stderr).toBe('peft: error: --samples must be an integer >= 0, got -2\n');
     expect(existsSync(join(root, 'cli-never'))).toBe(false);
   });
 });

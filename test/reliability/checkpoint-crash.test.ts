@@ -103,6 +103,8 @@ function model(): { toy: ToyBackbone; peft: PeftModel; adam: Adam } {
 /** Marks the model with `step` (every trainable value = step) and saves it. */
 async function saveAt(dir: string, m: ReturnType<typeof model>, step: number): Promise<void> {
   for (const [, p] of m.peft.trainable()) tf.tidy(() => p.assign(tf.fill(p.shape, step)));
+  // a checkpoint of step N has had N optimiser updates (readTrainerState checks it)
+  m.adam.step = step;
   await saveTrainingCheckpoint(dir, m.peft, m.adam, { step, epoch: 0, bestDice: null, bestStep: null });
 }
 

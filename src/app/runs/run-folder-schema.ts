@@ -43,7 +43,8 @@ const metrics = record(finiteNumber);
 export const runSpecSchema = object({
   version: z.custom<1>((v) => v === 1, { message: 'must be 1 (a run description of this peftjs)' }),
   createdAt: z.custom<string>((v) => typeof v === 'string' && v.length <= 64, { message: 'must be a date string' }),
-  backbone: object({ id: text('a backbone id'), preset: text('a preset name'), overrides: record(z.unknown()) }),
+  // overrides: absent in run.json files of peftjs before backbone flags (--image-size), read as none
+  backbone: object({ id: text('a backbone id'), preset: text('a preset name'), overrides: record(z.unknown()).default({}) }),
   method: object({ id: text('a method id'), config: record(z.unknown()) }),
   checkpoint: text('a file path').optional(),
   adapter: text('a folder path').optional(),
@@ -56,12 +57,14 @@ export const runSpecSchema = object({
     valPath: text('a path').nullable().optional(),
     channels: z.array(text('a class name'), { error: 'must be a list of class names' }).min(1, { error: 'must name at least one class' }).max(64, { error: 'must name at most 64 classes' }).optional(),
   }),
-  augment: bool,
+  // absent in run.json files of peftjs before --augment: no augmentation
+  augment: bool.default(false),
   options: object({
     batch: boundedInt(1, MAX_BATCH),
     lr: positiveNumber,
-    epochs: boundedInt(1, MAX_STEPS).optional(),
-    steps: boundedInt(1, MAX_STEPS).optional(),
+    // null: not set (earlier run.json files wrote the unset one as null)
+    epochs: boundedInt(1, MAX_STEPS).nullish(),
+    steps: boundedInt(1, MAX_STEPS).nullish(),
     valEvery: boundedInt(0),
     seed: boundedInt(Number.MIN_SAFE_INTEGER),
     loss: oneOf(lossNames),
