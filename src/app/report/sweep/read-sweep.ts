@@ -43,11 +43,8 @@ function usable(dir: string, job: SweepJob): SweepResult | undefined {
 
 /** Reads sweep.json and every job's result; `warn` hears of results that cannot be used. */
 export function readSweep(dir: string, warn: (line: string) => void = () => {}): SweepData {
+  // openSweepFolder refuses job ids that are not plain folder names ('.', '..')
   const sweep: SweepFile = openSweepFolder(dir);
-  // a job id names folders: '.' or '..' would lead out of runs/
-  for (const job of sweep.jobs) {
-    if (job.id === '.' || job.id === '..') throw new PeftError(`${quoteName(join(dir, SWEEP_FILE))}: job id ${quoteName(job.id)} is not a folder name`);
-  }
   const results = new Map<string, SweepResult>();
   for (const job of sweep.jobs) {
     try {

@@ -251,7 +251,7 @@ describe('sweep folders that are not all there', () => {
     const dir = join(root, 'bad-sweep');
     makeFakeSweep(dir, { name: 'bad', groups: [{ backbone: 'sam', method: 'lora', seeds: [{ seed: 0 }] }] });
     const sweep = JSON.parse(readFileSync(join(dir, 'sweep.json'), 'utf8')) as { jobs: { id: string }[] };
-    for (const [id, message] of [['../../etc', /sweep\.json': 'jobs\.0\.id': /], ['..', /sweep\.json': job id '\.\.' is not a folder name$/]] as const) {
+    for (const [id, message] of [['../../etc', /sweep\.json': 'jobs\.0\.id': /], ['..', /sweep\.json': 'jobs\.0\.id': a job id is a plain folder name$/], ['.', /'jobs\.0\.id': a job id is a plain folder name$/]] as const) {
       sweep.jobs[0]!.id = id;
       writeFileSync(join(dir, 'sweep.json'), JSON.stringify(sweep));
       expect(() => readSweep(dir)).toThrow(message);
