@@ -45,7 +45,7 @@ function dice(r: JobResult): string {
 }
 
 export default class Sweep extends BaseCommand {
-  static override summary = 'Train a grid of runs — backbones x methods x settings x seeds — on this machine, into one sweep folder.';
+  static override summary = 'Train a grid of runs — backbones x methods x settings x seeds — into one sweep folder, on this machine or on peft workers anywhere (--queue).';
   static override description = `Each job is a \`peft train\` run in its own process, several at a time (--jobs, default one per core), each with its share of the cores for the native kernels. The grid comes from flags or from a sweep file (JSON or YAML, with per-pair settings: see docs/sweeps.md). \`peft train\` flags for every job go after \`--\`.
 
 The sweep folder holds sweep.json (the jobs, fixed at creation), runs/<job>/ (run folders), results/<job>.json (each job's result, recorded once) and logs/<job>.log. Stopped (Ctrl-C: running jobs save their checkpoint) or killed, the same command — or \`peft sweep --out DIR\` alone — keeps finished jobs and resumes the others from their last checkpoint. \`peft report DIR\` aggregates over seeds.`;
@@ -55,6 +55,7 @@ The sweep folder holds sweep.json (the jobs, fixed at creation), runs/<job>/ (ru
     '<%= config.bin %> sweep --file sweeps/quality.json --out sweeps/quality',
     '<%= config.bin %> sweep --out sweeps/quality        # continue a stopped sweep',
     '<%= config.bin %> sweep --backbones sam --methods lora,adapter --seeds 2 --dry-run',
+    '<%= config.bin %> sweep --file sweeps/quality.yaml --out /shared/sweeps/quality --queue redis://10.0.0.5:6379   # peft worker on each machine',
   ];
   static override usage = 'sweep [--file F | --backbones B,… --methods M,… [--seeds N] [--set key=v1,v2]…] [--out DIR] [--jobs N] [-- peft train flags]';
   static override strict = false;
