@@ -3,13 +3,14 @@
 // recorded once), and the local pool end to end: the sweep process killed
 // mid-job leaves no training behind, and the same command resumes each job
 // from its last checkpoint.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDefaultRegistry } from '../src/builtins.js';
 import type { Registry } from '../src/core/registry/registry.js';
 import { createOrOpenSweep, openSweepFolder, readResults, recordResult, type JobResult } from '../src/app/sweep/folder.js';
+import { runSweepJob } from '../src/app/sweep/run-job.js';
 import { expandSweep, parseSweepSpec, parseTrainArgs, readSweepFile, type TrainFlagInfo } from '../src/app/sweep/spec.js';
 import Train from '../src/commands/train.js';
 import { peftSpawn, peftSync, sleep } from './support/cli-runs.js';
@@ -162,6 +163,30 @@ describe('the sweep folder', () => {
     expect(recordResult(dir, result(2))).toBe(false);
     expect(readResults(dir, sweep).map((r) => r.seconds)).toEqual([1]);
     expect(readdirSync(join(dir, 'results'))).toEqual([`${job.id}.json`]);
+  });
+});
+
+describe('the sweep folder never writes through a link it did not make', () => {
+  const spec = () => parseSweepSpec({ backbones: ['sam'], methods: ['lora'], seeds: 1 }, 't');
+
+  it('a linked job log, results/ or runs/ is refused and the outside file is left as it was', async () => {
+    const outside = join(tmp, 'outside');
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(join(outside, 'victim.txt'), 'keep me');
+    const dir = join(tmp, 'linked');
+    const jobs = expandSweep(spec(), registry, flags);
+    createOrOpenSweep(dir, spec(), jobs, 'l');
+    symlinkSync(join(outside, 'victim.txt'), join(dir, 'logs', `${jobs[0]!.id}.log`));
+    await expect(runSweepJob(dir, jobs[0]!, { threads: 1, via: 'local' })).rejects.toThrow(/\.log: is a symbolic link; peftjs never writes/);
+    rmSync(join(dir, 'results'), { recursive: true });
+    symlinkSync(outside, join(dir, 'results'));
+    expect(() => recordResult(dir, { id: jobs[0]!.id } as JobResult)).toThrow(/results: is a symbolic link/);
+    rmSync(join(dir, 'runs'), { recursive: true });
+    symlinkSync(outside, join(dir, 'runs'));
+    rmSync(join(dir, 'logs', `${jobs[0]!.id}.log`));
+    await expect(runSweepJob(dir, jobs[0]!, { threads: 1, via: 'local' })).rejects.toThrow(/runs: is a symbolic link/);
+    expect(readdirSync(outside)).toEqual(['victim.txt']);
+    expect(readFileSync(join(outside, 'victim.txt'), 'utf8')).toBe('keep me');
   });
 });
 

@@ -10,15 +10,16 @@ import { z } from 'zod';
 import { PeftError, errorReason } from '../../core/errors.js';
 import { writeFileAtomic } from '../../core/io/atomic.js';
 import { makeDir } from '../../core/io/make-dir.js';
+import { makeDirInside } from '../../core/io/no-follow.js';
 import { readRegularTextFile } from '../../core/io/read-regular-file.js';
 import { quoteName } from '../../core/text.js';
 import type { RunSummaryFile } from '../runs/train-run.js';
 import { SweepSpecSchema, type Settings, type SweepJob, type SweepSpec } from './spec.js';
 
 export const SWEEP_FILE = 'sweep.json';
-export const RUNS_DIR = 'runs';
-export const RESULTS_DIR = 'results';
-export const LOGS_DIR = 'logs';
+export const RUNS_DIR = 'runs' as const;
+export const RESULTS_DIR = 'results' as const;
+export const LOGS_DIR = 'logs' as const;
 
 export interface SweepFile {
   version: 1;
@@ -152,12 +153,22 @@ export function createOrOpenSweep(dir: string, spec: SweepSpec, jobs: SweepJob[]
   if (existsSync(dir) && readdirSync(dir).length > 0) throw new PeftError(`${quoteName(dir)} is not empty and holds no sweep: choose another --out`);
   const sweep: SweepFile = { version: 1, name, createdAt: new Date().toISOString(), spec, jobs };
   try {
-    for (const sub of [RUNS_DIR, RESULTS_DIR, LOGS_DIR]) makeDir(join(dir, sub));
+    makeDir(dir);
   } catch (err) {
     throw new PeftError(`${quoteName(dir)}: cannot create the sweep folder (${errorReason(err)})`);
   }
+  for (const sub of [RUNS_DIR, RESULTS_DIR, LOGS_DIR]) sweepSubfolder(dir, sub);
   writeFileAtomic(join(dir, SWEEP_FILE), `${JSON.stringify(sweep, null, 2)}\n`);
   return { sweep, created: true };
+}
+
+/**
+ * A folder of the sweep (runs/, results/, logs/), created if missing; a
+ * symbolic link there is refused, so nothing a job writes lands outside the
+ * sweep folder (the folder itself, the --out the user named, may be a link).
+ */
+export function sweepSubfolder(sweepDir: string, sub: typeof RUNS_DIR | typeof RESULTS_DIR | typeof LOGS_DIR): string {
+  return makeDirInside(resolve(sweepDir), sub);
 }
 
 export function runDirOf(sweepDir: string, jobId: string): string {
@@ -196,7 +207,8 @@ export function recordResult(sweepDir: string, result: JobResult): boolean {
   const file = resultFileOf(sweepDir, result.id);
   const tmp = `${file}.${hostname()}.${process.pid}.${Date.now()}.tmp`;
   try {
-    makeDir(join(resolve(sweepDir), RESULTS_DIR));
+    sweepSubfolder(sweepDir, RESULTS_DIR);
+    // 'wx': never opens an existing name, a link included
     const fd = openSync(tmp, 'wx');
     try {
       writeSync(fd, `${JSON.stringify(result, null, 2)}\n`);
@@ -212,6 +224,7 @@ export function recordResult(sweepDir: string, result: JobResult): boolean {
       throw err;
     }
   } catch (err) {
+    if (err instanceof PeftError) throw err;
     throw new PeftError(`${quoteName(file)}: cannot record the result (${errorReason(err)})`);
   } finally {
     rmSync(tmp, { force: true });

@@ -3,15 +3,16 @@
 // from its last checkpoint when an earlier attempt left one, and the result
 // recorded exactly once. Used by the local pool and by queue workers alike.
 import { fork } from 'node:child_process';
-import { appendFileSync, closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PeftError, errorReason } from '../../core/errors.js';
+import { appendNoFollow, linkRefused } from '../../core/io/no-follow.js';
 import { readRegularTextFile } from '../../core/io/read-regular-file.js';
 import { printableText, quoteName } from '../../core/text.js';
 import type { RunSummaryFile } from '../runs/train-run.js';
-import { LOGS_DIR, RUNS_DIR, logFileOf, readResult, recordResult, runDirOf, type JobResult } from './folder.js';
+import { LOGS_DIR, RUNS_DIR, logFileOf, readResult, recordResult, runDirOf, sweepSubfolder, type JobResult } from './folder.js';
 import type { SweepJob } from './spec.js';
 
 export interface RunJobOptions {
@@ -55,16 +56,36 @@ function readSummary(runDir: string): RunSummaryFile | undefined {
   }
 }
 
+function attemptsFile(sweepDir: string, jobId: string): string {
+  return join(sweepSubfolder(sweepDir, LOGS_DIR), `${jobId}.attempts`);
+}
+
 /** The job's attempts so far, counted in logs/<job>.attempts (one line per start, appended). */
 function countAttempt(sweepDir: string, jobId: string, line: string): number {
-  const file = join(resolve(sweepDir), LOGS_DIR, `${jobId}.attempts`);
-  appendFileSync(file, `${line}\n`);
-  return readFileSync(file, 'utf8').split('\n').filter(Boolean).length;
+  const file = attemptsFile(sweepDir, jobId);
+  appendNoFollow(file, `${line}\n`, 'record the attempt');
+  return readRegularTextFile(file, 'json').split('\n').filter(Boolean).length;
 }
 
 function attemptsSoFar(sweepDir: string, jobId: string): number {
-  const file = join(resolve(sweepDir), LOGS_DIR, `${jobId}.attempts`);
-  return existsSync(file) ? Math.max(1, readFileSync(file, 'utf8').split('\n').filter(Boolean).length) : 1;
+  const file = attemptsFile(sweepDir, jobId);
+  return existsSync(file) ? Math.max(1, readRegularTextFile(file, 'json').split('\n').filter(Boolean).length) : 1;
+}
+
+/** The job's log opened for appending, for the child's output: a link there is refused, never written through. */
+function openLog(file: string): number {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NOCTTY, 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw linkRefused(file);
+    throw new PeftError(`${quoteName(file)}: cannot open the job's log (${errorReason(err)})`);
+  }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new PeftError(`${quoteName(file)}: not a regular file; cannot write the job's log`);
+  }
+  return fd;
 }
 
 /** The last meaningful line of a job's log (an error's message), printable and short. */
@@ -126,12 +147,14 @@ export async function runSweepJob(sweepDir: string, job: SweepJob, options: RunJ
     return readResult(sweepDir, job.id)!;
   }
   if (options.signal?.aborted) throw new JobStopped(`job ${job.id}: stopped before it started`);
+  // runs/ must be the sweep's own folder: peft train writes the run under it
+  sweepSubfolder(sweepDir, RUNS_DIR);
   const resume = existsSync(join(runDir, 'run.json'));
   const attempt = countAttempt(sweepDir, job.id, JSON.stringify({ host: hostname(), pid: process.pid, via: options.via, at: started.toISOString(), resume }));
   const logFile = logFileOf(sweepDir, job.id);
-  appendFileSync(logFile, `=== attempt ${attempt} of job ${job.id} on ${hostname()} (pid ${process.pid}, ${options.via}), ${resume ? 'resuming its run' : 'a new run'}, ${started.toISOString()} ===\n`);
+  appendNoFollow(logFile, `=== attempt ${attempt} of job ${job.id} on ${hostname()} (pid ${process.pid}, ${options.via}), ${resume ? 'resuming its run' : 'a new run'}, ${started.toISOString()} ===\n`);
   const args = ['train', '--out', join(resolve(sweepDir), RUNS_DIR), '--exp-name', job.id, ...(resume ? ['--resume'] : job.args)];
-  const log = openSync(logFile, 'a');
+  const log = openLog(logFile);
   let code: number | null;
   let signal: NodeJS.Signals | null;
   try {
