@@ -26,16 +26,11 @@ async function trainArgs(name: string, steps: number): Promise<string[]> {
   const data = await ensureDefaultDataset(join(work, 'cache'), { n: 6, size: 64, seed: 1 });
   return ['train', '--backbone', 'sam', '--preset', 'tiny', '--image-size', '64', '--data-path', data, '--batch', '2', '--steps', String(steps), '--save-every', '2', '--seed', '3', '--backend', 'wasm', '--out', runs, '--exp-name', name];
 }
-/** Starts `peft args`; `until(re)` waits for its stderr to match (or for it to end). */
+/** Starts `peft args`, its stderr kept for messages. */
 function watched(args: string[]) {
   const p = peftSpawn(args, env);
   children.push(p.child);
-  let err = '';
-  p.child.stderr.on('data', (d) => (err += d));
-  const until = async (re: RegExp) => {
-    while (p.child.exitCode === null && !re.test(err)) await sleep(50);
-  };
-  return { ...p, until };
+  return p;
 }
 const resumeArgs = (name: string) => ['train', '--resume', '--out', runs, '--exp-name', name, '--backend', 'wasm'];
 const errorLines = (r: CliResult) => r.stderr.split('\n').filter((l) => l.startsWith('peft: error:'));
@@ -67,7 +62,7 @@ describe('one trainer per run folder', () => {
 
   it('a --resume while the run trains is refused naming it; a second SIGINT (exit 130) releases the lock; after a SIGKILL the next --resume takes the lock over and says so', async () => {
     const dir = join(runs, 'killed');
-    const a = peftSpawn(await trainArgs('killed', 400), env);
+    const a = peftSpawn(await trainArgs('killed', 4000), env);
     children.push(a.child);
     while (a.child.exitCode === null && loggedSteps(dir) < 3) await sleep(50);
     const busy = peftSync(resumeArgs('killed'), env);
@@ -85,15 +80,19 @@ describe('one trainer per run folder', () => {
     expect(existsSync(join(dir, '.lock'))).toBe(false);
 
     // a resumed trainer SIGKILLed once it trains: its lock stays, with a pid that no longer runs
+    // (the log, not the progress line: a resumed run prints its first plain line only after 10 s)
     const b = watched(resumeArgs('killed'));
-    await b.until(/step \d+\/400/);
+    const atB = loggedSteps(dir);
+    while (b.child.exitCode === null && loggedSteps(dir) <= atB) await sleep(20);
     b.child.kill('SIGKILL');
-    await b.done;
+    const rb = await b.done;
+    expect(rb.signal, rb.stderr).toBe('SIGKILL');
     expect(JSON.parse(readFileSync(join(dir, '.lock'), 'utf8')).pid).toBe(b.child.pid);
 
     // the next --resume takes it over and says whose it was, then trains (stopped here by one SIGINT)
     const c = watched(resumeArgs('killed'));
-    await c.until(/step \d+\/400/);
+    const atC = loggedSteps(dir);
+    while (c.child.exitCode === null && loggedSteps(dir) <= atC) await sleep(20);
     c.child.kill('SIGINT');
     const rc = await c.done;
     const warning = rc.stderr.split('\n').find((l) => l.includes("took over the run's lock"));
