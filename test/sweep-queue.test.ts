@@ -17,7 +17,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { QUEUE_NAME, QUEUE_PREFIX } from '../src/app/sweep/queue.js';
 import { bin, checkpointStep, loggedSteps, peftSync, sleep } from './support/cli-runs.js';
 
-const STEPS = 40;
+// long enough that the killed job is still training when the kill lands (its checkpoint is polled every 250 ms)
+const STEPS = 100;
 const JOBS = ['sam-lora-s0', 'sam-lora-s1', 'sam-adapter-s0', 'sam-adapter-s1'];
 
 function redisServer(): string | undefined {

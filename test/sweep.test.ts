@@ -215,7 +215,9 @@ async function until(what: string, check: () => boolean, ms: number): Promise<vo
 describe('the local pool, end to end', () => {
   it('killed mid-job, leaves no training behind; the same command resumes each job from its checkpoint and records each result once', async () => {
     const out = join(tmp, 'pool');
-    const args = ['sweep', '--backbones', 'sam', '--methods', 'lora,adapter', '--seeds', '1', '--out', out, '--', '--steps', '40', '--save-every', '5', '--val-every', '0'];
+    // long enough that both jobs are still training when the kill lands
+    const steps = 100;
+    const args = ['sweep', '--backbones', 'sam', '--methods', 'lora,adapter', '--seeds', '1', '--out', out, '--', '--steps', String(steps), '--save-every', '5', '--val-every', '0'];
     const first = peftSpawn(args);
     const runsDir = join(out, 'runs');
     await until('both jobs to save a checkpoint', () => ['sam-lora-s0', 'sam-adapter-s0'].every((id) => existsSync(join(runsDir, id, 'checkpoints', 'last'))), 90_000);
@@ -237,10 +239,10 @@ describe('the local pool, end to end', () => {
       // resumed from the checkpoint it saved when its parent died, not from step 0, and the log reads as one run
       const resumedAt = records.find((r) => r.type === 'info' && r.message === 'resumed');
       expect(resumedAt?.step).toBeGreaterThan(0);
-      expect(records.filter((r) => r.type === 'step').map((r) => r.step)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+      expect(records.filter((r) => r.type === 'step').map((r) => r.step)).toEqual(Array.from({ length: steps }, (_, i) => i + 1));
       const result = JSON.parse(readFileSync(join(out, 'results', `${id}.json`), 'utf8')) as JobResult;
       expect(result).toMatchObject({ id, attempts: 2, run: `runs/${id}`, worker: { via: 'local' } });
-      expect(result.summary.steps).toBe(40);
+      expect(result.summary.steps).toBe(steps);
     }
     const again = peftSync(['sweep', '--out', out]);
     expect(again.code).toBe(0);
