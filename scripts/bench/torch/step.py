@@ -39,9 +39,14 @@ def _threads_from_argv(argv):
 
 # Before torch loads: OpenBLAS (pthread build) sizes its own thread pool from
 # its environment at load time; torch.set_num_threads does not reach it.
+# An OPENBLAS_NUM_THREADS already set is kept: with Debian's OpenBLAS as the
+# system BLAS, torch's OpenMP threads over OpenBLAS's own oversubscribe the
+# cores, and PyTorch at its best here runs N torch threads over 1 BLAS thread
+# (`npm run bench -- --torch` measures 1 and 2 threads that way).
 THREADS = _threads_from_argv(sys.argv[1:]) or os.cpu_count() or 1
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(THREADS)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
