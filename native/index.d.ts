@@ -113,3 +113,7 @@ export function buildStatus(): BuildStatus | undefined;
 /** The OpenBLAS library found on this machine (the one the build links), if any. */
 export function findOpenBlas(): string | undefined;
 export const ADDON_FILE: string;
+/** The OPENBLAS_CORETYPE the loader chose before OpenBLAS loaded (coretype.js), with why; undefined when OpenBLAS chose its kernels itself. */
+export function coreChoice(): { coretype: string; why: string } | undefined;
+/** What the loader would choose under `env` (and a /proc/cpuinfo text, for tests). */
+export function chooseCoreType(env?: Record<string, string | undefined>, cpuinfo?: string): { coretype: string; why: string } | undefined;

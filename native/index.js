@@ -11,6 +11,7 @@
 'use strict';
 const fs = require('node:fs');
 const { ADDON_FILE, STATUS_FILE, findOpenBlas } = require('./locate.js');
+const { chooseCoreType } = require('./coretype.js');
 
 /** The install script's record: `{ ok, reason?, log? }`, or undefined when it has not run. */
 function buildStatus() {
@@ -22,6 +23,12 @@ function buildStatus() {
 }
 
 let cached;
+/** The OPENBLAS_CORETYPE the loader set, with why; undefined when OpenBLAS chose. */
+let chosenCore;
+
+function coreChoice() {
+  return chosenCore;
+}
 
 function load() {
   if (cached) return cached;
@@ -31,8 +38,18 @@ function load() {
     throw Object.assign(new Error(why), { code: 'EPEFTNATIVE_NOT_BUILT' });
   }
   if (process.env.OPENBLAS_THREAD_TIMEOUT === undefined) process.env.OPENBLAS_THREAD_TIMEOUT = '4';
-  cached = require(ADDON_FILE);
+  // OpenBLAS picks its kernels when it loads, with the addon: a CPU it does not
+  // know gets its SSE3 kernels unless told (coretype.js)
+  // (read once, at load: the variable is removed again so that child processes choose for themselves)
+  const core = chooseCoreType();
+  if (core) process.env.OPENBLAS_CORETYPE = core.coretype;
+  try {
+    cached = require(ADDON_FILE);
+  } finally {
+    if (core) delete process.env.OPENBLAS_CORETYPE;
+  }
+  chosenCore = core;
   return cached;
 }
 
-module.exports = { load, buildStatus, findOpenBlas, ADDON_FILE };
+module.exports = { load, buildStatus, findOpenBlas, coreChoice, chooseCoreType, ADDON_FILE };

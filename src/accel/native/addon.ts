@@ -65,9 +65,18 @@ export interface NativeAddon {
   ): void;
   /** y [outer, inner] = x [outer, reduced, inner] summed over the middle axis; params = [outer, reduced, inner, xOff, yOff]. */
   sum(x: Float32Array, y: Float32Array, params: Int32Array): void;
-  /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, offsets of the 5 arrays]. */
-  attention(qkv: Float32Array, rh: Float32Array | null, rw: Float32Array | null, out: Float32Array, probs: Float32Array, params: Int32Array, scale: number): void;
-  /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, offsets of the 8 arrays]. */
+  /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, ld, qOff, kOff, vOff, headStride, offsets of the 6 arrays]. */
+  attention(
+    qkv: Float32Array,
+    rh: Float32Array | null,
+    rw: Float32Array | null,
+    bias: Float32Array | null,
+    out: Float32Array,
+    probs: Float32Array,
+    params: Int32Array,
+    scale: number,
+  ): void;
+  /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, ld, qOff, kOff, vOff, headStride, offsets of the 9 arrays]. */
   attentionGrad(
     dout: Float32Array,
     qkv: Float32Array,
@@ -77,6 +86,7 @@ export interface NativeAddon {
     dqkv: Float32Array,
     drh: Float32Array | null,
     drw: Float32Array | null,
+    dbias: Float32Array | null,
     params: Int32Array,
     scale: number,
   ): void;
@@ -84,14 +94,22 @@ export interface NativeAddon {
   info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number };
 }
 
+/** The OPENBLAS_CORETYPE the loader chose before OpenBLAS loaded, and why (native/coretype.js). */
+export interface CoreChoice {
+  coretype: string;
+  why: string;
+}
+
 interface NativePackage {
   load(): NativeAddon;
+  /** Absent in an addon package older than the choice. */
+  coreChoice?(): CoreChoice | undefined;
   buildStatus(): { ok: boolean; reason?: string } | undefined;
   findOpenBlas(): string | undefined;
 }
 
 /** `packageFound`: the addon's package is there (built or not), so a missing addon is a failed or skipped build, not a choice. */
-export type AddonLoad = { addon: NativeAddon; threads: number } | { addon?: undefined; reason: string; openblasInstalled: boolean; packageFound: boolean };
+export type AddonLoad = { addon: NativeAddon; threads: number; core?: CoreChoice } | { addon?: undefined; reason: string; openblasInstalled: boolean; packageFound: boolean };
 
 const require = createRequire(import.meta.url);
 const PACKAGE = '@peftjs/native';
@@ -159,7 +177,8 @@ export function loadAddon(): AddonLoad {
     const addon = pkg.load();
     const threads = nativeThreadCount();
     addon.setThreads(threads);
-    loaded = { addon, threads };
+    const core = pkg.coreChoice?.();
+    loaded = { addon, threads, ...(core ? { core } : {}) };
   } catch (err) {
     loaded = { reason: firstLine(err), openblasInstalled, packageFound: true };
   }

@@ -26,6 +26,8 @@ export interface NativeStatus {
   kernels: string[];
   /** OpenBLAS's build description (version, core, threading). */
   blas?: string;
+  /** The kernels OpenBLAS runs (its core name), and whether peftjs asked for them (native/coretype.js). */
+  blasCore?: string;
   threads?: number;
   /** Whether OpenBLAS (libopenblas-dev) is on this machine, as far as the addon package can tell. */
   openblasInstalled?: boolean;
@@ -77,6 +79,13 @@ function settle(backendName: string, status: NativeStatus): NativeStatus {
   return status;
 }
 
+/** OpenBLAS's description and the kernels it runs, with the loader's choice of them if it made one. */
+function blasFields(load: { addon: NativeAddon; core?: { coretype: string; why: string } }): Pick<NativeStatus, 'blas' | 'blasCore'> {
+  const info = load.addon.info();
+  const chosen = load.core ? ` (OPENBLAS_CORETYPE=${load.core.coretype}, set by peftjs: ${load.core.why})` : '';
+  return { blas: info.config, blasCore: `${info.corename}${chosen}` };
+}
+
 /**
  * Registers the native kernels on the active backend (wasm or cpu) when the
  * addon is built and PEFT_NATIVE is not 0. Idempotent; returns the status.
@@ -96,8 +105,7 @@ export function registerNativeKernels(active: string = tf.getBackend()): NativeS
     }
   }
   const kernels = install(active, load.addon);
-  const info = load.addon.info();
-  return settle(active, { active: true, backend: active, kernels, blas: info.config, threads: load.threads, openblasInstalled: true });
+  return settle(active, { active: true, backend: active, kernels, ...blasFields(load), threads: load.threads, openblasInstalled: true });
 }
 
 /**
@@ -120,8 +128,7 @@ export function setNativeKernelsEnabled(enabled: boolean, backendName: string = 
   const load = loadAddon();
   if (!load.addon || !SUPPORTED.includes(backendName)) return false;
   const kernels = install(backendName, load.addon);
-  const info = load.addon.info();
-  statuses.set(backendName, { active: true, backend: backendName, kernels, blas: info.config, threads: load.threads, openblasInstalled: true });
+  statuses.set(backendName, { active: true, backend: backendName, kernels, ...blasFields(load), threads: load.threads, openblasInstalled: true });
   return true;
 }
 
@@ -142,5 +149,6 @@ export function nativeEnvLines(status: NativeStatus = nativeStatus()): string[] 
   return [
     `native kernels: on (${status.backend}; ${status.threads} thread${status.threads === 1 ? '' : 's'}): ${status.kernels.join(', ')}`,
     `  ${status.blas ?? 'OpenBLAS'}`,
+    ...(status.blasCore ? [`  OpenBLAS kernels: ${status.blasCore}`] : []),
   ];
 }
