@@ -11,11 +11,15 @@
 //            --out file.json  --json
 //            --torch   also run the PyTorch reference (torch/step.py) per case: "torch ms" columns
 //            --rounds N   run each case N times (ours and torch in turn) and report medians
+//            --wasm    also run each case once with PEFT_NATIVE=0 (the wasm backend alone): "wasm ms" columns
+//            --markdown   print the table as Markdown (for docs/performance.md)
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runCase, type CaseResult } from './case.js';
+import { measureMachinePeak, type MachinePeak } from './peak.js';
 import { METHODS, WORKLOADS, findMethod, findWorkload } from './workloads.js';
 
 interface Args {
@@ -31,10 +35,13 @@ interface Args {
   torch: boolean;
   /** Repeats of each case (with --torch: ours, then torch, in turn); the medians are reported. */
   rounds: number;
+  /** Also run each case once on the wasm backend alone (PEFT_NATIVE=0). */
+  wasm: boolean;
+  markdown: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { workloads: [], methods: [], steps: 5, forwards: 3, kernels: false, json: false, torch: false, rounds: 1 };
+  const args: Args = { workloads: [], methods: [], steps: 5, forwards: 3, kernels: false, json: false, torch: false, rounds: 1, wasm: false, markdown: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -76,6 +83,12 @@ function parseArgs(argv: string[]): Args {
       case '--torch':
         args.torch = true;
         break;
+      case '--wasm':
+        args.wasm = true;
+        break;
+      case '--markdown':
+        args.markdown = true;
+        break;
       case '--rounds':
         args.rounds = Math.max(1, Number.parseInt(value(), 10));
         break;
@@ -87,7 +100,7 @@ function parseArgs(argv: string[]): Args {
       case '--help':
       case '-h':
         process.stdout.write(
-          'usage: npm run bench -- [--workload w1,w2] [--method lora,adapter,adalora] [--backend wasm] [--backprop core|low-memory|engine] [--steps 5] [--forwards 3] [--kernels] [--json] [--out file.json] [--torch] [--rounds 1]\n',
+          'usage: npm run bench -- [--workload w1,w2] [--method lora,adapter,adalora] [--backend wasm] [--backprop core|low-memory|engine] [--steps 5] [--forwards 3] [--kernels] [--json] [--out file.json] [--torch] [--rounds 1] [--wasm] [--markdown]\n',
         );
         process.exit(0);
       default:
@@ -108,6 +121,9 @@ const benchDir = dirname(launcher);
 interface TorchFigures {
   stepMs?: number;
   stepCpuMs?: number;
+  /** One image (batch 1), as ours. */
+  inferenceMs?: number;
+  peakRssMB?: number;
   threads?: number;
   countsMatch?: boolean;
   error?: string;
@@ -117,9 +133,16 @@ interface TorchFigures {
 interface Round {
   stepMs?: number;
   torchMs?: number;
+  inferMs?: number;
+  torchInferMs?: number;
 }
 
-type Row = (CaseResult | { workload: string; method: string; error: string }) & { torch?: TorchFigures; rounds?: Round[] };
+type Row = (CaseResult | { workload: string; method: string; error: string }) & {
+  torch?: TorchFigures;
+  rounds?: Round[];
+  /** With --wasm: the same case on the wasm backend alone (one run). */
+  wasmAlone?: { stepMs: number; inferenceMs: number; peakRssMB: number } | { error: string };
+};
 
 /** Set once the reference cannot run at all (no Python, no torch): said once, then skipped. */
 let torchUnavailable: string | undefined;
@@ -151,7 +174,10 @@ function runTorchAt(workload: string, method: string, args: Args, ours?: CaseRes
   const threads = torchThreads ?? process.env.PEFT_NATIVE_THREADS ?? process.env.OPENBLAS_NUM_THREADS;
   if (threads) argv.push('--threads', threads);
   if (ours) argv.push('--expect-trainable', String(ours.trainableParameters), '--expect-total', String(ours.totalParameters));
-  const env = torchThreads ? { ...process.env, OPENBLAS_NUM_THREADS: '1' } : process.env;
+  // the same OpenBLAS kernels as ours: the addon's loader picks them for a CPU OpenBLAS does not know
+  // (native/coretype.js); PyTorch links the same OpenBLAS and would otherwise run its SSE3 kernels
+  const core = torchCoreType();
+  const env = { ...process.env, ...(torchThreads ? { OPENBLAS_NUM_THREADS: '1' } : {}), ...(core ? { OPENBLAS_CORETYPE: core } : {}) };
   const r = spawnSync(python, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env });
   const stderr = (r.stderr ?? '').trim();
   if (r.error || /No module named '?torch/.test(stderr)) {
@@ -162,18 +188,31 @@ function runTorchAt(workload: string, method: string, args: Args, ours?: CaseRes
   if (stderr.includes('MISMATCH')) process.stderr.write(`${stderr}\n`);
   try {
     const t = JSON.parse((r.stdout ?? '').trim().split('\n').pop() ?? '') as TorchFigures;
-    return { stepMs: t.stepMs, stepCpuMs: t.stepCpuMs, threads: t.threads, countsMatch: t.countsMatch };
+    return { stepMs: t.stepMs, stepCpuMs: t.stepCpuMs, inferenceMs: t.inferenceMs, peakRssMB: t.peakRssMB, threads: t.threads, countsMatch: t.countsMatch };
   } catch {
     return { error: stderr.split('\n').filter(Boolean).slice(-2).join(' | ').slice(0, 300) || `exit ${r.status}` };
   }
 }
 
-function runChild(workload: string, method: string, args: Args): CaseResult | { workload: string; method: string; error: string } {
+/** The OPENBLAS_CORETYPE our addon's loader would set on this machine (undefined: OpenBLAS chooses). */
+function torchCoreType(): string | undefined {
+  if (process.env.OPENBLAS_CORETYPE) return process.env.OPENBLAS_CORETYPE;
+  try {
+    const { chooseCoreType } = createRequire(import.meta.url)(resolve(benchDir, '../../native/coretype.js')) as {
+      chooseCoreType(): { coretype: string } | undefined;
+    };
+    return chooseCoreType()?.coretype;
+  } catch {
+    return undefined;
+  }
+}
+
+function runChild(workload: string, method: string, args: Args, env: NodeJS.ProcessEnv = process.env): CaseResult | { workload: string; method: string; error: string } {
   const argv = [launcher, '--no-build', '--workload', workload, '--method', method, '--json', '--steps', String(args.steps), '--forwards', String(args.forwards)];
   if (args.backend) argv.push('--backend', args.backend);
   if (args.kernels) argv.push('--kernels');
   if (args.backprop) argv.push('--backprop', args.backprop);
-  const r = spawnSync(process.execPath, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 2 ** 20 });
+  const r = spawnSync(process.execPath, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 2 ** 20, env });
   const lines = (r.stdout ?? '').trim().split('\n');
   const last = lines[lines.length - 1];
   if (r.status === 0 && last) {
@@ -212,50 +251,101 @@ function runRounds(w: string, m: string, args: Args): Row {
     ours.push(r);
     const t = args.torch ? runTorch(w, m, args, r) : undefined;
     if (t) theirs.push(t);
-    rounds.push({ stepMs: r.stepMs, ...(t?.stepMs !== undefined ? { torchMs: t.stepMs } : {}) });
+    rounds.push({
+      stepMs: r.stepMs,
+      inferMs: r.inferenceMs,
+      ...(t?.stepMs !== undefined ? { torchMs: t.stepMs } : {}),
+      ...(t?.inferenceMs !== undefined ? { torchInferMs: t.inferenceMs } : {}),
+    });
   }
   if (failed || ours.length === 0) return failed ?? { workload: w, method: m, error: 'no round ran' };
-  const row: Row = { ...ours[0]!, stepMs: median(ours.map((r) => r.stepMs)), stepCpuMs: median(ours.map((r) => r.stepCpuMs)) };
+  const row: Row = {
+    ...ours[0]!,
+    stepMs: median(ours.map((r) => r.stepMs)),
+    stepCpuMs: median(ours.map((r) => r.stepCpuMs)),
+    inferenceMs: median(ours.map((r) => r.inferenceMs)),
+    peakRssMB: Math.max(...ours.map((r) => r.peakRssMB)),
+  };
   const timed = theirs.filter((t) => t.stepMs !== undefined);
-  if (timed.length) row.torch = { ...timed[0]!, stepMs: median(timed.map((t) => t.stepMs!)), stepCpuMs: median(timed.map((t) => t.stepCpuMs!)) };
-  else if (theirs.length) row.torch = theirs[0];
+  if (timed.length) {
+    row.torch = {
+      ...timed[0]!,
+      stepMs: median(timed.map((t) => t.stepMs!)),
+      stepCpuMs: median(timed.map((t) => t.stepCpuMs!)),
+      inferenceMs: median(timed.map((t) => t.inferenceMs ?? NaN)),
+      peakRssMB: Math.max(...timed.map((t) => t.peakRssMB ?? NaN)),
+    };
+  } else if (theirs.length) row.torch = theirs[0];
   if (args.rounds > 1) row.rounds = rounds;
+  if (args.wasm) {
+    const r = runChild(w, m, args, { ...process.env, PEFT_NATIVE: '0' });
+    row.wasmAlone = 'error' in r ? { error: r.error } : { stepMs: r.stepMs, inferenceMs: r.inferenceMs, peakRssMB: r.peakRssMB };
+  }
   return row;
 }
 
-function table(results: Row[]): string {
-  const withTorch = results.some((r) => r.torch);
-  const head = ['workload', 'method', 'backend', 'step ms', 'step cpu ms', 'first ms', 'infer ms', 'GFLOP/step', 'GFLOP/s', 'peak RSS MB', 'peak tensor MB', 'leak'];
-  if (withTorch) head.push('torch ms', 'torch cpu ms', 'x torch');
-  const torchCells = (r: Row): string[] => {
-    const t = r.torch;
-    if (!withTorch) return [];
-    if (!t || t.stepMs === undefined) return [t?.error ? 'error' : '-', '-', '-'];
-    let ratio = 'error' in r ? '-' : (r.stepMs / t.stepMs).toFixed(2);
-    // with --rounds: the range of the rounds' own ratios
-    const each = (r.rounds ?? []).filter((x) => x.stepMs !== undefined && x.torchMs !== undefined).map((x) => x.stepMs! / x.torchMs!);
-    if (each.length > 1) ratio += ` (${Math.min(...each).toFixed(2)}-${Math.max(...each).toFixed(2)})`;
-    return [`${t.stepMs.toFixed(0)} (${t.threads}t)${t.countsMatch === false ? ' !params' : ''}`, t.stepCpuMs!.toFixed(0), ratio];
-  };
-  const rows = results.map((r) =>
-    'error' in r
-      ? [r.workload, r.method, 'error: ' + r.error]
-      : [
-          r.workload,
-          r.method,
-          r.backend + (r.wasm ? (r.wasm.simd ? '+simd' : '') + (r.wasm.threads ? '+threads' : '') + (r.fastPaths ? '' : ' (stock)') : '') + (r.native?.active ? ' +native' : '') + (r.backprop === 'low-memory' ? ' lowmem' : ''),
-          r.stepMs.toFixed(0),
-          r.stepCpuMs.toFixed(0),
-          r.firstStepMs.toFixed(0),
-          r.inferenceMs.toFixed(0),
-          r.stepGflop.toFixed(2),
-          r.gflops.toFixed(1),
-          r.peakRssMB.toFixed(0),
-          r.peakTensorMB.toFixed(0),
-          String(r.tensorsLeaked),
-          ...torchCells(r),
-        ],
+/** A ratio `ours / theirs` to 2 decimals, with the rounds' own ratios' range when there are several. */
+function ratioCell(ours: number | undefined, theirs: number | undefined, each: number[] = []): string {
+  if (ours === undefined || theirs === undefined || !Number.isFinite(ours) || !Number.isFinite(theirs) || theirs <= 0) return '-';
+  const range = each.length > 1 ? ` (${Math.min(...each).toFixed(2)}-${Math.max(...each).toFixed(2)})` : '';
+  return (ours / theirs).toFixed(2) + range;
+}
+
+function backendLabel(r: CaseResult): string {
+  return (
+    r.backend +
+    (r.wasm ? (r.wasm.simd ? '+simd' : '') + (r.wasm.threads ? '+threads' : '') + (r.fastPaths ? '' : ' (stock)') : '') +
+    (r.native?.active ? ' +native' : '') +
+    (r.backprop === 'low-memory' ? ' lowmem' : '')
   );
+}
+
+/** The results as a table (plain, aligned; or Markdown), `peak` for the "% peak" column. */
+function table(results: Row[], peak: MachinePeak | undefined, markdown = false): string {
+  const withTorch = results.some((r) => r.torch);
+  const withWasm = results.some((r) => r.wasmAlone);
+  const cols: { head: string; cell: (r: CaseResult & Row) => string }[] = [
+    { head: 'workload', cell: (r) => r.workload },
+    { head: 'method', cell: (r) => r.method },
+    { head: 'backend', cell: (r) => backendLabel(r) },
+    { head: 'step ms', cell: (r) => r.stepMs.toFixed(0) },
+  ];
+  const torchOk = (r: Row): TorchFigures | undefined => (r.torch?.stepMs !== undefined ? r.torch : undefined);
+  const rounds = (r: Row, a: keyof Round, b: keyof Round): number[] =>
+    (r.rounds ?? []).filter((x) => x[a] !== undefined && x[b] !== undefined).map((x) => x[a]! / x[b]!);
+  if (withTorch) {
+    cols.push(
+      { head: 'torch ms', cell: (r) => (torchOk(r) ? `${r.torch!.stepMs!.toFixed(0)} (${r.torch!.threads}t)${r.torch!.countsMatch === false ? ' !params' : ''}` : r.torch?.error ? 'error' : '-') },
+      { head: 'x torch', cell: (r) => ratioCell(r.stepMs, torchOk(r)?.stepMs, rounds(r, 'stepMs', 'torchMs')) },
+    );
+  } else {
+    cols.push({ head: 'step cpu ms', cell: (r) => r.stepCpuMs.toFixed(0) }, { head: 'first ms', cell: (r) => r.firstStepMs.toFixed(0) });
+  }
+  cols.push({ head: 'infer ms', cell: (r) => r.inferenceMs.toFixed(0) });
+  if (withTorch) {
+    cols.push(
+      { head: 'torch infer ms', cell: (r) => (torchOk(r)?.inferenceMs !== undefined ? r.torch!.inferenceMs!.toFixed(0) : '-') },
+      { head: 'x torch', cell: (r) => ratioCell(r.inferenceMs, torchOk(r)?.inferenceMs, rounds(r, 'inferMs', 'torchInferMs')) },
+    );
+  }
+  cols.push({ head: 'GFLOP/step', cell: (r) => r.stepGflop.toFixed(2) }, { head: 'GFLOP/s', cell: (r) => r.gflops.toFixed(1) });
+  if (peak) cols.push({ head: '% peak', cell: (r) => ((100 * r.gflops) / peak.allThreads).toFixed(0) });
+  cols.push({ head: 'peak RSS MB', cell: (r) => r.peakRssMB.toFixed(0) });
+  if (withTorch) cols.push({ head: 'torch RSS MB', cell: (r) => (torchOk(r)?.peakRssMB !== undefined ? r.torch!.peakRssMB!.toFixed(0) : '-') });
+  else cols.push({ head: 'peak tensor MB', cell: (r) => r.peakTensorMB.toFixed(0) });
+  if (withWasm) {
+    const wasm = (r: Row) => (r.wasmAlone && !('error' in r.wasmAlone) ? r.wasmAlone : undefined);
+    cols.push({ head: 'wasm ms', cell: (r) => (wasm(r) ? wasm(r)!.stepMs.toFixed(0) : r.wasmAlone ? 'error' : '-') });
+    if (withTorch) cols.push({ head: 'wasm x torch', cell: (r) => ratioCell(wasm(r)?.stepMs, torchOk(r)?.stepMs) });
+  }
+  cols.push({ head: 'leak', cell: (r) => String(r.tensorsLeaked) });
+  const head = cols.map((c) => c.head);
+  const rows = results.map((r) => ('error' in r ? [r.workload, r.method, 'error: ' + r.error] : cols.map((c) => c.cell(r as CaseResult & Row))));
+  if (markdown) {
+    const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+    const align = cols.map((_, i) => (i < 3 ? '---' : '---:'));
+    return [line(head), line(align), ...rows.map(line)].join('\n');
+  }
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r.length === head.length ? (r[i] ?? '').length : 0))));
   const fmt = (r: string[]) => (r.length === head.length ? r.map((c, i) => c.padStart(widths[i]!)).join('  ') : r.join('  '));
   return [fmt(head), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt)].join('\n');
@@ -276,7 +366,7 @@ async function main(): Promise<void> {
     if (args.out) writeJson(args.out, row);
     if (args.json) process.stdout.write(JSON.stringify(row) + '\n');
     else {
-      process.stdout.write(table([row]) + '\n');
+      process.stdout.write(table([row], undefined, args.markdown) + '\n');
       if (result.kernels) printKernels(result);
     }
     return;
@@ -293,11 +383,18 @@ async function main(): Promise<void> {
       if (!args.json) process.stderr.write(`  ${'error' in r ? 'error: ' + r.error : `${r.stepMs} ms/step`}${torchNote}\n`);
     }
   }
+  // the machine's peak, measured after the cases (on the idle machine, as they were)
+  const peak = measureMachinePeak();
   const out = args.out ?? resolve(benchDir, 'out/latest.json');
-  writeJson(out, results);
-  if (args.json) process.stdout.write(JSON.stringify(results) + '\n');
+  writeJson(out, { peak, results });
+  if (args.json) process.stdout.write(JSON.stringify({ peak, results }) + '\n');
   else {
-    process.stdout.write(table(results) + '\n');
+    process.stdout.write(table(results, peak, args.markdown) + '\n');
+    if (peak) {
+      process.stdout.write(
+        `peak: a 1536³ float32 product on the native addon: ${peak.oneThread.toFixed(0)} GFLOP/s on 1 thread, ${peak.allThreads.toFixed(0)} on ${peak.threads} (OpenBLAS ${peak.blasCore}); % peak = GFLOP/s over the ${peak.threads}-thread figure\n`,
+      );
+    }
     for (const r of results) if (!('error' in r) && r.kernels) printKernels(r);
     if (results.some((r) => r.torch)) process.stdout.write('torch: the PyTorch reference (scripts/bench/torch/step.py), same workload and method; x torch = step ms / torch ms\n');
     if (args.rounds > 1) process.stdout.write(`rounds: ${args.rounds} per case (ours and torch in turn); step ms and torch ms are medians, x torch their ratio (the rounds' own ratios in brackets)\n`);
