@@ -1,18 +1,21 @@
 // Multi-head self-attention over packed qkv (attention.h). Each (window or
 // image, head) pair is independent: its products run on OpenBLAS reading q, k
-// and v in place in qkv (leading dimension 3C), and writing out, dq, dk, dv in
-// place the same way, so nothing is transposed or sliced. The pairs are split
-// over the addon's threads; each product then runs on one OpenBLAS thread.
+// and v in place in qkv (leading dimension ld, at the columns the layout puts
+// them), and writing out, dq, dk, dv in place the same way, so nothing is
+// transposed or sliced. The pairs are split over the addon's threads; each
+// product then runs on one OpenBLAS thread.
 //
 // Per pair, with L = logits, P = softmax(L), O = P v:
-//   forward:  L = (q s) k^T [+ relH[i, a] + relW[i, b] at key (a, b)],
+//   forward:  L = (q s) k^T [+ relH[i, a] + relW[i, b] at key (a, b)] [+ bias[h]],
 //             relH[i, a] = q_i . rh[y_i, a], relW[i, b] = q_i . rw[x_i, b]
 //   backward: dP = dO v^T, dv = P^T dO, dL = P (dP - rowsum(dP P)),
 //             dq = s dL k + sum_a dRelH rh + sum_b dRelW rw, dk = dL^T (q s),
 //             dRelH[i, a] = sum_b dL[i, (a, b)], dRelW[i, b] = sum_a dL[i, (a, b)],
-//             drh[y, a] = sum over pairs and x of dRelH[(y, x), a] q_(y, x), drw alike.
+//             drh[y, a] = sum over pairs and x of dRelH[(y, x), a] q_(y, x), drw alike,
+//             dbias[h] = sum over the batch of dL.
 // The order of operations follows the composite tfjs form (scale q, then the
-// product; add relH + relW, then add that to the logits; softmax as tfjs's).
+// product; add relH + relW, then add that to the logits; then the bias;
+// softmax as tfjs's).
 #include "attention.h"
 
 #include <algorithm>
@@ -51,31 +54,45 @@ PEFT_INLINE void axpy(int64_t n, float alpha, const float* __restrict x, float* 
   for (int64_t j = 0; j < n; j++) y[j] += alpha * x[j];
 }
 
+template <typename T>
 struct Pair {
-  const float* q;  // rows of stride ld3 (3C)
-  const float* k;
-  const float* v;
+  T* q;  // rows of stride s.ld
+  T* k;
+  T* v;
 };
 
-Pair pairOf(const AttentionShape& s, const float* qkv, int64_t p) {
+// q, k, v of pair p (batch row p / heads, head p % heads) in qkv or dqkv
+template <typename T>
+Pair<T> pairOf(const AttentionShape& s, T* qkv, int64_t p) {
   const int64_t b = p / s.heads;
   const int64_t h = p % s.heads;
-  const int64_t c = s.heads * s.hd;
-  const float* base = qkv + b * s.n * 3 * c + h * s.hd;
-  return {base, base + c, base + 2 * c};
+  T* row = qkv + b * s.n * s.ld + h * s.headStride;
+  return {row + s.qOff, row + s.kOff, row + s.vOff};
 }
 
 // scratch[i, c] = q[i, c] * scale (contiguous, leading dimension hd)
 void scaledQuery(const AttentionShape& s, const float* q, float* qs) {
-  const int64_t ld3 = 3 * s.heads * s.hd;
   for (int64_t i = 0; i < s.n; i++) {
-    for (int64_t c = 0; c < s.hd; c++) qs[i * s.hd + c] = q[i * ld3 + c] * s.scale;
+    for (int64_t c = 0; c < s.hd; c++) qs[i * s.hd + c] = q[i * s.ld + c] * s.scale;
+  }
+}
+
+// logits = logits * scale (when scaled) + bias (when given), one rounding per
+// operation as the composite tfjs form (no FMA).
+__attribute__((optimize("fp-contract=off"))) void scaleAndBias(int64_t count, bool scaled, float scale,
+                                                               const float* __restrict bias, float* __restrict logits) {
+  if (scaled && bias) {
+    for (int64_t j = 0; j < count; j++) logits[j] = logits[j] * scale + bias[j];
+  } else if (scaled) {
+    for (int64_t j = 0; j < count; j++) logits[j] = logits[j] * scale;
+  } else if (bias) {
+    for (int64_t j = 0; j < count; j++) logits[j] = logits[j] + bias[j];
   }
 }
 
 // relH [n, kh] and relW [n, kw] of one pair's queries
 PEFT_CLONES void relPosTerms(const AttentionShape& s, const float* q, const float* rh, const float* rw, float* relH, float* relW) {
-  const int64_t ld3 = 3 * s.heads * s.hd;
+  const int64_t ld3 = s.ld;
   for (int64_t i = 0; i < s.n; i++) {
     const int64_t y = i / s.qw;
     const int64_t x = i % s.qw;
@@ -88,7 +105,7 @@ PEFT_CLONES void relPosTerms(const AttentionShape& s, const float* q, const floa
 // dq += dRelH rh + dRelW rw; drh += dRelH^T q and drw += dRelW^T q (each may be null)
 PEFT_CLONES void relPosBackward(const AttentionShape& s, const float* q, const float* rh, const float* rw,
                                 const float* dRelH, const float* dRelW, float* dq, float* drh, float* drw) {
-  const int64_t hd = s.hd, ld3 = 3 * s.heads * hd;
+  const int64_t hd = s.hd, ld3 = s.ld;
   for (int64_t i = 0; i < s.n; i++) {
     const int64_t y = i / s.qw, x = i % s.qw;
     float* di = dq + i * ld3;
@@ -111,10 +128,11 @@ PEFT_CLONES void addInto(int64_t n, const float* __restrict x, float* __restrict
   for (int64_t j = 0; j < n; j++) y[j] += x[j];
 }
 
-void forwardPair(const AttentionShape& s, const float* qkv, const float* rh, const float* rw, float* out,
-                 float* probs, int64_t p, std::vector<float>& scratch) {
-  const int64_t n = s.n, hd = s.hd, c = s.heads * hd, ld3 = 3 * c;
-  const Pair pr = pairOf(s, qkv, p);
+void forwardPair(const AttentionShape& s, const float* qkv, const float* rh, const float* rw, const float* bias,
+                 float* out, float* probs, int64_t p, std::vector<float>& scratch) {
+  const int64_t n = s.n, hd = s.hd, c = s.heads * hd, ld3 = s.ld;
+  const Pair<const float> pr = pairOf(s, qkv, p);
+  const float* bh = bias ? bias + (p % s.heads) * n * n : nullptr;
   const bool rel = rh != nullptr;
   scratch.resize(n * n + n * hd + (rel ? n * (s.kh + s.kw) : 0));
   float* logits = scratch.data();
@@ -126,8 +144,9 @@ void forwardPair(const AttentionShape& s, const float* qkv, const float* rh, con
     gemm(false, true, n, n, hd, 1.0f, qs, hd, pr.k, ld3, 0.0f, logits, n);
   } else {
     gemm(false, true, n, n, hd, 1.0f, pr.q, ld3, pr.k, ld3, 0.0f, logits, n);
-    for (int64_t j = 0; j < n * n; j++) logits[j] = logits[j] * s.scale;
   }
+  // the bias joins here unless the rel-pos terms come first
+  scaleAndBias(n * n, !s.scaleOnQuery, s.scale, rel ? nullptr : bh, logits);
   if (rel) {
     relPosTerms(s, pr.q, rh, rw, relH, relW);
     for (int64_t i = 0; i < n; i++) {
@@ -139,6 +158,7 @@ void forwardPair(const AttentionShape& s, const float* qkv, const float* rh, con
         for (int64_t b = 0; b < s.kw; b++) la[b] = la[b] + (h + w[b]);
       }
     }
+    scaleAndBias(n * n, false, 1.0f, bh, logits);
   }
   float* P = probs + p * n * n;
   softmaxRowsSerial(n, n, logits, P);
@@ -147,10 +167,12 @@ void forwardPair(const AttentionShape& s, const float* qkv, const float* rh, con
 }
 
 void backwardPair(const AttentionShape& s, const float* dout, const float* qkv, const float* probs, const float* rh,
-                  const float* rw, float* dqkv, float* drh, float* drw, int64_t p, std::vector<float>& scratch) {
-  const int64_t n = s.n, hd = s.hd, c = s.heads * hd, ld3 = 3 * c;
+                  const float* rw, float* dqkv, float* drh, float* drw, float* dbias, int64_t p,
+                  std::vector<float>& scratch) {
+  const int64_t n = s.n, hd = s.hd, c = s.heads * hd, ld3 = s.ld;
   const int64_t b = p / s.heads, h = p % s.heads;
-  const Pair pr = pairOf(s, qkv, p);
+  const Pair<const float> pr = pairOf(s, qkv, p);
+  const Pair<float> dpr = pairOf(s, dqkv, p);
   const bool rel = rh != nullptr;
   scratch.resize(2 * n * n + n * hd + (rel ? n * (s.kh + s.kw) : 0));
   float* dP = scratch.data();
@@ -160,13 +182,14 @@ void backwardPair(const AttentionShape& s, const float* dout, const float* qkv, 
   float* dRelW = dRelH + n * s.kh;
   const float* P = probs + p * n * n;
   const float* dO = dout + b * n * c + h * hd;
-  float* dq = dqkv + b * n * ld3 + h * hd;
-  float* dk = dq + c;
-  float* dv = dq + 2 * c;
+  float* dq = dpr.q;
+  float* dk = dpr.k;
+  float* dv = dpr.v;
 
   gemm(false, true, n, n, hd, 1.0f, dO, c, pr.v, ld3, 0.0f, dP, n);  // dP = dO v^T
   gemm(true, false, n, hd, n, 1.0f, P, n, dO, c, 0.0f, dv, ld3);      // dv = P^T dO
   softmaxGradRowsSerial(n, n, P, dP, dL);
+  if (dbias) addInto(n * n, dL, dbias + h * n * n);
   if (rel) {
     for (int64_t i = 0; i < n; i++) {
       const float* li = dL + i * n;
@@ -201,14 +224,14 @@ void backwardPair(const AttentionShape& s, const float* dout, const float* qkv, 
 }
 
 // The pairs split over at most threadCount() parts, each with its own scratch
-// (and its own rel-pos table gradients, summed at the end).
+// (and its own rel-pos table and bias gradients, summed at the end).
 int partsFor(int64_t pairs) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threadCount(), pairs)));
 }
 }  // namespace
 
-void attentionForward(const AttentionShape& s, const float* qkv, const float* rh, const float* rw, float* out,
-                      float* probs) {
+void attentionForward(const AttentionShape& s, const float* qkv, const float* rh, const float* rw, const float* bias,
+                      float* out, float* probs) {
   const int64_t pairs = s.nb * s.heads;
   if (pairs == 0 || s.n == 0) return;
   const int parts = partsFor(pairs);
@@ -217,43 +240,51 @@ void attentionForward(const AttentionShape& s, const float* qkv, const float* rh
     std::vector<float> scratch;
     for (int64_t part = p0; part < p1; part++) {
       for (int64_t p = part * pairs / parts; p < (part + 1) * pairs / parts; p++) {
-        forwardPair(s, qkv, rh, rw, out, probs, p, scratch);
+        forwardPair(s, qkv, rh, rw, bias, out, probs, p, scratch);
       }
     }
   });
 }
 
 void attentionBackward(const AttentionShape& s, const float* dout, const float* qkv, const float* probs,
-                       const float* rh, const float* rw, float* dqkv, float* drh, float* drw) {
+                       const float* rh, const float* rw, float* dqkv, float* drh, float* drw, float* dbias) {
   const int64_t pairs = s.nb * s.heads;
-  const int64_t rhSize = s.qh * s.kh * s.hd, rwSize = s.qw * s.kw * s.hd;
-  const bool rel = rh != nullptr;
+  const int64_t rhSize = s.qh * s.kh * s.hd, rwSize = s.qw * s.kw * s.hd, biasSize = s.heads * s.n * s.n;
   if (drh) std::fill(drh, drh + rhSize, 0.0f);
   if (drw) std::fill(drw, drw + rwSize, 0.0f);
+  if (dbias) std::fill(dbias, dbias + biasSize, 0.0f);
+  // the pairs write their q, k, v columns; a layout leaving columns over leaves them zero
+  if (3 * s.heads * s.hd != s.ld) std::fill(dqkv, dqkv + s.nb * s.n * s.ld, 0.0f);
   if (pairs == 0 || s.n == 0) return;
   const int parts = partsFor(pairs);
   if (parts > 1) useBlasThreads(1);
-  // part 0 accumulates into drh/drw themselves, the others into their own buffers
-  std::vector<std::vector<float>> partial(rel ? parts - 1 : 0);
+  // part 0 accumulates into drh, drw, dbias themselves, the others into their
+  // own buffers, summed in order at the end
+  const int64_t hSize = drh ? rhSize : 0, wSize = drw ? rwSize : 0, bSize = dbias ? biasSize : 0;
+  const bool shared = hSize + wSize + bSize > 0;
+  std::vector<std::vector<float>> partial(shared ? parts - 1 : 0);
   parallelFor(parts, 1, [&](int64_t p0, int64_t p1) {
     std::vector<float> scratch;
     for (int64_t part = p0; part < p1; part++) {
       float* ph = drh;
       float* pw = drw;
-      if (rel && part > 0) {
+      float* pb = dbias;
+      if (shared && part > 0) {
         std::vector<float>& buf = partial[part - 1];
-        buf.assign((drh ? rhSize : 0) + (drw ? rwSize : 0), 0.0f);
+        buf.assign(hSize + wSize + bSize, 0.0f);
         ph = drh ? buf.data() : nullptr;
-        pw = drw ? buf.data() + (drh ? rhSize : 0) : nullptr;
+        pw = drw ? buf.data() + hSize : nullptr;
+        pb = dbias ? buf.data() + hSize + wSize : nullptr;
       }
       for (int64_t p = part * pairs / parts; p < (part + 1) * pairs / parts; p++) {
-        backwardPair(s, dout, qkv, probs, rh, rw, dqkv, ph, pw, p, scratch);
+        backwardPair(s, dout, qkv, probs, rh, rw, dqkv, ph, pw, pb, p, scratch);
       }
     }
   });
   for (const std::vector<float>& buf : partial) {
     if (drh) addInto(rhSize, buf.data(), drh);
-    if (drw) addInto(rwSize, buf.data() + (drh ? rhSize : 0), drw);
+    if (drw) addInto(rwSize, buf.data() + hSize, drw);
+    if (dbias) addInto(biasSize, buf.data() + hSize + wSize, dbias);
   }
 }
 

@@ -2,7 +2,11 @@
 // linear whose output is laid out PER HEAD — `view(B, N, heads, -1)` then split
 // `[key_dim, key_dim, head_dim]` — and a learned bias per head and per window
 // offset, `attention_biases[:, attention_bias_idxs]`, added to the logits.
-import { LayerNorm, Linear, Module, tf, type LinearLike } from '../../src/index.js';
+// Between the qkv and proj linears it is core `packedAttention` with the
+// per-head layout and the bias: one native kernel each way where the addon's
+// kernels are on (only the softmax is kept for the backward pass), the
+// composite tfjs form elsewhere.
+import { LayerNorm, Linear, Module, packedAttention, tf, type LinearLike } from '../../src/index.js';
 
 /**
  * `attention_bias_idxs` for a `rows x cols` window, flattened row-major
@@ -75,15 +79,11 @@ export class TinyVitAttention extends Module {
   forward(x: tf.Tensor3D): tf.Tensor3D {
     return tf.tidy(() => {
       const [n, tokens] = x.shape;
-      const h = this.numHeads;
       const xn = (this.child('norm') as LayerNorm).forward(x);
-      // [n, N, heads, 3, d]: q, k, v side by side within each head (key_dim = head_dim = d)
-      // -> [3, n, heads, N, d]; one transpose, then contiguous slices along the first axis
-      const qkv = tf.transpose(tf.reshape(this.qkv.forward(xn), [n, tokens, h, 3, this.headDim]), [3, 0, 2, 1, 4]);
-      const [q, k, v] = tf.unstack(qkv, 0); // each [n, heads, N, d]
-      const logits = tf.add(tf.mul(tf.matMul(q!, k!, false, true), this.scale), this.bias());
-      const out = tf.matMul(tf.softmax(logits), v!); // [n, heads, N, d]
-      const merged = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [n, tokens, h * this.headDim]);
+      // [n, N, heads * 3d]: q, k, v side by side within each head (key_dim = head_dim = d)
+      const qkv = tf.reshape(this.qkv.forward(xn), [n, tokens, 3 * this.numHeads * this.headDim]);
+      // (q k^T) * scale + bias, softmax, times v; heads merged → [n, N, heads * d]
+      const merged = packedAttention(qkv, { heads: this.numHeads, scale: this.scale, scaleOn: 'logits', layout: 'per-head', bias: this.bias() });
       return this.proj.forward(merged) as tf.Tensor3D;
     });
   }

@@ -65,9 +65,18 @@ export interface NativeAddon {
   ): void;
   /** y [outer, inner] = x [outer, reduced, inner] summed over the middle axis; params = [outer, reduced, inner, xOff, yOff]. */
   sum(x: Float32Array, y: Float32Array, params: Int32Array): void;
-  /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, offsets of the 5 arrays]. */
-  attention(qkv: Float32Array, rh: Float32Array | null, rw: Float32Array | null, out: Float32Array, probs: Float32Array, params: Int32Array, scale: number): void;
-  /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, offsets of the 8 arrays]. */
+  /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, ld, qOff, kOff, vOff, headStride, offsets of the 6 arrays]. */
+  attention(
+    qkv: Float32Array,
+    rh: Float32Array | null,
+    rw: Float32Array | null,
+    bias: Float32Array | null,
+    out: Float32Array,
+    probs: Float32Array,
+    params: Int32Array,
+    scale: number,
+  ): void;
+  /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, ld, qOff, kOff, vOff, headStride, offsets of the 9 arrays]. */
   attentionGrad(
     dout: Float32Array,
     qkv: Float32Array,
@@ -77,6 +86,7 @@ export interface NativeAddon {
     dqkv: Float32Array,
     drh: Float32Array | null,
     drw: Float32Array | null,
+    dbias: Float32Array | null,
     params: Int32Array,
     scale: number,
   ): void;

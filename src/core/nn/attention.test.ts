@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { onBackend } from '../../../test/support/kernels.js';
 import { attention } from './attention.js';
+import { packedAttention, packedAttentionComposite, type PackedAttentionOptions } from './packed-attention.js';
 
 function values(shape: number[], seed: number): Float32Array {
   return tf.tidy(() => tf.randomUniform(shape, -1, 1, 'float32', seed).dataSync() as Float32Array);
@@ -65,6 +66,68 @@ describe('attention', () => {
         },
       ),
       { numRuns: 30, seed: 11 },
+    );
+  });
+});
+
+describe('packedAttention', () => {
+  // The reference of the native kernel tests (src/accel/native/attention.test.ts):
+  // the composite form against plain per-head attention on q, k, v sliced out of qkv.
+  it('composite form: both qkv layouts and the logits bias, with its gradient, on cpu and wasm', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          nb: fc.integer({ min: 1, max: 3 }),
+          heads: fc.integer({ min: 1, max: 3 }),
+          hd: fc.integer({ min: 1, max: 5 }),
+          n: fc.integer({ min: 1, max: 7 }),
+          perHead: fc.boolean(),
+          bias: fc.boolean(),
+          scaleOn: fc.constantFrom<'logits' | 'query'>('logits', 'query'),
+          seed: fc.integer({ min: 1, max: 1e6 }),
+        }),
+        async (c) => {
+          const c3 = 3 * c.heads * c.hd;
+          const qs = [c.nb, c.n, c3];
+          const bs = [c.heads, c.n, c.n];
+          const [x, b, up] = [values(qs, c.seed), values(bs, c.seed + 1), values([c.nb, c.n, c.heads * c.hd], c.seed + 2)];
+          const scale = 1 / Math.sqrt(c.hd);
+          const run = (f: (qkv: tf.Tensor, bias?: tf.Tensor) => tf.Tensor) =>
+            tf.tidy(() => {
+              const inputs = [tf.tensor(x, qs), tf.tensor(b, bs)];
+              const xs = c.bias ? inputs : inputs.slice(0, 1);
+              const loss = () => tf.sum(tf.mul(f(inputs[0]!, c.bias ? inputs[1] : undefined), tf.tensor(up, [c.nb, c.n, c.heads * c.hd])));
+              const { grads } = tf.engine().gradients(loss, xs);
+              return [f(inputs[0]!, c.bias ? inputs[1] : undefined), ...grads].map((t) => t!.dataSync() as Float32Array);
+            });
+          // plain: q, k, v of head h are sliced at the columns the layout puts them
+          const plain = (qkv: tf.Tensor, bias?: tf.Tensor) => {
+            const column = (which: number, h: number) => (c.perHead ? (3 * h + which) * c.hd : (which * c.heads + h) * c.hd);
+            const heads = Array.from({ length: c.heads }, (_, h) => {
+              const [q, k, v] = [0, 1, 2].map((w) => tf.slice(qkv, [0, 0, column(w, h)], [c.nb, c.n, c.hd]));
+              const hb = bias ? tf.slice(bias, [h, 0, 0], [1, c.n, c.n]) : undefined;
+              return attention(q!, k!, v!, { scale, scaleOn: c.scaleOn, ...(hb ? { bias: hb } : {}) });
+            });
+            return tf.concat(heads, 2);
+          };
+          const options = (bias?: tf.Tensor): PackedAttentionOptions => ({
+            heads: c.heads,
+            scale,
+            scaleOn: c.scaleOn,
+            layout: c.perHead ? 'per-head' : 'qkv-major',
+            ...(bias ? { bias } : {}),
+          });
+          const expected = await onBackend('cpu', () => run(plain));
+          for (const backend of ['cpu', 'wasm']) {
+            const composite = await onBackend(backend, () => run((qkv, bias) => packedAttentionComposite(qkv, options(bias))));
+            composite.forEach((g, i) => expectClose(g, expected[i]!));
+            // whichever form is active on the backend (the native kernel where registered)
+            const active = await onBackend(backend, () => run((qkv, bias) => packedAttention(qkv, options(bias))));
+            active.forEach((g, i) => expectClose(g, expected[i]!));
+          }
+        },
+      ),
+      { numRuns: 30, seed: 12 },
     );
   });
 });

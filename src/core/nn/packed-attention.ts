@@ -1,10 +1,13 @@
 // Multi-head self-attention over packed qkv, as SAM's `Attention` computes it
 // between its qkv and proj linears (segment-anything
 // `modeling/image_encoder.py`), with the optional decomposed relative-position
-// bias (`add_decomposed_rel_pos`):
+// bias (`add_decomposed_rel_pos`), and as LeViT's / TinyViT's, with their
+// per-head qkv layout and learned logits bias:
 //
-//   qkv [nb, N, 3C] → q, k, v [nb, heads, N, hd]   (C = heads x hd, each token's (3, heads, hd))
-//   logits = (q * scale) k^T (+ relH[i, a] + relW[i, b] at key (a, b))
+//   qkv [nb, N, 3C] → q, k, v [nb, heads, N, hd]   (C = heads x hd, each token's
+//                     (3, heads, hd) or, per head, (heads, 3, hd))
+//   logits = (q * scale) k^T or (q k^T) * scale
+//            (+ relH[i, a] + relW[i, b] at key (a, b)) (+ bias [heads, N, N])
 //   out = softmax(logits) v → [nb, N, C] (heads merged)
 //
 // Where the native kernels are registered (src/core/native), the whole thing
@@ -15,7 +18,10 @@
 // matrix product.
 import * as tf from '@tensorflow/tfjs';
 import { pruneTape } from '../../accel/kernels/index.js';
+import type { QkvLayout } from '../../accel/native/attention-kernel.js';
 import { PEFT_ATTENTION, PEFT_ATTENTION_GRAD, fusedKernelActive } from '../../accel/native/fused-names.js';
+
+export type { QkvLayout };
 
 export interface PackedAttentionOptions {
   heads: number;
@@ -33,16 +39,26 @@ export interface PackedAttentionOptions {
    * kh * kw = N).
    */
   relPos?: { rh: tf.Tensor; rw: tf.Tensor; grid: [number, number] };
+  /**
+   * Where q, k, v sit in a token's `3C` values: `qkv-major` `[3, heads, hd]`
+   * (SAM's reshape, the default) or `per-head` `[heads, 3, hd]` (LeViT and
+   * TinyViT: `view(B, N, heads, -1)` then split).
+   */
+  layout?: QkvLayout;
+  /** Added to the logits of every row of the batch (after the rel-pos terms): `[heads, N, N]`. */
+  bias?: tf.Tensor;
 }
 
 /** `qkv [nb, N, 3C]` → `[nb, N, C]`: every token attends to every token of its row. */
 export function packedAttention(qkv: tf.Tensor, options: PackedAttentionOptions): tf.Tensor3D {
   pruneTape();
   const { rh, rw } = options.relPos ?? {};
-  const native = qkv.rank === 3 && qkv.size > 0 && [qkv, rh, rw].every((t) => !t || t.dtype === 'float32') && fusedKernelActive(PEFT_ATTENTION);
+  const { bias } = options;
+  const native =
+    qkv.rank === 3 && qkv.size > 0 && [qkv, rh, rw, bias].every((t) => !t || t.dtype === 'float32') && fusedKernelActive(PEFT_ATTENTION);
   if (!native) return packedAttentionComposite(qkv, options);
   const op = nativeOp(options);
-  return (rh && rw ? op(qkv, rh, rw) : op(qkv)) as tf.Tensor3D;
+  return op(...[qkv, rh, rw, bias].filter((t): t is tf.Tensor => t !== undefined)) as tf.Tensor3D;
 }
 
 interface Parts {
@@ -52,12 +68,21 @@ interface Parts {
 }
 
 /** q, k, v `[nb, heads, N, hd]` of qkv `[nb, N, 3C]`. */
-function split(qkv: tf.Tensor, heads: number): Parts {
+function split(qkv: tf.Tensor, heads: number, layout: QkvLayout): Parts {
   const [nb, n, c3] = qkv.shape as [number, number, number];
   const hd = c3 / (3 * heads);
-  const t = tf.transpose(tf.reshape(qkv, [nb, n, 3, heads, hd]), [2, 0, 3, 1, 4]); // [3, nb, heads, N, hd]
+  // → [3, nb, heads, N, hd]
+  const t =
+    layout === 'per-head'
+      ? tf.transpose(tf.reshape(qkv, [nb, n, heads, 3, hd]), [3, 0, 2, 1, 4])
+      : tf.transpose(tf.reshape(qkv, [nb, n, 3, heads, hd]), [2, 0, 3, 1, 4]);
   const [q, k, v] = tf.unstack(t) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
   return { q, k, v };
+}
+
+/** `[3, nb, heads, N, hd]` (dq, dk, dv stacked) → `[nb, N, 3C]` in the layout: the inverse of split. */
+function join(parts: tf.Tensor, shape: number[], layout: QkvLayout): tf.Tensor {
+  return tf.reshape(tf.transpose(parts, layout === 'per-head' ? [1, 3, 2, 0, 4] : [1, 3, 0, 2, 4]), shape);
 }
 
 /** `[nb, heads, N, hd]` → `[nb, N, heads * hd]`. */
@@ -87,7 +112,7 @@ function relPosTerms(q: tf.Tensor4D, rh: tf.Tensor, rw: tf.Tensor, grid: [number
 export function packedAttentionComposite(qkv: tf.Tensor, options: PackedAttentionOptions): tf.Tensor3D {
   return tf.tidy(() => {
     const { heads, scale } = options;
-    const { q, k, v } = split(qkv, heads);
+    const { q, k, v } = split(qkv, heads, options.layout ?? 'qkv-major');
     const [nb, , n] = q.shape;
     let logits: tf.Tensor =
       (options.scaleOn ?? 'query') === 'query' ? tf.matMul(tf.mul(q, scale), k, false, true) : tf.mul(tf.matMul(q, k, false, true), scale);
@@ -99,6 +124,7 @@ export function packedAttentionComposite(qkv: tf.Tensor, options: PackedAttentio
       const bias = tf.add(tf.reshape(relH, [nb, heads, n, kh, 1]), tf.reshape(relW, [nb, heads, n, 1, kw]));
       logits = tf.add(logits, tf.reshape(bias, [nb, heads, n, kh * kw]));
     }
+    if (options.bias) logits = tf.add(logits, options.bias);
     return mergeHeads(tf.matMul(tf.softmax(logits), v));
   });
 }
@@ -108,13 +134,13 @@ export function packedAttentionComposite(qkv: tf.Tensor, options: PackedAttentio
  * native kernels were turned off between the forward and the backward pass.
  */
 function backwardComposite(dout: tf.Tensor, qkv: tf.Tensor, probs: tf.Tensor, attrs: NativeAttrs, rh?: tf.Tensor, rw?: tf.Tensor): tf.Tensor[] {
-  const { heads, scale } = attrs;
-  const { q, k, v } = split(qkv, heads);
+  const { heads, scale, layout } = attrs;
+  const { q, k, v } = split(qkv, heads, layout);
   const [nb, , n, hd] = q.shape;
   const dO = tf.transpose(tf.reshape(dout, [nb, n, heads, hd]), [0, 2, 1, 3]);
   const dP = tf.matMul(dO, v, false, true);
   const dv = tf.matMul(probs, dO, true, false);
-  let dL = tf.mul(probs, tf.sub(dP, tf.sum(tf.mul(dP, probs), -1, true)));
+  const dL = tf.mul(probs, tf.sub(dP, tf.sum(tf.mul(dP, probs), -1, true)));
   let dq: tf.Tensor;
   let dk: tf.Tensor;
   const onQuery = attrs.scaleOnQuery;
@@ -149,8 +175,8 @@ function backwardComposite(dout: tf.Tensor, qkv: tf.Tensor, probs: tf.Tensor, at
     dq = tf.add(dq, tf.reshape(tf.add(dqH, dqW), dq.shape));
     extra.push(drh, drw);
   }
-  dL = tf.stack([dq, dk, dv]); // [3, nb, heads, N, hd]
-  const dqkv = tf.reshape(tf.transpose(dL, [1, 3, 0, 2, 4]), qkv.shape);
+  if (attrs.withBias) extra.push(tf.sum(dL, 0)); // the bias is broadcast over nb
+  const dqkv = join(tf.stack([dq, dk, dv]), qkv.shape, layout);
   return [dqkv, ...extra];
 }
 
@@ -159,24 +185,31 @@ interface NativeAttrs {
   heads: number;
   scale: number;
   scaleOnQuery: boolean;
+  layout: QkvLayout;
   grid: [number, number];
+  withBias: boolean;
 }
 
 const opCache = new Map<string, (...args: tf.Tensor[]) => tf.Tensor>();
 
 function nativeOp(options: PackedAttentionOptions): (...args: tf.Tensor[]) => tf.Tensor {
   const rel = Boolean(options.relPos);
+  const withBias = Boolean(options.bias);
   const scaleOnQuery = (options.scaleOn ?? 'query') === 'query';
   const [qh, qw] = options.relPos?.grid ?? [0, 0];
-  const attrs: NativeAttrs = { heads: options.heads, scale: options.scale, scaleOnQuery, grid: [qh, qw] };
+  const attrs: NativeAttrs = { heads: options.heads, scale: options.scale, scaleOnQuery, layout: options.layout ?? 'qkv-major', grid: [qh, qw], withBias };
   const key = JSON.stringify([attrs, rel]);
   let op = opCache.get(key);
   if (op) return op;
   op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const save = args.pop() as tf.GradSaveFunc;
-    const [qkv, rh, rw] = args as tf.Tensor[];
-    const inputs: tf.NamedTensorMap = { qkv: qkv!, ...(rel ? { rh: rh!, rw: rw! } : {}) };
+    // qkv, then rh and rw with the rel-pos bias, then the logits bias
+    const [qkv, ...rest] = args as tf.Tensor[];
+    const [rh, rw] = rel ? rest : [];
+    const bias = withBias ? rest[rest.length - 1] : undefined;
+    const inputs: tf.NamedTensorMap = { qkv: qkv!, ...(rel ? { rh: rh!, rw: rw! } : {}), ...(bias ? { bias } : {}) };
     const [value, probs] = tf.engine().runKernel(PEFT_ATTENTION, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    // the backward needs neither the bias nor the logits: only the probs are kept
     save(rel ? [qkv!, probs!, rh!, rw!] : [qkv!, probs!]);
     return {
       value: value!,
