@@ -94,6 +94,28 @@ export interface PeftNativeAddon {
     params: Int32Array,
     scalars: Float64Array,
   ): void;
+  /**
+   * A linear layer with a low-rank update of its enabled output groups (LoRA): y [n, out] = x W^T + bias + scaling
+   * (x A_j^T) B_j^T per enabled group, and t = x A^T [n, r*k]; bias may be null; params = [n, in, out, r, groups,
+   * offsets of the 7 arrays, enabled flag per group].
+   */
+  lowRankLinear(x: Float32Array, w: Float32Array, bias: Float32Array | null, a: Float32Array, b: Float32Array, y: Float32Array, t: Float32Array, params: Int32Array, scaling: number): void;
+  /** Its gradients dx, da, db, dw, dbias (each computed when its array is given); params = [n, in, out, r, groups, offsets of the 11 arrays, enabled flags]. */
+  lowRankLinearGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    t: Float32Array,
+    dx: Float32Array | null,
+    da: Float32Array | null,
+    db: Float32Array | null,
+    dw: Float32Array | null,
+    dbias: Float32Array | null,
+    params: Int32Array,
+    scaling: number,
+  ): void;
   /** Threads for OpenBLAS and for the addon's own loops. */
   setThreads(n: number): void;
   info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number };

@@ -12,6 +12,7 @@
 #include "blas.h"
 #include "conv.h"
 #include "attention_entry.h"
+#include "lowrank.h"
 #include "reduce.h"
 #include "fused_entry.h"
 #include "gemm.h"
@@ -192,6 +193,7 @@ napi_value Init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   peft::defineFusedKernels(env, exports);
   peft::defineAttentionKernels(env, exports);
+  peft::defineLowRankKernels(env, exports);
   peft::defineReduceKernels(env, exports);
   peft::setThreadCount(openblas_get_num_threads());
   return exports;

@@ -8,7 +8,7 @@
 //                      lora_A [r*k, in], lora_B [(out/G)*k, r] for k enabled
 //                      groups; the j-th blocks belong to the j-th enabled group.
 // A is kaiming-uniform and B zero at init, so the layer equals its base.
-import { Module, PeftError, kaimingUniform, linear, tf, type LinearLike, type Parameter, FoldedDelta } from '../../src/index.js';
+import { Module, PeftError, kaimingUniform, linear, lowRankLinear, tf, type LinearLike, type Parameter, FoldedDelta } from '../../src/index.js';
 
 /** The weight (and bias) a LoRA layer takes over from the layer it replaces. */
 export interface BaseLinearParams {
@@ -60,6 +60,9 @@ abstract class LowRankLinear extends Module implements LinearLike {
     return this.folded !== undefined;
   }
 
+  /** Which output groups have an update (`[true]`: the whole layer). */
+  protected abstract groups(): boolean[];
+
   /** The low-rank branch on flattened input `[N, in]` → `[N, out]`, scaled. */
   protected abstract update(x: tf.Tensor2D): tf.Tensor2D;
 
@@ -72,10 +75,18 @@ abstract class LowRankLinear extends Module implements LinearLike {
       const x2 = tf.reshape(x, [-1, this.inFeatures]) as tf.Tensor2D;
       const w = this.param('weight').variable;
       const bias = this.hasParam('bias') ? this.param('bias').variable : undefined;
+      const dropout = this.training && this.dropout > 0;
+      if (!this.merged && !dropout && !this.fanInFanOut) {
+        // the whole layer in one kernel each way where the native kernels are on (core lowRankLinear)
+        const a = this.param('lora_A').variable as tf.Tensor2D;
+        const b = this.param('lora_B').variable as tf.Tensor2D;
+        const y = lowRankLinear(x2, w as tf.Tensor2D, bias as tf.Tensor1D | undefined, a, b, this.scaling, this.groups());
+        return tf.reshape(y, [...lead, this.outFeatures]);
+      }
       let y = this.fanInFanOut ? tf.matMul(x2, w) : linear(x2, w);
       if (bias) y = tf.add(y, bias);
       if (!this.merged) {
-        const xd = this.training && this.dropout > 0 ? (tf.dropout(x2, this.dropout) as tf.Tensor2D) : x2;
+        const xd = dropout ? (tf.dropout(x2, this.dropout) as tf.Tensor2D) : x2;
         y = tf.add(y, this.update(xd));
       }
       return tf.reshape(y, [...lead, this.outFeatures]);
@@ -111,6 +122,10 @@ export class LoraLinear extends LowRankLinear {
     this.registerParameter('lora_B', tf.zeros([this.outFeatures, this.r]));
   }
 
+  protected groups(): boolean[] {
+    return [true];
+  }
+
   protected update(x: tf.Tensor2D): tf.Tensor2D {
     const a = this.param('lora_A').variable;
     const b = this.param('lora_B').variable;
@@ -140,6 +155,10 @@ export class GroupedLoraLinear extends LowRankLinear {
     this.groupWidth = this.outFeatures / groups;
     this.registerParameter('lora_A', kaimingUniform([this.r * k, this.inFeatures], this.inFeatures));
     this.registerParameter('lora_B', tf.zeros([this.groupWidth * k, this.r]));
+  }
+
+  protected groups(): boolean[] {
+    return this.enabled;
   }
 
   /** For each group: the index j among enabled groups, or -1 when disabled. */

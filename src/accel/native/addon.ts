@@ -90,6 +90,24 @@ export interface NativeAddon {
     params: Int32Array,
     scale: number,
   ): void;
+  /** The low-rank linear layer (native/src/lowrank.cc); params = [n, in, out, r, groups, offsets of the 7 arrays, enabled flag per group]. */
+  lowRankLinear(x: Float32Array, w: Float32Array, bias: Float32Array | null, a: Float32Array, b: Float32Array, y: Float32Array, t: Float32Array, params: Int32Array, scaling: number): void;
+  /** Its gradients (the non-null ones); params = [n, in, out, r, groups, offsets of the 11 arrays, enabled flag per group]. */
+  lowRankLinearGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    a: Float32Array,
+    b: Float32Array,
+    t: Float32Array,
+    dx: Float32Array | null,
+    da: Float32Array | null,
+    db: Float32Array | null,
+    dw: Float32Array | null,
+    dbias: Float32Array | null,
+    params: Int32Array,
+    scaling: number,
+  ): void;
   setThreads(n: number): void;
   info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number };
 }

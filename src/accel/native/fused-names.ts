@@ -37,7 +37,15 @@ export const PEFT_ADAM = 'PeftAdam';
  */
 export const PEFT_SENSITIVITY_EMA = 'PeftSensitivityEma';
 
-export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD, PEFT_ATTENTION, PEFT_ATTENTION_GRAD, PEFT_ADAM, PEFT_SENSITIVITY_EMA] as const;
+/**
+ * A linear layer with a low-rank update of its enabled output groups (core `lowRankLinear`, LoRA):
+ * `{x, w, bias?, a, b}`, attrs `{scaling, groups: number[] (1 enabled, 0 not)}` → [y `[N, out]`, t = x A^T `[N, r*k]`].
+ */
+export const PEFT_LOW_RANK_LINEAR = 'PeftLowRankLinear';
+/** Its gradient: `{dy, x, w, a, b, t}`, attrs as the forward's plus `{dx, da, db, dw, dbias}` (booleans) → the gradients asked, in that order. */
+export const PEFT_LOW_RANK_LINEAR_GRAD = 'PeftLowRankLinearGrad';
+
+export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD, PEFT_ATTENTION, PEFT_ATTENTION_GRAD, PEFT_ADAM, PEFT_SENSITIVITY_EMA, PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_GRAD] as const;
 
 /** Whether `name` is registered for the active backend (the native kernels are on there). */
 export function fusedKernelActive(name: string): boolean {

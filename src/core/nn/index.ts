@@ -6,3 +6,4 @@ export * from './init.js';
 export * from './grad.js';
 export * from './containers.js';
 export * from './embedding.js';
+export * from './low-rank-linear.js';

@@ -1,0 +1,194 @@
+// The low-rank linear layer (lowrank.h) on OpenBLAS: every product is one
+// strided sgemm reading and writing the operands in place (a group's columns
+// of y and dy, a slot's columns of t), with alpha = scaling where the update
+// is scaled, and beta = 1 where it accumulates into y or dx: no slice,
+// concat, zeros or elementwise pass.
+//
+// N-API entry points:
+//   lowRankLinear(x, w, bias, a, b, y, t, params, scaling)
+//     params = [n, in, out, r, G, xOff, wOff, biasOff, aOff, bOff, yOff, tOff, enabled x G]
+//   lowRankLinearGrad(dy, x, w, a, b, t, dx, da, db, dw, dbias, params, scaling)
+//     params = [n, in, out, r, G, dyOff, xOff, wOff, aOff, bOff, tOff, dxOff, daOff, dbOff, dwOff, dbiasOff, enabled x G]
+// bias and the gradients are optional (null); every range is checked against
+// its array before a pointer into it is formed.
+#include "lowrank.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "blas.h"
+#include "napi_args.h"
+#include "parallel.h"
+
+namespace peft {
+namespace {
+
+// C[m, n] = alpha op(A) op(B) + beta C with leading dimensions, row-major; one
+// OpenBLAS thread below kThreadedWork multiply-adds (JS thread only, as sgemmSized).
+void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int64_t i = 0; i < m; i++) {
+      float* row = c + i * ldc;
+      if (beta == 0.0f) std::fill(row, row + n, 0.0f);
+      else if (beta != 1.0f) for (int64_t j = 0; j < n; j++) row[j] *= beta;
+    }
+    return;
+  }
+  const double work = static_cast<double>(m) * n * k;
+  useBlasThreads(work >= kThreadedWork ? threadCount() : 1);
+  cblas_sgemm(kRowMajor, transA ? kTrans : kNoTrans, transB ? kTrans : kNoTrans, static_cast<int>(m), static_cast<int>(n),
+              static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+}
+
+// (group, slot) of each enabled group, in order.
+std::vector<std::pair<int64_t, int64_t>> slots(const LowRankShape& s) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t g = 0; g < s.groups; g++) {
+    if (s.enabled[g]) out.push_back({g, static_cast<int64_t>(out.size())});
+  }
+  return out;
+}
+}  // namespace
+
+void lowRankForward(const LowRankShape& s, const float* x, const float* w, const float* bias, const float* a,
+                    const float* b, float* y, float* t) {
+  const auto sl = slots(s);
+  const int64_t rk = s.r * static_cast<int64_t>(sl.size());
+  const int64_t gw = s.out / s.groups;
+  if (bias) {
+    for (int64_t i = 0; i < s.n; i++) std::memcpy(y + i * s.out, bias, sizeof(float) * s.out);
+  }
+  gemm(false, true, s.n, s.out, s.in, 1.0f, x, s.in, w, s.in, bias ? 1.0f : 0.0f, y, s.out);
+  gemm(false, true, s.n, rk, s.in, 1.0f, x, s.in, a, s.in, 0.0f, t, rk);
+  for (const auto& [g, j] : sl) {
+    gemm(false, true, s.n, gw, s.r, s.scaling, t + j * s.r, rk, b + j * gw * s.r, s.r, 1.0f, y + g * gw, s.out);
+  }
+}
+
+void lowRankBackward(const LowRankShape& s, const float* dy, const float* x, const float* w, const float* a,
+                     const float* b, const float* t, float* dx, float* da, float* db, float* dw, float* dbias) {
+  const auto sl = slots(s);
+  const int64_t rk = s.r * static_cast<int64_t>(sl.size());
+  const int64_t gw = s.out / s.groups;
+  if (dx || da) {
+    // u = [dy_g B_j]_j [n, r*k]: the gradient of t, unscaled
+    std::vector<float> u(static_cast<size_t>(s.n * rk));
+    for (const auto& [g, j] : sl) {
+      gemm(false, false, s.n, s.r, gw, 1.0f, dy + g * gw, s.out, b + j * gw * s.r, s.r, 0.0f, u.data() + j * s.r, rk);
+    }
+    if (dx) {
+      gemm(false, false, s.n, s.in, s.out, 1.0f, dy, s.out, w, s.in, 0.0f, dx, s.in);
+      gemm(false, false, s.n, s.in, rk, s.scaling, u.data(), rk, a, s.in, 1.0f, dx, s.in);
+    }
+    if (da) gemm(true, false, rk, s.in, s.n, s.scaling, u.data(), rk, x, s.in, 0.0f, da, s.in);
+  }
+  if (db) {
+    for (const auto& [g, j] : sl) {
+      gemm(true, false, gw, s.r, s.n, s.scaling, dy + g * gw, s.out, t + j * s.r, rk, 0.0f, db + j * gw * s.r, s.r);
+    }
+  }
+  if (dw) gemm(true, false, s.out, s.in, s.n, 1.0f, dy, s.out, x, s.in, 0.0f, dw, s.in);
+  if (dbias) {
+    std::fill(dbias, dbias + s.out, 0.0f);
+    for (int64_t i = 0; i < s.n; i++) {
+      const float* row = dy + i * s.out;
+      for (int64_t c = 0; c < s.out; c++) dbias[c] += row[c];
+    }
+  }
+}
+
+namespace {
+constexpr int kShape = 5;
+
+struct Operand {
+  const char* name;
+  bool optional;
+  int64_t size;
+};
+
+std::vector<Operand> forwardOperands(const LowRankShape& s, int64_t k) {
+  const int64_t gw = s.out / s.groups;
+  return {{"x", false, s.n * s.in},        {"w", false, s.out * s.in},       {"bias", true, s.out},
+          {"a", false, s.r * k * s.in},    {"b", false, gw * k * s.r},       {"y", false, s.n * s.out},
+          {"t", false, s.n * s.r * k}};
+}
+
+std::vector<Operand> backwardOperands(const LowRankShape& s, int64_t k) {
+  const int64_t gw = s.out / s.groups;
+  return {{"dy", false, s.n * s.out},   {"x", false, s.n * s.in},        {"w", false, s.out * s.in},
+          {"a", false, s.r * k * s.in}, {"b", false, gw * k * s.r},      {"t", false, s.n * s.r * k},
+          {"dx", true, s.n * s.in},     {"da", true, s.r * k * s.in},    {"db", true, gw * k * s.r},
+          {"dw", true, s.out * s.in},   {"dbias", true, s.out}};
+}
+
+// Reads the shape from params, then arrays argv[0..k) at the offsets params[kShape + i];
+// the G enabled flags follow the offsets. scaling is argv[k + 1].
+bool readCall(napi_env env, napi_callback_info info, const std::string& fn, size_t k, LowRankShape* s,
+              std::vector<float*>* ptrs, std::vector<Operand> (*operands)(const LowRankShape&, int64_t)) {
+  size_t argc = 16;
+  napi_value argv[16];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc < k + 2) return fail(env, fn + ": expected " + std::to_string(k) + " arrays, params, scaling");
+  std::vector<int64_t> p;
+  if (!i32(env, argv[k], &p, -1, (fn + " params").c_str())) return false;
+  if (p.size() < kShape + k) return fail(env, fn + ": params too short");
+  s->n = p[0];
+  s->in = p[1];
+  s->out = p[2];
+  s->r = p[3];
+  s->groups = p[4];
+  if (s->n < 0 || s->in < 0 || s->out < 0 || s->r < 1 || s->groups < 1) return fail(env, fn + ": bad sizes");
+  if (s->out % s->groups != 0) return fail(env, fn + ": out is not divisible into the groups");
+  if (static_cast<int64_t>(p.size()) != kShape + static_cast<int64_t>(k) + s->groups) {
+    return fail(env, fn + ": expected " + std::to_string(kShape + k + s->groups) + " params");
+  }
+  s->enabled.assign(static_cast<size_t>(s->groups), false);
+  int64_t enabled = 0;
+  for (int64_t g = 0; g < s->groups; g++) {
+    s->enabled[g] = p[kShape + k + g] != 0;
+    enabled += s->enabled[g] ? 1 : 0;
+  }
+  double scaling = 0;
+  if (napi_get_value_double(env, argv[k + 1], &scaling) != napi_ok) return fail(env, fn + ": expected a scaling number");
+  s->scaling = static_cast<float>(scaling);
+  const auto ops = operands(*s, enabled);
+  ptrs->assign(k, nullptr);
+  for (size_t i = 0; i < k; i++) {
+    const std::string what = fn + " " + ops[i].name;
+    if (ops[i].optional && isNullish(env, argv[i])) continue;
+    F32 arr;
+    if (!f32(env, argv[i], &arr, what.c_str())) return false;
+    if (!inside(env, arr, p[kShape + i], ops[i].size, what.c_str())) return false;
+    (*ptrs)[i] = arr.data + p[kShape + i];
+  }
+  return true;
+}
+
+napi_value LowRankLinear(napi_env env, napi_callback_info info) {
+  LowRankShape s;
+  std::vector<float*> p;
+  if (!readCall(env, info, "lowRankLinear", 7, &s, &p, forwardOperands)) return nullptr;
+  lowRankForward(s, p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
+  return undefinedValue(env);
+}
+
+napi_value LowRankLinearGrad(napi_env env, napi_callback_info info) {
+  LowRankShape s;
+  std::vector<float*> p;
+  if (!readCall(env, info, "lowRankLinearGrad", 11, &s, &p, backwardOperands)) return nullptr;
+  lowRankBackward(s, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]);
+  return undefinedValue(env);
+}
+}  // namespace
+
+void defineLowRankKernels(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"lowRankLinear", nullptr, LowRankLinear, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"lowRankLinearGrad", nullptr, LowRankLinearGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+}
+}  // namespace peft

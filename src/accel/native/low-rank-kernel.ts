@@ -1,0 +1,128 @@
+// The low-rank linear kernels (PeftLowRankLinear, PeftLowRankLinearGrad) on
+// the addon (native/src/lowrank.cc), used by core `lowRankLinear`
+// (src/core/nn/low-rank-linear.ts). Like the other native kernels they read
+// and write the tensors' memory in place; they have no tfjs kernel to fall back
+// to (lowRankLinear runs its composite form where they are not registered).
+//
+//   PeftLowRankLinear      inputs x [N, in], w [out, in], bias? [out], a [r*k, in], b [gw*k, r] → y [N, out], t [N, r*k]
+//   PeftLowRankLinearGrad  inputs dy, x, w, a, b, t → the gradients asked by attrs dx, da, db, dw, dbias, in that order
+import * as tf from '@tensorflow/tfjs';
+import type { NativeAddon } from './addon.js';
+import { PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_GRAD } from './fused-names.js';
+import { storageFor, type Storage } from './storage.js';
+
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+
+const MAX_INT32 = 2 ** 31 - 1;
+
+export interface LowRankAttrs {
+  scaling: number;
+  /** Per output group: 1 when it has a low-rank update (its slot j counts the enabled groups before it). */
+  groups: number[];
+}
+
+export interface LowRankGradAttrs extends LowRankAttrs {
+  dx: boolean;
+  da: boolean;
+  db: boolean;
+  dw: boolean;
+  dbias: boolean;
+}
+
+interface Shape {
+  n: number;
+  inF: number;
+  out: number;
+  r: number;
+  k: number;
+}
+
+const same = (t: tf.TensorInfo, shape: number[]) => t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
+
+function describe(name: string, x: tf.TensorInfo, w: tf.TensorInfo, a: tf.TensorInfo, b: tf.TensorInfo, attrs: LowRankAttrs): Shape {
+  if (x.shape.length !== 2 || w.shape.length !== 2 || a.shape.length !== 2 || b.shape.length !== 2) {
+    throw new Error(`${name}: x, w, a and b must be matrices, got shapes ${x.shape}, ${w.shape}, ${a.shape}, ${b.shape}`);
+  }
+  const [n, inF] = x.shape as [number, number];
+  const out = w.shape[0]!;
+  const groups = attrs.groups.length;
+  const k = attrs.groups.filter((g) => g).length;
+  if (groups < 1 || out % groups !== 0 || k < 1) throw new Error(`${name}: ${out} outputs do not split into ${groups} groups with one enabled at least`);
+  const gw = out / groups;
+  const r = b.shape[1]!;
+  if (w.shape[1] !== inF || !same(a, [r * k, inF]) || !same(b, [gw * k, r])) {
+    throw new Error(`${name}: shapes x ${x.shape}, w ${w.shape}, a ${a.shape}, b ${b.shape} do not fit ${k} enabled of ${groups} groups`);
+  }
+  if (Math.max(n * inF, n * out, out * inF, n * r * k) > MAX_INT32) throw new Error(`${name}: tensors too large`);
+  return { n, inF, out, r, k };
+}
+
+function check(name: string, st: Storage, tensors: (tf.TensorInfo | undefined)[]): void {
+  for (const t of tensors) if (t && !st.usable(t)) throw new Error(`${name} (native): expected float32 tensors on the backend, got ${t.dtype}`);
+}
+
+function params(s: Shape, attrs: LowRankAttrs, offsets: number[]): Int32Array {
+  return Int32Array.from([s.n, s.inF, s.out, s.r, attrs.groups.length, ...offsets, ...attrs.groups.map((g) => (g ? 1 : 0))]);
+}
+
+function forward(backendName: string, addon: NativeAddon): tf.KernelConfig {
+  const kernelFunc = ({ inputs, backend, attrs }: KernelArgs) => {
+    const st = storageFor(backendName, backend);
+    const { x, w, bias, a, b } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo; bias?: tf.TensorInfo; a: tf.TensorInfo; b: tf.TensorInfo };
+    const at = attrs as unknown as LowRankAttrs;
+    check(PEFT_LOW_RANK_LINEAR, st, [x, w, bias, a, b]);
+    const s = describe(PEFT_LOW_RANK_LINEAR, x, w, a, b, at);
+    if (bias && !same(bias, [s.out])) throw new Error(`${PEFT_LOW_RANK_LINEAR}: bias ${bias.shape} is not [${s.out}]`);
+    const y = st.alloc([s.n, s.out]);
+    const t = st.alloc([s.n, s.r * s.k]);
+    const v = [x, w, bias, a, b, y, t].map((u) => (u ? st.view(u) : undefined));
+    addon.lowRankLinear(v[0]!.array, v[1]!.array, v[2]?.array ?? null, v[3]!.array, v[4]!.array, v[5]!.array, v[6]!.array, params(s, at, v.map((u) => u?.offset ?? 0)), at.scaling);
+    return [y, t];
+  };
+  return { kernelName: PEFT_LOW_RANK_LINEAR, backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc };
+}
+
+function backward(backendName: string, addon: NativeAddon): tf.KernelConfig {
+  const kernelFunc = ({ inputs, backend, attrs }: KernelArgs) => {
+    const st = storageFor(backendName, backend);
+    const { dy, x, w, a, b, t } = inputs as Record<'dy' | 'x' | 'w' | 'a' | 'b' | 't', tf.TensorInfo>;
+    const at = attrs as unknown as LowRankGradAttrs;
+    check(PEFT_LOW_RANK_LINEAR_GRAD, st, [dy, x, w, a, b, t]);
+    const s = describe(PEFT_LOW_RANK_LINEAR_GRAD, x, w, a, b, at);
+    if (!same(dy, [s.n, s.out]) || !same(t, [s.n, s.r * s.k])) {
+      throw new Error(`${PEFT_LOW_RANK_LINEAR_GRAD}: dy ${dy.shape} or t ${t.shape} do not match x ${x.shape}, w ${w.shape}, a ${a.shape}`);
+    }
+    const dx = at.dx ? st.alloc(x.shape) : undefined;
+    const da = at.da ? st.alloc(a.shape) : undefined;
+    const db = at.db ? st.alloc(b.shape) : undefined;
+    const dw = at.dw ? st.alloc(w.shape) : undefined;
+    const dbias = at.dbias ? st.alloc([s.out]) : undefined;
+    const v = [dy, x, w, a, b, t, dx, da, db, dw, dbias].map((u) => (u ? st.view(u) : undefined));
+    const arr = (i: number) => v[i]?.array ?? null;
+    addon.lowRankLinearGrad(
+      v[0]!.array,
+      v[1]!.array,
+      v[2]!.array,
+      v[3]!.array,
+      v[4]!.array,
+      v[5]!.array,
+      arr(6),
+      arr(7),
+      arr(8),
+      arr(9),
+      arr(10),
+      params(s, at, v.map((u) => u?.offset ?? 0)),
+      at.scaling,
+    );
+    return [dx, da, db, dw, dbias].filter((u): u is tf.TensorInfo => u !== undefined);
+  };
+  return { kernelName: PEFT_LOW_RANK_LINEAR_GRAD, backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc };
+}
+
+export const LOW_RANK_KERNELS = [PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_GRAD];
+
+export function makeLowRankKernel(name: string, backendName: string, addon: NativeAddon): tf.KernelConfig | undefined {
+  if (name === PEFT_LOW_RANK_LINEAR) return forward(backendName, addon);
+  if (name === PEFT_LOW_RANK_LINEAR_GRAD) return backward(backendName, addon);
+  return undefined;
+}
