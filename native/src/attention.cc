@@ -216,9 +216,9 @@ void backwardPair(const AttentionShape& s, const float* dout, const float* qkv, 
     }
     gemm(true, false, n, hd, n, 1.0f, dL, n, qs, hd, 0.0f, dk, ld3);  // dk = dL^T (q s)
   } else {
-    for (int64_t j = 0; j < n * n; j++) dL[j] = dL[j] * s.scale;
-    gemm(false, false, n, hd, n, 1.0f, dL, n, pr.k, ld3, 0.0f, dq, ld3);
-    gemm(true, false, n, hd, n, 1.0f, dL, n, pr.q, ld3, 0.0f, dk, ld3);
+    // d(q k^T) = dL s: the scale rides on the products (alpha) rather than a pass over dL
+    gemm(false, false, n, hd, n, s.scale, dL, n, pr.k, ld3, 0.0f, dq, ld3);
+    gemm(true, false, n, hd, n, s.scale, dL, n, pr.q, ld3, 0.0f, dk, ld3);
   }
   if (rel) relPosBackward(s, pr.q, rh, rw, dRelH, dRelW, dq, drh, drw);
 }
