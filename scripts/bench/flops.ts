@@ -28,11 +28,12 @@ export function kernelFlops(k: KernelRecord): number {
     }
     case 'PeftAttention': {
       // qkv [nb, N, 3C], probs [nb, heads, N, N]: q k^T and P v, 2 * N^2 * hd MACs per (batch, head),
-      // plus the rel-pos terms (q . rh, q . rw) when the tables are given (b = rh)
+      // plus the rel-pos terms (q . rh, q . rw) when the tables are given (inputs qkv, rh, rw[, bias]:
+      // a lone second input is the logits bias [heads, N, N], no products)
       const probs = k.outputShapes[1];
       if (!a || !probs) return 0;
       const c = a[2]! / 3;
-      const rel = b ? 2 * size(a.slice(0, 2)) * c * (b[1]! + (k.inputShapes[2]?.[1] ?? 0)) : 0;
+      const rel = b && k.inputShapes.length >= 3 ? 2 * size(a.slice(0, 2)) * c * (b[1]! + (k.inputShapes[2]?.[1] ?? 0)) : 0;
       return 4 * size(probs) * (c / probs[1]!) + rel;
     }
     case 'PeftAttentionGrad': {
