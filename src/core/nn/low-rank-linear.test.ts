@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ensureWasmBackend, onBackend } from '../../../test/support/kernels.js';
 import { RUNS, built, close, load, rand, whyNotBuilt, without } from '../../../test/support/native.js';
+import { valueAndGradsLowMemory } from '../../accel/kernels/index.js';
 import { PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_GRAD } from '../../accel/native/fused-names.js';
 import { fusedKernelActive, registerNativeKernels, setNativeKernelsEnabled } from '../../accel/native/index.js';
 import { lowRankLinear, lowRankLinearComposite } from './low-rank-linear.js';
@@ -148,6 +149,32 @@ describe.skipIf(!built)('native lowRankLinear on the cpu backend', () => {
     });
     expect(names0.filter((n) => n === PEFT_LOW_RANK_LINEAR_GRAD)).toHaveLength(1);
     tf.dispose([got.value, want.value, ...Object.values(got.grads), ...Object.values(want.grads), w, bias, a, b, pre, ...Object.values(o)]);
+  });
+
+  it('gives the engine gradients under the low-memory backward pass, and leaves no tensor behind', () => {
+    const c: LrCase = { n: 6, inF: 5, gw: 3, r: 2, groups: [true, false, true], bias: true, scaling: 0.5, seed: 12 };
+    const o = operands(c);
+    const w = tf.variable(o.w, false);
+    const bias = tf.variable(o.bias, false);
+    const a = tf.variable(o.a, true);
+    const b = tf.variable(o.b, true);
+    const pre = tf.variable(rand([c.n, c.inF], 13), true);
+    // two sites: the first's x from frozen tensors only, the second's from the first
+    const loss = () =>
+      tf.tidy(() => {
+        const h = lowRankLinear(o.x, w, bias, a, b, c.scaling, c.groups);
+        const x2 = tf.mul(tf.slice(h, [0, 0], [c.n, c.inF]), pre) as tf.Tensor2D;
+        return tf.sum(tf.mul(lowRankLinear(x2, w, bias, a, b, c.scaling, c.groups), o.dy)) as tf.Scalar;
+      });
+    const xs = [a, b, pre];
+    const ref = tf.engine().gradients(loss, xs);
+    const before = tf.memory().numTensors;
+    const low = valueAndGradsLowMemory(loss, xs);
+    expect(low.value.dataSync()[0]).toBe(ref.value.dataSync()[0]);
+    low.grads.forEach((g, i) => expect(Array.from(g!.dataSync())).toEqual(Array.from(ref.grads[i]!.dataSync())));
+    tf.dispose([low.value, ...(low.grads as tf.Tensor[])]);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([ref.value, ...ref.grads, w, bias, a, b, pre, ...Object.values(o)]);
   });
 
   it('makes a gradient it did not foresee when asked (a frozen weight differentiated for all the same)', () => {
