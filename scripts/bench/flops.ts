@@ -46,6 +46,28 @@ export function kernelFlops(k: KernelRecord): number {
       const rel = rh ? 4 * size(qkv.slice(0, 2)) * c * (rh[1]! + (k.inputShapes[4]?.[1] ?? 0)) : 0;
       return 8 * size(probs) * (c / probs[1]!) + rel;
     }
+    case 'PeftLowRankLinear': {
+      // inputs x [N, in], a [r*k, in], b [gw*k, r], w [out, in]: x W^T, t = x A^T, t_j B_j^T
+      const [x, la, lb, w] = k.inputShapes;
+      if (!x || !la || !lb || !w) return 0;
+      return 2 * x[0]! * (x[1]! * w[0]! + la[0]! * x[1]! + lb[0]! * lb[1]!);
+    }
+    case 'PeftLowRankLinearGrad': {
+      // inputs dy, x, w, a, b, t; outputs those of dx, da, db, dw, dbias asked, in that order
+      const [, x, w, la, lb] = k.inputShapes;
+      if (!x || !w || !la || !lb) return 0;
+      const [n, inF] = [x[0]!, x[1]!];
+      const same = (s: number[] | undefined, t: number[]) => s !== undefined && s.length === t.length && s.every((d, i) => d === t[i]);
+      let i = 0;
+      const has = (t: number[]) => (same(k.outputShapes[i], t) ? (i++, true) : false);
+      const [dx, da, db, dw] = [has(x), has(la), has(lb), has(w)];
+      let f = dx || da ? 2 * n * lb[0]! * lb[1]! : 0; // u = dy_g B_j
+      if (dx) f += 2 * n * inF * (w[0]! + la[0]!);
+      if (da) f += 2 * la[0]! * inF * n;
+      if (db) f += 2 * lb[0]! * lb[1]! * n;
+      if (dw) f += 2 * w[0]! * inF * n;
+      return f;
+    }
     case 'Conv2D':
     case 'FusedConv2D': {
       // filter [kh, kw, ci, co]
