@@ -63,7 +63,10 @@ abstract class LowRankLinear extends Module implements LinearLike {
   /** Which output groups have an update (`[true]`: the whole layer). */
   protected abstract groups(): boolean[];
 
-  /** The low-rank branch on flattened input `[N, in]` → `[N, out]`, scaled. */
+  /**
+   * The low-rank branch on flattened input `[N, in]` → `[N, out]`, scaled. Used with dropout (and
+   * fanInFanOut); otherwise `forward` runs the same arithmetic as core `lowRankLinear`.
+   */
   protected abstract update(x: tf.Tensor2D): tf.Tensor2D;
 
   /** The scaled update as a `[out, in]` matrix (what `merge` adds to the weight). */
