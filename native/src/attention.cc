@@ -15,7 +15,8 @@
 //             dbias[h] = sum over the batch of dL.
 // The order of operations follows the composite tfjs form (scale q, then the
 // product; add relH + relW, then add that to the logits; then the bias;
-// softmax as tfjs's).
+// softmax as tfjs's), except that the backward's scale on the logits is the
+// alpha of the dq and dk products.
 #include "attention.h"
 
 #include <algorithm>
