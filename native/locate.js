@@ -1,4 +1,5 @@
-// Where the addon and its build status live, and whether OpenBLAS is installed.
+// Where the addon and its build status live, and whether OpenBLAS (and oneDNN,
+// optional) are installed.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -31,4 +32,35 @@ function findOpenBlas() {
   return line ? line.split('=>').pop().trim() : undefined;
 }
 
-module.exports = { BUILD_DIR, ADDON_FILE, STATUS_FILE, findOpenBlas };
+/**
+ * The path of the oneDNN library to link against, or undefined (then the addon
+ * runs its products on OpenBLAS alone). libdnnl.so comes with libdnnl-dev;
+ * libdnnl.so.2 alone (libdnnl2, which python3-torch pulls in) is enough, since
+ * the addon declares the one function it calls. PEFT_DNNL=0 at build time leaves
+ * it out.
+ */
+function findDnnl(env = process.env) {
+  if (env.PEFT_DNNL === '0') return undefined;
+  for (const dir of LIB_DIRS) {
+    for (const name of ['libdnnl.so', 'libdnnl.so.2', 'libdnnl.dylib']) {
+      const p = path.join(dir, name);
+      if (fs.existsSync(p)) return p;
+    }
+  }
+  const r = spawnSync('ldconfig', ['-p'], { encoding: 'utf8' });
+  const line = (r.stdout ?? '').split('\n').find((l) => /\blibdnnl\.so(\.2)?\s/.test(l));
+  return line ? line.split('=>').pop().trim() : undefined;
+}
+
+/**
+ * What binding.gyp adds for oneDNN (its `<!@(...)` lines call these): the
+ * define and the library, or nothing.
+ */
+function dnnlDefines() {
+  return findDnnl() ? 'PEFT_HAVE_DNNL' : '';
+}
+function dnnlLibraries() {
+  return findDnnl() ?? '';
+}
+
+module.exports = { BUILD_DIR, ADDON_FILE, STATUS_FILE, findOpenBlas, findDnnl, dnnlDefines, dnnlLibraries };

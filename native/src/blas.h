@@ -5,6 +5,8 @@
 // separate libopenblas64-0 package).
 #pragma once
 
+#include <cstdint>
+
 extern "C" {
 void cblas_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, const float* a, int lda,
                  const float* b, int ldb, float beta, float* c, int ldc);
@@ -15,23 +17,61 @@ char* openblas_get_corename(void);
 int openblas_get_parallel(void);
 }
 
+#ifdef PEFT_HAVE_DNNL
+// oneDNN's BLAS-like product and version (dnnl.h's declarations, so that only the
+// library is needed: libdnnl2 is there without libdnnl-dev when python3-torch is).
+// Row-major, 64-bit sizes; returns dnnl_status_t (0 = success).
+extern "C" {
+struct dnnl_version_t {
+  int major, minor, patch;
+  const char* hash;
+  unsigned cpu_runtime, gpu_runtime;
+};
+int dnnl_sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+const dnnl_version_t* dnnl_version(void);
+// OpenMP's, from the libgomp that an OpenMP build of oneDNN (Debian's) loads;
+// weak, so that a build of oneDNN on another runtime still loads (then null)
+void omp_set_num_threads(int n) __attribute__((weak));
+}
+#endif
+
 namespace peft {
 constexpr int kRowMajor = 101;
 constexpr int kNoTrans = 111;
 constexpr int kTrans = 112;
 
-// C[m, n] = op(A) op(B) + beta C, row-major, packed (lda/ldb from the shapes).
-// Handles empty sizes without calling BLAS (which would reject ld = 0). Safe to
-// call from the addon's worker threads: it runs with whatever thread count
-// OpenBLAS has at the moment (set only from the JS thread).
-void sgemm(bool transA, bool transB, int m, int n, int k, const float* a, const float* b, float beta, float* c);
+// C[m, n] = alpha op(A) op(B) + beta C, row-major with leading dimensions, on
+// oneDNN or OpenBLAS, whichever is faster for the shape (gemm.cc). Handles empty
+// sizes without calling either (BLAS would reject ld = 0).
+//
+// sgemmStrided: from the JS thread, with the engine's threads set for the size:
+// one thread below kThreadedWork multiply-adds, all of them above.
+void sgemmStrided(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// sgemmStridedOne: on one thread, from any thread (a parallelFor part). OpenBLAS
+// runs with the process-wide count, which the JS thread must have set to 1
+// (useBlasThreads) before it starts the parts; oneDNN with one thread (this
+// thread's OpenMP count, set here).
+void sgemmStridedOne(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
-// The same from the JS thread, with OpenBLAS's threads set for its size: one
-// thread below kThreadedWork multiply-adds, all of them above.
+// The same, packed (lda, ldb from the shapes, ldc = n), alpha = 1: sgemm is
+// sgemmStridedOne, sgemmSized is sgemmStrided.
+void sgemm(bool transA, bool transB, int m, int n, int k, const float* a, const float* b, float beta, float* c);
 void sgemmSized(bool transA, bool transB, int m, int n, int k, const float* a, const float* b, float beta, float* c);
 
 // Sets OpenBLAS's thread count (JS thread only; no call when it is already that).
 void useBlasThreads(int n);
+
+// Sets the calling thread's OpenMP thread count, which oneDNN's products use
+// (OpenMP keeps one per thread; no call when it is already that). No-op
+// without oneDNN.
+void useDnnlThreads(int n);
+
+// Which library runs products: "oneDNN 2.6.3 (OpenMP), OpenBLAS for ..." or
+// "OpenBLAS" (with why, when oneDNN was built in but is not used).
+const char* productEngine();
 
 // Multiply-adds from which a product (or a batch of them) is worth splitting
 // over threads: ~40 us of one core, against ~10-50 us to start and join threads

@@ -1,35 +1,125 @@
-// Matrix products on OpenBLAS's sgemm. A batch of products is split over the
-// addon's threads (each product on one OpenBLAS thread); a single product runs
-// on OpenBLAS's threads when it is large enough (kThreadedWork), else on one.
+// Matrix products on oneDNN's sgemm when the addon was built with it
+// (PEFT_HAVE_DNNL) and it wins for the product's shape, else on OpenBLAS's. A
+// batch of products is split over the addon's threads (each product on one
+// thread of its engine); a single product runs on all the engine's threads when
+// it is large enough (kThreadedWork), else on one.
+//
+// Why oneDNN: on this AVX-512 Xeon its sgemm ran the products of a SAM or
+// TinyViT step 10-20% faster than OpenBLAS 0.3.21's SkylakeX kernels on one
+// thread, and 1.3-2x faster on two (OpenBLAS splits a product of a few hundred
+// rows poorly over 2 threads), and two threads calling it at once do not
+// serialise. OpenBLAS stays faster for the smallest products (its call costs
+// less) and for LoRA's rank-4 products with a narrow output (docs/native.md,
+// "Products on oneDNN"). PEFT_DNNL=0 at load turns oneDNN off.
 #include "gemm.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "blas.h"
 #include "parallel.h"
 
 namespace peft {
+namespace {
+enum class Engine { kBlas, kDnnl };
 
-void sgemm(bool transA, bool transB, int m, int n, int k, const float* a, const float* b, float beta, float* c) {
+// OpenBLAS's current thread count as last set here (OpenBLAS keeps one process-wide count)
+int gBlasThreads = -1;
+
+#ifdef PEFT_HAVE_DNNL
+// dnnl_version()->cpu_runtime values (dnnl_config.h)
+constexpr unsigned kRuntimeSeq = 1, kRuntimeOmp = 2;
+
+// Whether oneDNN runs products, decided once (at the first product or info()):
+// it is linked, PEFT_DNNL is not 0, and its threads are ones we can count
+// (OpenMP, whose per-thread count useDnnlThreads sets, or sequential).
+struct DnnlState {
+  bool on = false;
+  bool sequential = false;
+  std::string engine;
+};
+
+const DnnlState& dnnl() {
+  static const DnnlState state = [] {
+    DnnlState s;
+    const dnnl_version_t* v = dnnl_version();
+    char version[64];
+    std::snprintf(version, sizeof version, "oneDNN %d.%d.%d", v->major, v->minor, v->patch);
+    const char* env = std::getenv("PEFT_DNNL");
+    if (env && std::strcmp(env, "0") == 0) {
+      s.engine = std::string("OpenBLAS (") + version + " built in, turned off by PEFT_DNNL=0)";
+    } else if (v->cpu_runtime == kRuntimeOmp && omp_set_num_threads) {
+      s.on = true;
+      s.engine = std::string(version) + " (OpenMP), OpenBLAS for the smallest and rank-4 products";
+    } else if (v->cpu_runtime == kRuntimeSeq) {
+      s.on = s.sequential = true;
+      s.engine = std::string(version) + " (sequential) for one-thread products, OpenBLAS for the rest";
+    } else {
+      s.engine = std::string("OpenBLAS (") + version + " built in, not used: its threads are not OpenMP's)";
+    }
+    return s;
+  }();
+  return state;
+}
+
+// The calling thread's OpenMP thread count as last set here (OpenMP keeps one per thread)
+thread_local int tDnnlThreads = -1;
+
+// Whether oneDNN runs a product of this shape on `threads` threads. Measured on
+// the 190 product shapes of a SAM ViT and a TinyViT LoRA step (one call at a
+// time, best of 5; docs/native.md): oneDNN was faster everywhere on 2 threads and
+// on one thread from ~300k multiply-adds, except where the output is 4 columns
+// wide (LoRA rank 4: x A, and A's gradient read transposed) or the inner size is
+// 8 or less without B transposed, where OpenBLAS's small-matrix kernels took
+// 30-60% less time.
+bool dnnlWins(bool transA, bool transB, int64_t m, int64_t n, int64_t k, int threads) {
+  const DnnlState& d = dnnl();
+  if (!d.on || (d.sequential && threads > 1)) return false;
+  if (threads > 1) return true;
+  const double work = static_cast<double>(m) * n * k;
+  if (work < 300e3) return false;
+  if (n <= 4 && (transA || work < 1e6)) return false;
+  if (k <= 8 && !transB) return false;
+  return true;
+}
+#endif
+
+Engine engineFor(bool transA, bool transB, int64_t m, int64_t n, int64_t k, int threads) {
+#ifdef PEFT_HAVE_DNNL
+  if (dnnlWins(transA, transB, m, n, k, threads)) return Engine::kDnnl;
+#endif
+  return Engine::kBlas;
+}
+
+void run(Engine e, bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+         const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
-    const int64_t size = static_cast<int64_t>(m) * n;
-    if (beta == 0.0f) {
-      std::fill(c, c + size, 0.0f);
-    } else if (beta != 1.0f) {
-      for (int64_t i = 0; i < size; i++) c[i] *= beta;
+    for (int64_t i = 0; i < m; i++) {
+      float* row = c + i * ldc;
+      if (beta == 0.0f) {
+        std::fill(row, row + n, 0.0f);
+      } else if (beta != 1.0f) {
+        for (int64_t j = 0; j < n; j++) row[j] *= beta;
+      }
     }
     return;
   }
-  cblas_sgemm(kRowMajor, transA ? kTrans : kNoTrans, transB ? kTrans : kNoTrans, m, n, k, 1.0f, a, transA ? m : k, b,
-              transB ? k : n, beta, c, n);
+#ifdef PEFT_HAVE_DNNL
+  // a status other than success only for arguments that the callers' checks already rule out
+  if (e == Engine::kDnnl &&
+      dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0) {
+    return;
+  }
+#endif
+  cblas_sgemm(kRowMajor, transA ? kTrans : kNoTrans, transB ? kTrans : kNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
+              c, static_cast<int>(ldc));
 }
-
-namespace {
-// OpenBLAS's current thread count as last set here (OpenBLAS keeps one process-wide count)
-int gBlasThreads = -1;
-}
+}  // namespace
 
 void useBlasThreads(int n) {
   if (n == gBlasThreads) return;
@@ -37,10 +127,49 @@ void useBlasThreads(int n) {
   gBlasThreads = n;
 }
 
-void sgemmSized(bool transA, bool transB, int m, int n, int k, const float* a, const float* b, float beta, float* c) {
+void useDnnlThreads(int n) {
+#ifdef PEFT_HAVE_DNNL
+  if (n == tDnnlThreads || !omp_set_num_threads) return;
+  omp_set_num_threads(n);
+  tDnnlThreads = n;
+#endif
+}
+
+const char* productEngine() {
+#ifdef PEFT_HAVE_DNNL
+  return dnnl().engine.c_str();
+#else
+  return "OpenBLAS";
+#endif
+}
+
+void sgemmStrided(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   const double work = static_cast<double>(m) * n * k;
-  useBlasThreads(work >= kThreadedWork ? threadCount() : 1);
-  sgemm(transA, transB, m, n, k, a, b, beta, c);
+  const int threads = work >= kThreadedWork ? threadCount() : 1;
+  const Engine e = engineFor(transA, transB, m, n, k, threads);
+  // only the engine that runs it gets the thread count (the other keeps its own)
+  if (e == Engine::kDnnl) {
+    useDnnlThreads(threads);
+  } else {
+    useBlasThreads(threads);
+  }
+  run(e, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void sgemmStridedOne(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const Engine e = engineFor(transA, transB, m, n, k, 1);
+  if (e == Engine::kDnnl) useDnnlThreads(1);
+  run(e, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void sgemm(bool transA, bool transB, int m, int n, int k, const float* a, const float* b, float beta, float* c) {
+  sgemmStridedOne(transA, transB, m, n, k, 1.0f, a, transA ? m : k, b, transB ? k : n, beta, c, n);
+}
+
+void sgemmSized(bool transA, bool transB, int m, int n, int k, const float* a, const float* b, float beta, float* c) {
+  sgemmStrided(transA, transB, m, n, k, 1.0f, a, transA ? m : k, b, transB ? k : n, beta, c, n);
 }
 
 void batchGemm(const BatchGemm& g) {
@@ -56,8 +185,8 @@ void batchGemm(const BatchGemm& g) {
   };
   const double work = static_cast<double>(g.m) * g.n * g.k;
   if (g.batch > 1 && threadCount() > 1 && work * g.batch >= kThreadedWork) {
-    // a batch: its matrices split over the threads, each product on one OpenBLAS thread
-    // (one start and join per batch rather than one per product)
+    // a batch: its matrices split over the threads, each product on one thread of
+    // its engine (one start and join per batch rather than one per product)
     useBlasThreads(1);
     const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(kThreadedWork / 2 / std::max(1.0, work)));
     parallelFor(g.batch, grain, [&one](int64_t b, int64_t e) {

@@ -216,7 +216,18 @@ describe.skipIf(!built)('native kernels on the cpu backend', () => {
       ];
       // a batch of 16 small products (split over threads) and one large one (threaded by OpenBLAS)
       const products = () => [tf.matMul(rand([16, 64, 64], 7), rand([16, 64, 64], 8), false, true), tf.matMul(rand([300, 200], 9), rand([300, 100], 10), true, false)];
-      for (const f of [conv, depthwise, products]) {
+      // with oneDNN built in, products go to it or to OpenBLAS by shape (gemm.cc, dnnlWins): a batch of
+      // products each large enough for oneDNN, split over threads (one OpenMP thread each); one-thread
+      // products with 4 output columns (OpenBLAS below 1M multiply-adds, or read transposed; oneDNN above),
+      // and with an inner size of 6 (OpenBLAS)
+      const routed = () => [
+        tf.matMul(rand([8, 128, 80], 11), rand([8, 96, 80], 12), false, true),
+        tf.matMul(rand([300, 200], 13), rand([300, 4], 14), true, false),
+        tf.matMul(rand([512, 700], 15), rand([700, 4], 16)),
+        tf.matMul(rand([512, 300], 17), rand([300, 4], 18)),
+        tf.matMul(rand([400, 6], 19), rand([6, 96], 20)),
+      ];
+      for (const f of [conv, depthwise, products, routed]) {
         const got = f();
         const want = without(f);
         got.forEach((g, i) => close(g, want[i]!, 8192, `${f.name} ${i}`));
