@@ -1,4 +1,4 @@
-// The low-rank linear layer (lowrank.h) on OpenBLAS: every product is one
+// The low-rank linear layer (lowrank.h) on the addon's products: every product is one
 // strided sgemm reading and writing the operands in place (a group's columns
 // of y and dy, a slot's columns of t), with alpha = scaling where the update
 // is scaled, and beta = 1 where it accumulates into y or dx: no slice,
@@ -19,28 +19,17 @@
 
 #include "blas.h"
 #include "napi_args.h"
-#include "parallel.h"
 
 namespace peft {
 namespace {
 
-// C[m, n] = alpha op(A) op(B) + beta C with leading dimensions, row-major; one
-// OpenBLAS thread below kThreadedWork multiply-adds (JS thread only, as sgemmSized).
+// C[m, n] = alpha op(A) op(B) + beta C with leading dimensions, row-major, on
+// the addon's product engine (gemm.cc: oneDNN or OpenBLAS by shape, all threads
+// from kThreadedWork multiply-adds, else one), as every other product of a step:
+// two engines' thread pools spinning in turn would fight over the cores.
 void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (m <= 0 || n <= 0) return;
-  if (k <= 0) {
-    for (int64_t i = 0; i < m; i++) {
-      float* row = c + i * ldc;
-      if (beta == 0.0f) std::fill(row, row + n, 0.0f);
-      else if (beta != 1.0f) for (int64_t j = 0; j < n; j++) row[j] *= beta;
-    }
-    return;
-  }
-  const double work = static_cast<double>(m) * n * k;
-  useBlasThreads(work >= kThreadedWork ? threadCount() : 1);
-  cblas_sgemm(kRowMajor, transA ? kTrans : kNoTrans, transB ? kTrans : kNoTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+  sgemmStrided(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 // (group, slot) of each enabled group, in order.
