@@ -1,9 +1,10 @@
 // Multi-head self-attention over packed qkv (attention.h). Each (window or
-// image, head) pair is independent: its products run on OpenBLAS reading q, k
+// image, head) pair is independent: its products run on the addon's product
+// engine (oneDNN or OpenBLAS by shape, gemm.cc) reading q, k
 // and v in place in qkv (leading dimension ld, at the columns the layout puts
 // them), and writing out, dq, dk, dv in place the same way, so nothing is
 // transposed or sliced. The pairs are split over the addon's threads; each
-// product then runs on one OpenBLAS thread.
+// product then runs on one thread.
 //
 // Per pair, with L = logits, P = softmax(L), O = P v:
 //   forward:  L = (q s) k^T [+ relH[i, a] + relW[i, b] at key (a, b)] [+ bias[h]],
@@ -30,12 +31,11 @@
 namespace peft {
 namespace {
 
-// C[m, n] = alpha op(A) op(B) + beta C with explicit leading dimensions.
+// C[m, n] = alpha op(A) op(B) + beta C with explicit leading dimensions, on
+// one thread (the caller's part; OpenBLAS's count was set to 1 before the parts).
 void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(kRowMajor, transA ? kTrans : kNoTrans, transB ? kTrans : kNoTrans, static_cast<int>(m),
-              static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
-              c, static_cast<int>(ldc));
+  sgemmStridedOne(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 // (inlined into the PEFT_CLONES loops that call them: a call across clones is an ifunc dispatch each time)
