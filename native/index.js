@@ -43,10 +43,12 @@ function load() {
   // (read once, at load: the variable is removed again so that child processes choose for themselves)
   const core = chooseCoreType();
   if (core) process.env.OPENBLAS_CORETYPE = core.coretype;
-  // oneDNN's OpenMP threads (libgomp, read when it loads with the addon) spin for
-  // ~300k rounds after each product unless told otherwise: on two cores they took
-  // the core that the next kernel's threads needed (w1 step 2-3x slower), so they
-  // sleep at once unless the user chose (docs/native.md, "Products on oneDNN")
+  // oneDNN's OpenMP threads (libgomp, which reads this when it loads with the
+  // addon) spin for ~300k rounds after each product unless told otherwise: on two
+  // cores they took the core that the next kernel's threads needed (w1 step 2-3x
+  // slower). The addon runs oneDNN on its own threads, so OpenMP starts none unless
+  // PEFT_DNNL=omp; should it, they sleep at once unless the user chose
+  // (docs/native.md, "Products on oneDNN")
   const omp = process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined;
   if (omp) process.env.OMP_WAIT_POLICY = 'passive';
   try {

@@ -38,7 +38,9 @@ constexpr unsigned kRuntimeSeq = 1, kRuntimeOmp = 2;
 // (OpenMP, whose per-thread count useDnnlThreads sets, or sequential).
 struct DnnlState {
   bool on = false;
-  bool sequential = false;
+  // products on more than one thread split over the addon's threads, one oneDNN
+  // thread each (else oneDNN's own OpenMP team: PEFT_DNNL=omp)
+  bool split = true;
   std::string engine;
 };
 
@@ -51,12 +53,11 @@ const DnnlState& dnnl() {
     const char* env = std::getenv("PEFT_DNNL");
     if (env && std::strcmp(env, "0") == 0) {
       s.engine = std::string("OpenBLAS (") + version + " built in, turned off by PEFT_DNNL=0)";
-    } else if (v->cpu_runtime == kRuntimeOmp && omp_set_num_threads) {
+    } else if ((v->cpu_runtime == kRuntimeOmp && omp_set_num_threads) || v->cpu_runtime == kRuntimeSeq) {
       s.on = true;
-      s.engine = std::string(version) + " (OpenMP), OpenBLAS for the smallest and rank-4 products";
-    } else if (v->cpu_runtime == kRuntimeSeq) {
-      s.on = s.sequential = true;
-      s.engine = std::string(version) + " (sequential) for one-thread products, OpenBLAS for the rest";
+      s.split = !(env && std::strcmp(env, "omp") == 0 && v->cpu_runtime == kRuntimeOmp);
+      s.engine = std::string(version) + (s.split ? " on the addon's threads" : " on its OpenMP threads") +
+                 ", OpenBLAS for the smallest and rank-4 products";
     } else {
       s.engine = std::string("OpenBLAS (") + version + " built in, not used: its threads are not OpenMP's)";
     }
@@ -77,7 +78,7 @@ thread_local int tDnnlThreads = -1;
 // 30-60% less time.
 bool dnnlWins(bool transA, bool transB, int64_t m, int64_t n, int64_t k, int threads) {
   const DnnlState& d = dnnl();
-  if (!d.on || (d.sequential && threads > 1)) return false;
+  if (!d.on) return false;
   if (threads > 1) return true;
   const double work = static_cast<double>(m) * n * k;
   if (work < 300e3) return false;
@@ -148,6 +149,34 @@ void sgemmStrided(bool transA, bool transB, int64_t m, int64_t n, int64_t k, flo
   const double work = static_cast<double>(m) * n * k;
   const int threads = work >= kThreadedWork ? threadCount() : 1;
   const Engine e = engineFor(transA, transB, m, n, k, threads);
+#ifdef PEFT_HAVE_DNNL
+  if (e == Engine::kDnnl && threads > 1 && dnnl().split) {
+    // the rows of C (or its columns when it has few rows) in one slice per thread,
+    // each a product on one oneDNN thread: the addon's pool is the only one that
+    // runs (an idle OpenMP team sleeping beside it cost a wake-up of 25-50 us per
+    // product, or a spinning core), and a part no worker has started yet runs on
+    // the caller instead of waiting for a wake-up
+    const bool byRows = m >= n || m >= 256;
+    const int64_t size = byRows ? m : n;
+    const int64_t parts = std::min<int64_t>(threads, std::max<int64_t>(1, size / 16));
+    parallelFor(parts, 1, [&](int64_t p0, int64_t p1) {
+      useDnnlThreads(1);
+      for (int64_t p = p0; p < p1; p++) {
+        // slices in multiples of 16 rows or columns (the kernels' blocking), the last takes the rest
+        const int64_t lo = (size * p / parts) / 16 * 16;
+        const int64_t hi = p + 1 == parts ? size : (size * (p + 1) / parts) / 16 * 16;
+        if (hi <= lo) continue;
+        if (byRows) {
+          run(e, transA, transB, hi - lo, n, k, alpha, transA ? a + lo : a + lo * lda, lda, b, ldb, beta, c + lo * ldc,
+              ldc);
+        } else {
+          run(e, transA, transB, m, hi - lo, k, alpha, a, lda, transB ? b + lo * ldb : b + lo, ldb, beta, c + lo, ldc);
+        }
+      }
+    });
+    return;
+  }
+#endif
   // only the engine that runs it gets the thread count (the other keeps its own)
   if (e == Engine::kDnnl) {
     useDnnlThreads(threads);
