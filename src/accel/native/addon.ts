@@ -65,6 +65,12 @@ export interface NativeAddon {
   ): void;
   /** y [outer, inner] = x [outer, reduced, inner] summed over the middle axis; params = [outer, reduced, inner, xOff, yOff]. */
   sum(x: Float32Array, y: Float32Array, params: Int32Array): void;
+  /**
+   * y = a op b elementwise, op = [add, sub, mul, div][params[0]]; params = [op, outer, inner, aMode, bMode, aOff,
+   * bOff, yOff]: y has outer * inner elements, and an operand is read at i (mode 0), at i mod inner (1, a row of
+   * inner elements) or at 0 (2, a scalar).
+   */
+  binary(a: Float32Array, b: Float32Array, y: Float32Array, params: Int32Array): void;
   /** params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, ld, qOff, kOff, vOff, headStride, offsets of the 6 arrays]. */
   attention(
     qkv: Float32Array,
