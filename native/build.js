@@ -18,7 +18,7 @@ const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { findOpenBlas, BUILD_DIR, STATUS_FILE, ADDON_FILE } = require('./locate.js');
+const { findOpenBlas, findDnnl, BUILD_DIR, STATUS_FILE, ADDON_FILE } = require('./locate.js');
 
 const LOCK_FILE = path.join(BUILD_DIR, '.build.lock');
 /** How long a build waits for another one to finish. */
@@ -116,6 +116,42 @@ function nodedirArgs() {
   return fs.existsSync(path.join(prefix, 'include', 'node', 'common.gypi')) ? [`--nodedir=${prefix}`] : [];
 }
 
+/**
+ * Builds the addon in workDir with node-gyp under `env` and loads it once;
+ * returns undefined, or why it failed with the log.
+ */
+function compile(built, env) {
+  const [cmd, ...pre] = nodeGyp();
+  const r = spawnSync(cmd, [...pre, 'rebuild', ...nodedirArgs()], { cwd: workDir, env, encoding: 'utf8', maxBuffer: 32 * 2 ** 20 });
+  const log = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-40).join('\n');
+  if (r.error) return { reason: `node-gyp could not start: ${r.error.message}`, log };
+  if (r.status !== 0) {
+    // the most telling line: a compiler or linker error, gyp's own message, else node-gyp's stack line
+    const lines = log.split('\n');
+    const first =
+      lines.find((l) => /fatal error|error:|cannot find -l|undefined reference/.test(l)) ??
+      lines.find((l) => /^gyp: /.test(l)) ??
+      lines.find((l) => /gyp ERR! stack Error/.test(l)) ??
+      `exit ${r.status}`;
+    return { reason: `node-gyp failed: ${first.trim().slice(0, 200)}`, log };
+  }
+  // load it once, in a child (a crash must not take the install down), and run a 2x2 product and a
+  // 128x128x128 one (large enough for oneDNN when it is in)
+  const check = spawnSync(process.execPath, ['-e', `
+    const a = require(${JSON.stringify(built)});
+    const x = new Float32Array([1, 2, 3, 4, 0, 0, 0, 0]);
+    a.gemm(x, x, x, new Int32Array([1, 2, 2, 2, 0, 0, 0, 0, 0, 0, 4, 0]));
+    if (x.slice(4).join() !== '7,10,15,22') throw new Error('wrong product ' + x.slice(4).join());
+    const n = 128, ones = new Float32Array(n * n).fill(1), y = new Float32Array(n * n);
+    a.gemm(ones, ones, y, new Int32Array([1, n, n, n, 0, 0, 0, 0, 0, 0, 0, 0]));
+    if (y.some((v) => v !== n)) throw new Error('wrong product ' + y.find((v) => v !== n));
+  `], { encoding: 'utf8' });
+  if (check.status !== 0) {
+    return { reason: `built but does not load: ${(check.stderr || '').trim().split('\n').find((l) => /Error/.test(l)) ?? `exit ${check.status}`}`, log: check.stderr };
+  }
+  return undefined;
+}
+
 function main() {
   const started = Date.now();
   if (acquireLock()) {
@@ -131,37 +167,28 @@ function main() {
   workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'peftjs-native-'));
   process.on('exit', () => fs.rmSync(workDir, { recursive: true, force: true }));
   fs.copyFileSync(path.join(__dirname, 'binding.gyp'), path.join(workDir, 'binding.gyp'));
+  // binding.gyp asks locate.js whether to build oneDNN in (the same answer as findDnnl here)
+  fs.copyFileSync(path.join(__dirname, 'locate.js'), path.join(workDir, 'locate.js'));
   fs.cpSync(path.join(__dirname, 'src'), path.join(workDir, 'src'), { recursive: true });
   const built = path.join(workDir, 'build', 'Release', path.basename(ADDON_FILE));
-  const [cmd, ...pre] = nodeGyp();
-  const r = spawnSync(cmd, [...pre, 'rebuild', ...nodedirArgs()], { cwd: workDir, encoding: 'utf8', maxBuffer: 32 * 2 ** 20 });
-  const log = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-40).join('\n');
-  if (r.error) skip(`node-gyp could not start: ${r.error.message}`, log);
-  if (r.status !== 0) {
-    // the most telling line: a compiler or linker error, gyp's own message, else node-gyp's stack line
-    const lines = log.split('\n');
-    const first =
-      lines.find((l) => /fatal error|error:|cannot find -l|undefined reference/.test(l)) ??
-      lines.find((l) => /^gyp: /.test(l)) ??
-      lines.find((l) => /gyp ERR! stack Error/.test(l)) ??
-      `exit ${r.status}`;
-    skip(`node-gyp failed: ${first.trim().slice(0, 200)}`, log);
+  let dnnl = findDnnl();
+  let failed = compile(built, process.env);
+  if (failed && dnnl) {
+    // oneDNN is optional: a build or load that fails with it is tried again on OpenBLAS alone
+    const withDnnl = failed;
+    failed = compile(built, { ...process.env, PEFT_DNNL: '0' });
+    if (!failed) process.stderr.write(`@peftjs/native: built without oneDNN (${withDnnl.reason}); products run on OpenBLAS\n`);
+    dnnl = undefined;
   }
-  // load it once, in a child (a crash must not take the install down), and run a 2x2 product
-  const check = spawnSync(process.execPath, ['-e', `
-    const a = require(${JSON.stringify(built)});
-    const x = new Float32Array([1, 2, 3, 4, 0, 0, 0, 0]);
-    a.gemm(x, x, x, new Int32Array([1, 2, 2, 2, 0, 0, 0, 0, 0, 0, 4, 0]));
-    if (x.slice(4).join() !== '7,10,15,22') throw new Error('wrong product ' + x.slice(4).join());
-  `], { encoding: 'utf8' });
-  if (check.status !== 0) skip(`built but does not load: ${(check.stderr || '').trim().split('\n').find((l) => /Error/.test(l)) ?? `exit ${check.status}`}`, check.stderr);
+  if (failed) skip(failed.reason, failed.log);
   // into place in one rename (same file system: a copy beside the target first); a process that has
   // the old addon loaded keeps its file
   fs.mkdirSync(path.dirname(ADDON_FILE), { recursive: true });
   const next = `${ADDON_FILE}.${process.pid}.tmp`;
   fs.copyFileSync(built, next);
   fs.renameSync(next, ADDON_FILE);
-  writeStatus({ ok: true, openblas: blas });
+  // which library runs products: oneDNN's sgemm when it was found (OpenBLAS for the rest), else OpenBLAS
+  writeStatus({ ok: true, openblas: blas, dnnl: dnnl ?? null, products: dnnl ? 'oneDNN' : 'OpenBLAS' });
 }
 
 main();

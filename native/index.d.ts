@@ -124,7 +124,8 @@ export interface PeftNativeAddon {
   ): void;
   /** Threads for OpenBLAS and for the addon's own loops. */
   setThreads(n: number): void;
-  info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number };
+  /** products: which library runs matrix products (oneDNN's sgemm when built in, else OpenBLAS), and why. */
+  info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number; products: string };
 }
 
 export interface BuildStatus {

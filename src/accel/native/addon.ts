@@ -115,7 +115,8 @@ export interface NativeAddon {
     scaling: number,
   ): void;
   setThreads(n: number): void;
-  info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number };
+  /** products: which library runs matrix products (oneDNN's sgemm when built in, else OpenBLAS), and why. */
+  info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number; products: string };
 }
 
 /** The OPENBLAS_CORETYPE the loader chose before OpenBLAS loaded, and why (native/coretype.js). */

@@ -28,6 +28,8 @@ export interface NativeStatus {
   blas?: string;
   /** The kernels OpenBLAS runs (its core name), and whether peftjs asked for them (native/coretype.js). */
   blasCore?: string;
+  /** Which library runs matrix products (oneDNN's sgemm when the addon was built with it, else OpenBLAS). */
+  products?: string;
   threads?: number;
   /** Whether OpenBLAS (libopenblas-dev) is on this machine, as far as the addon package can tell. */
   openblasInstalled?: boolean;
@@ -80,10 +82,10 @@ function settle(backendName: string, status: NativeStatus): NativeStatus {
 }
 
 /** OpenBLAS's description and the kernels it runs, with the loader's choice of them if it made one. */
-function blasFields(load: { addon: NativeAddon; core?: { coretype: string; why: string } }): Pick<NativeStatus, 'blas' | 'blasCore'> {
+function blasFields(load: { addon: NativeAddon; core?: { coretype: string; why: string } }): Pick<NativeStatus, 'blas' | 'blasCore' | 'products'> {
   const info = load.addon.info();
   const chosen = load.core ? ` (OPENBLAS_CORETYPE=${load.core.coretype}, set by peftjs: ${load.core.why})` : '';
-  return { blas: info.config, blasCore: `${info.corename}${chosen}` };
+  return { blas: info.config, blasCore: `${info.corename}${chosen}`, products: info.products };
 }
 
 /**
@@ -150,5 +152,6 @@ export function nativeEnvLines(status: NativeStatus = nativeStatus()): string[] 
     `native kernels: on (${status.backend}; ${status.threads} thread${status.threads === 1 ? '' : 's'}): ${status.kernels.join(', ')}`,
     `  ${status.blas ?? 'OpenBLAS'}`,
     ...(status.blasCore ? [`  OpenBLAS kernels: ${status.blasCore}`] : []),
+    ...(status.products ? [`  matrix products: ${status.products}`] : []),
   ];
 }
