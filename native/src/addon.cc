@@ -11,6 +11,7 @@
 
 #include "blas.h"
 #include "conv.h"
+#include "elementwise.h"
 #include "attention_entry.h"
 #include "lowrank.h"
 #include "reduce.h"
@@ -175,6 +176,7 @@ napi_value Info(napi_env env, napi_callback_info) {
   setString(env, obj, "parallel", parallel == 0 ? "sequential" : parallel == 1 ? "pthread" : "openmp");
   setInt(env, obj, "blasThreads", openblas_get_num_threads());
   setInt(env, obj, "threads", peft::threadCount());
+  setString(env, obj, "products", peft::productEngine());
   return obj;
 }
 
@@ -195,6 +197,7 @@ napi_value Init(napi_env env, napi_value exports) {
   peft::defineAttentionKernels(env, exports);
   peft::defineLowRankKernels(env, exports);
   peft::defineReduceKernels(env, exports);
+  peft::defineElementwiseKernels(env, exports);
   peft::setThreadCount(openblas_get_num_threads());
   return exports;
 }
