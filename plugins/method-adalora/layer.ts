@@ -6,7 +6,7 @@
 //   s = alpha if alpha > 0 else r.
 // E is zero at init (A, B ~ N(0, 0.02)), so the layer equals its base. Rank
 // allocation zeroes entries of E; `prune` drops rows (rank 0 is allowed).
-import { Module, PeftError, linear, normal, tf, type LinearLike, type Parameter, FoldedDelta } from '../../src/index.js';
+import { Module, PeftError, linear, lowRankLinear, lowRankLinearIsNative, normal, tf, type LinearLike, type Parameter, FoldedDelta } from '../../src/index.js';
 
 export interface SvdLinearOptions {
   r: number;
@@ -68,9 +68,22 @@ export class SVDLinear extends Module implements LinearLike {
       const lead = x.shape.slice(0, -1);
       const x2 = tf.reshape(x, [-1, this.inFeatures]) as tf.Tensor2D;
       const bias = this.hasParam('bias') ? this.param('bias').variable : undefined;
+      const dropout = this.training && this.dropout > 0;
+      if (!this.merged && this.rank > 0 && !dropout && lowRankLinearIsNative()) {
+        // the layer in one kernel each way (core lowRankLinear) on A*E, whose gradient reaches A and E
+        // through the product; the scale s / (ranknum + 1e-5) as one factor (a sync read of a
+        // one-element buffer, cheap on the CPU backends where the kernels run)
+        const a = this.param('lora_A').variable;
+        const e = this.param('lora_E').variable;
+        const b = this.param('lora_B').variable as tf.Tensor2D;
+        const scale = this.scaling / (this.param('ranknum').variable.dataSync()[0]! + 1e-5);
+        const w = this.param('weight').variable as tf.Tensor2D;
+        const y = lowRankLinear(x2, w, bias as tf.Tensor1D | undefined, tf.mul(a, e) as tf.Tensor2D, b, scale, [true]);
+        return tf.reshape(y, [...lead, this.outFeatures]);
+      }
       let y = linear(x2, this.param('weight').variable, bias);
       if (!this.merged && this.rank > 0) {
-        const xd = this.training && this.dropout > 0 ? (tf.dropout(x2, this.dropout) as tf.Tensor2D) : x2;
+        const xd = dropout ? (tf.dropout(x2, this.dropout) as tf.Tensor2D) : x2;
         y = tf.add(y, this.update(xd));
       }
       return tf.reshape(y, [...lead, this.outFeatures]);

@@ -75,6 +75,15 @@ export function lowRankLinear(
   return y as tf.Tensor2D;
 }
 
+/**
+ * Whether `lowRankLinear` runs as the native kernels on the active backend
+ * (else it is the composite form): a layer whose own composite arithmetic
+ * differs (another order of the scaling, say) may keep it where the kernels are off.
+ */
+export function lowRankLinearIsNative(): boolean {
+  return fusedKernelActive(PEFT_LOW_RANK_LINEAR);
+}
+
 function checkShapes(x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor | undefined, a: tf.Tensor, b: tf.Tensor, groups: readonly boolean[]): void {
   const k = groups.filter(Boolean).length;
   const bad = (why: string) => new Error(`lowRankLinear: ${why} (x ${x.shape}, w ${w.shape}, bias ${bias?.shape}, a ${a.shape}, b ${b.shape}, groups ${groups})`);
