@@ -37,6 +37,8 @@ export class TinyVitAttention extends Module {
   readonly scale: number;
   readonly tokens: number;
   private readonly idxs: Int32Array;
+  /** The gathered bias of a frozen table, with the table and data it came from. */
+  private biasCache?: { table: tf.Variable; dataId: object; bias: tf.Tensor3D };
 
   constructor(
     readonly dim: number,
@@ -66,13 +68,33 @@ export class TinyVitAttention extends Module {
     return this.child('proj') as LinearLike;
   }
 
-  /** `[heads, N, N]` bias of the logits. */
+  /**
+   * `[heads, N, N]` bias of the logits. A frozen table's is gathered once and
+   * kept until the table's values change (a new data id: a checkpoint loaded,
+   * an assign) or the table is unfrozen; a trainable one's is gathered on
+   * every call, so that its gradient reaches the table.
+   */
   bias(): tf.Tensor3D {
-    return tf.tidy(() => {
-      const table = this.param('attention_biases').variable;
+    const param = this.param('attention_biases');
+    const table = param.variable;
+    const frozen = !param.trainable;
+    if (frozen && this.biasCache?.table === table && this.biasCache.dataId === table.dataId && !this.biasCache.bias.isDisposed) {
+      return this.biasCache.bias;
+    }
+    const bias = tf.tidy(() => {
       const n = this.tokens;
       return tf.reshape(tf.gather(table, tf.tensor1d(this.idxs, 'int32'), 1), [this.numHeads, n, n]) as tf.Tensor3D;
     });
+    if (!frozen) return bias;
+    this.biasCache?.bias.dispose();
+    this.biasCache = { table, dataId: table.dataId, bias: tf.keep(bias) };
+    return bias;
+  }
+
+  override dispose(): void {
+    this.biasCache?.bias.dispose();
+    this.biasCache = undefined;
+    super.dispose();
   }
 
   /** `x [n, N, dim]` (N = window²) → `[n, N, dim]`. */
