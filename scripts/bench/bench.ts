@@ -392,7 +392,7 @@ async function main(): Promise<void> {
     process.stdout.write(table(results, peak, args.markdown) + '\n');
     if (peak) {
       process.stdout.write(
-        `peak: a 1536³ float32 product on the native addon: ${peak.oneThread.toFixed(0)} GFLOP/s on 1 thread, ${peak.allThreads.toFixed(0)} on ${peak.threads} (OpenBLAS ${peak.blasCore}); % peak = GFLOP/s over the ${peak.threads}-thread figure\n`,
+        `peak: a 1536³ float32 product on the native addon: ${peak.oneThread.toFixed(0)} GFLOP/s on 1 thread, ${peak.allThreads.toFixed(0)} on ${peak.threads} (${peak.blasCore}); % peak = GFLOP/s over the ${peak.threads}-thread figure\n`,
       );
     }
     for (const r of results) if (!('error' in r) && r.kernels) printKernels(r);

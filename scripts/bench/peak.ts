@@ -11,7 +11,7 @@ export interface MachinePeak {
   oneThread: number;
   allThreads: number;
   threads: number;
-  /** OpenBLAS's core name, as the addon reports it. */
+  /** Which library ran the products, and OpenBLAS's kernels, as the addon reports them. */
   blasCore: string;
 }
 
@@ -40,5 +40,7 @@ export function measureMachinePeak(): MachinePeak | undefined {
   const oneThread = gflops(1);
   const allThreads = threads > 1 ? gflops(threads) : oneThread;
   addon.setThreads(load.threads);
-  return { oneThread, allThreads, threads, blasCore: addon.info().corename + (load.core ? ` (OPENBLAS_CORETYPE=${load.core.coretype} set by peftjs)` : '') };
+  const info = addon.info();
+  const kernels = `OpenBLAS ${info.corename} kernels${load.core ? ` (OPENBLAS_CORETYPE=${load.core.coretype} set by peftjs)` : ''}`;
+  return { oneThread, allThreads, threads, blasCore: info.products ? `${info.products}; ${kernels}` : kernels };
 }

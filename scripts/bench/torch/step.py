@@ -658,7 +658,10 @@ def blas_info():
         openblas = [x for x in libs if "openblas" in os.path.basename(x)]
         if openblas:
             import ctypes
-            info += f", {os.path.basename(openblas[0])} ({ctypes.CDLL(openblas[0]).openblas_get_num_threads()} threads)"
+            lib = ctypes.CDLL(openblas[0])
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            core = lib.openblas_get_corename().decode()
+            info += f", {os.path.basename(openblas[0])} ({lib.openblas_get_num_threads()} threads, {core} kernels)"
         elif libs:
             info += f", {os.path.basename(os.path.realpath(libs[0]))}"
     except Exception:  # noqa: BLE001 - informational only
