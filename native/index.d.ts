@@ -122,6 +122,25 @@ export interface PeftNativeAddon {
     params: Int32Array,
     scaling: number,
   ): void;
+  /**
+   * A bottleneck MLP (Medical-SAM-Adapter's Adapter): pre [n, hid] = x W1^T + b1, y [n, out] = gelu(pre) W2^T + b2
+   * (+ x when skip); params = [n, in, hid, out, skip, offsets of the 7 arrays].
+   */
+  bottleneckMlp(x: Float32Array, w1: Float32Array, b1: Float32Array, w2: Float32Array, b2: Float32Array, y: Float32Array, pre: Float32Array, params: Int32Array): void;
+  /** Its gradients dx, dw1, db1, dw2, db2 (each computed when its array is given); params = [n, in, hid, out, skip, offsets of the 10 arrays]. */
+  bottleneckMlpGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    w1: Float32Array,
+    w2: Float32Array,
+    pre: Float32Array,
+    dx: Float32Array | null,
+    dw1: Float32Array | null,
+    db1: Float32Array | null,
+    dw2: Float32Array | null,
+    db2: Float32Array | null,
+    params: Int32Array,
+  ): void;
   /** Threads for OpenBLAS and for the addon's own loops. */
   setThreads(n: number): void;
   /** products: which library runs matrix products (oneDNN's sgemm when built in, else OpenBLAS), and why. */

@@ -14,6 +14,7 @@
 #include "elementwise.h"
 #include "attention_entry.h"
 #include "lowrank.h"
+#include "bottleneck.h"
 #include "reduce.h"
 #include "fused_entry.h"
 #include "gemm.h"
@@ -196,6 +197,7 @@ napi_value Init(napi_env env, napi_value exports) {
   peft::defineFusedKernels(env, exports);
   peft::defineAttentionKernels(env, exports);
   peft::defineLowRankKernels(env, exports);
+  peft::defineBottleneckKernels(env, exports);
   peft::defineReduceKernels(env, exports);
   peft::defineElementwiseKernels(env, exports);
   peft::setThreadCount(openblas_get_num_threads());

@@ -68,6 +68,25 @@ export function kernelFlops(k: KernelRecord): number {
       if (dw) f += 2 * w[0]! * inF * n;
       return f;
     }
+    case 'PeftBottleneckMlp': {
+      // inputs x [N, in], w1 [hid, in], b1, w2 [out, hid]: pre = x W1^T, gelu(pre) W2^T
+      const [x, w1, , w2] = k.inputShapes;
+      if (!x || !w1 || !w2) return 0;
+      return 2 * x[0]! * (w1[0]! * w1[1]! + w2[0]! * w2[1]!);
+    }
+    case 'PeftBottleneckMlpGrad': {
+      // inputs dy, x, w1, w2, pre; outputs those of dx, dw1, db1, dw2, db2 asked, in that order
+      const [, x, w1, w2] = k.inputShapes;
+      if (!x || !w1 || !w2) return 0;
+      const n = x[0]!;
+      const same = (s: number[] | undefined, t: number[]) => s !== undefined && s.length === t.length && s.every((d, i) => d === t[i]);
+      let i = 0;
+      const has = (t: number[]) => (same(k.outputShapes[i], t) ? (i++, true) : false);
+      const [dx, dw1, db1, dw2] = [has(x), has(w1), has([w1[0]!]), has(w2)];
+      const f1 = 2 * n * w1[0]! * w1[1]!; // one product of x's side: dx, dW1
+      const f2 = 2 * n * w2[0]! * w2[1]!; // one of the output's side: dh = dy W2, dW2
+      return (dx || dw1 || db1 ? f2 : 0) + (dx ? f1 : 0) + (dw1 ? f1 : 0) + (dw2 ? f2 : 0);
+    }
     case 'Conv2D':
     case 'FusedConv2D': {
       // filter [kh, kw, ci, co]

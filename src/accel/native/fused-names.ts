@@ -45,7 +45,15 @@ export const PEFT_LOW_RANK_LINEAR = 'PeftLowRankLinear';
 /** Its gradient: `{dy, x, w, a, b, t}`, attrs as the forward's plus `{dx, da, db, dw, dbias}` (booleans) → the gradients asked, in that order. */
 export const PEFT_LOW_RANK_LINEAR_GRAD = 'PeftLowRankLinearGrad';
 
-export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD, PEFT_ATTENTION, PEFT_ATTENTION_GRAD, PEFT_ADAM, PEFT_SENSITIVITY_EMA, PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_GRAD] as const;
+/**
+ * A bottleneck MLP (core `bottleneckMlp`, Medical-SAM-Adapter's Adapter): `{x, w1, b1, w2, b2}`, attrs `{skip}`
+ * → [y = gelu(x W1^T + b1) W2^T + b2 (+ x) `[N, out]`, pre = x W1^T + b1 `[N, hid]`].
+ */
+export const PEFT_BOTTLENECK_MLP = 'PeftBottleneckMlp';
+/** Its gradient: `{dy, x, w1, w2, pre}`, attrs `{skip, dx, dw1, db1, dw2, db2}` (booleans) → the gradients asked, in that order. */
+export const PEFT_BOTTLENECK_MLP_GRAD = 'PeftBottleneckMlpGrad';
+
+export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD, PEFT_ATTENTION, PEFT_ATTENTION_GRAD, PEFT_ADAM, PEFT_SENSITIVITY_EMA, PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_GRAD, PEFT_BOTTLENECK_MLP, PEFT_BOTTLENECK_MLP_GRAD] as const;
 
 /** Whether `name` is registered for the active backend (the native kernels are on there). */
 export function fusedKernelActive(name: string): boolean {

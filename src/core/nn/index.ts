@@ -7,3 +7,4 @@ export * from './grad.js';
 export * from './containers.js';
 export * from './embedding.js';
 export * from './low-rank-linear.js';
+export * from './bottleneck-mlp.js';

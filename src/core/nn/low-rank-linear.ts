@@ -24,6 +24,7 @@ import * as tf from '@tensorflow/tfjs';
 import { pruneTape } from '../../accel/kernels/index.js';
 import { PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_GRAD, fusedKernelActive } from '../../accel/native/fused-names.js';
 import { linear } from './functional.js';
+import { isFrozen, mayNeedGradient } from './gradient-path.js';
 
 /** The forward kernel's attrs, with which gradients to make at once (as predicted at the forward pass). */
 interface Attrs {
@@ -95,46 +96,6 @@ function checkShapes(x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor | undefined, a:
   const r = b.shape[1]!;
   const gw = out / groups.length;
   if (a.shape[0] !== r * k || a.shape[1] !== inF || b.shape[0] !== gw * k) throw bad('a must be [r*k, in] and b [gw*k, r]');
-}
-
-/** A frozen variable: its gradient is never asked for. */
-function isFrozen(t: tf.Tensor): boolean {
-  return t instanceof tf.Variable && !t.trainable;
-}
-
-interface TapeNode {
-  inputs: Record<string, tf.Tensor>;
-  outputs: tf.Tensor[];
-}
-
-/** Per recorded tape: the ids of tensors computed from a trainable variable, and how many nodes were looked at. */
-const reach = new WeakMap<object, { seen: number; ids: Set<number> }>();
-
-/**
- * Whether the backward pass will likely ask for t's gradient: t is a trainable
- * variable or computed, on the tape being recorded, from one. A guess (the
- * tensors differentiated for are not known here): a wrong one costs one more
- * kernel call, or a gradient made and not used, never a wrong result.
- */
-function mayNeedGradient(t: tf.Tensor): boolean {
-  if (t instanceof tf.Variable) return t.trainable;
-  const tape = (tf.engine() as unknown as { state: { activeTape: TapeNode[] | null } }).state.activeTape;
-  if (!tape) return false;
-  let r = reach.get(tape);
-  if (!r) reach.set(tape, (r = { seen: 0, ids: new Set() }));
-  for (; r.seen < tape.length; r.seen++) {
-    const node = tape[r.seen]!;
-    let from = false;
-    for (const name in node.inputs) {
-      const u = node.inputs[name]!;
-      if (r.ids.has(u.id) || (u instanceof tf.Variable && u.trainable)) {
-        from = true;
-        break;
-      }
-    }
-    if (from) for (const o of node.outputs) r.ids.add(o.id);
-  }
-  return r.ids.has(t.id);
 }
 
 /** For each group: the index j among the enabled groups, or -1 when disabled. */
