@@ -156,12 +156,6 @@ void bottleneckBackward(const BottleneckShape& s, const float* dy, const float* 
 namespace {
 constexpr int kShape = 5;
 
-struct Operand {
-  const char* name;
-  bool optional;
-  int64_t size;
-};
-
 std::vector<Operand> forwardOperands(const BottleneckShape& s) {
   return {{"x", false, s.n * s.in},   {"w1", false, s.hid * s.in}, {"b1", false, s.hid},     {"w2", false, s.out * s.hid},
           {"b2", false, s.out},       {"y", false, s.n * s.out},   {"pre", false, s.n * s.hid}};
@@ -191,16 +185,7 @@ bool readCall(napi_env env, napi_callback_info info, const std::string& fn, size
   if (s->n < 0 || s->in < 0 || s->hid < 0 || s->out < 0) return fail(env, fn + ": bad sizes");
   if (s->skip && s->out != s->in) return fail(env, fn + ": the skip needs out = in");
   const auto ops = operands(*s);
-  ptrs->assign(k, nullptr);
-  for (size_t i = 0; i < k; i++) {
-    const std::string what = fn + " " + ops[i].name;
-    if (ops[i].optional && isNullish(env, argv[i])) continue;
-    F32 arr;
-    if (!f32(env, argv[i], &arr, what.c_str())) return false;
-    if (!inside(env, arr, p[kShape + i], ops[i].size, what.c_str())) return false;
-    (*ptrs)[i] = arr.data + p[kShape + i];
-  }
-  return true;
+  return readOperands(env, argv, ops, p.data() + kShape, fn, ptrs);
 }
 
 napi_value BottleneckMlp(napi_env env, napi_callback_info info) {

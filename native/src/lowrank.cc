@@ -92,12 +92,6 @@ void lowRankBackward(const LowRankShape& s, const float* dy, const float* x, con
 namespace {
 constexpr int kShape = 5;
 
-struct Operand {
-  const char* name;
-  bool optional;
-  int64_t size;
-};
-
 std::vector<Operand> forwardOperands(const LowRankShape& s, int64_t k) {
   const int64_t gw = s.out / s.groups;
   return {{"x", false, s.n * s.in},        {"w", false, s.out * s.in},       {"bias", true, s.out},
@@ -144,16 +138,7 @@ bool readCall(napi_env env, napi_callback_info info, const std::string& fn, size
   if (napi_get_value_double(env, argv[k + 1], &scaling) != napi_ok) return fail(env, fn + ": expected a scaling number");
   s->scaling = static_cast<float>(scaling);
   const auto ops = operands(*s, enabled);
-  ptrs->assign(k, nullptr);
-  for (size_t i = 0; i < k; i++) {
-    const std::string what = fn + " " + ops[i].name;
-    if (ops[i].optional && isNullish(env, argv[i])) continue;
-    F32 arr;
-    if (!f32(env, argv[i], &arr, what.c_str())) return false;
-    if (!inside(env, arr, p[kShape + i], ops[i].size, what.c_str())) return false;
-    (*ptrs)[i] = arr.data + p[kShape + i];
-  }
-  return true;
+  return readOperands(env, argv, ops, p.data() + kShape, fn, ptrs);
 }
 
 napi_value LowRankLinear(napi_env env, napi_callback_info info) {

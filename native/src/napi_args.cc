@@ -66,4 +66,18 @@ napi_value undefinedValue(napi_env env) {
   return u;
 }
 
+bool readOperands(napi_env env, const napi_value* argv, const std::vector<Operand>& ops, const int64_t* offsets,
+                  const std::string& fn, std::vector<float*>* ptrs) {
+  ptrs->assign(ops.size(), nullptr);
+  for (size_t i = 0; i < ops.size(); i++) {
+    const std::string what = fn + " " + ops[i].name;
+    if (ops[i].optional && isNullish(env, argv[i])) continue;
+    F32 arr;
+    if (!f32(env, argv[i], &arr, what.c_str())) return false;
+    if (!inside(env, arr, offsets[i], ops[i].size, what.c_str())) return false;
+    (*ptrs)[i] = arr.data + offsets[i];
+  }
+  return true;
+}
+
 }  // namespace peft

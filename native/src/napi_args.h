@@ -26,4 +26,17 @@ bool isNullish(napi_env env, napi_value v);
 bool inside(napi_env env, const F32& a, int64_t offset, int64_t size, const char* what);
 napi_value undefinedValue(napi_env env);
 
+// An entry point's array operand: its name (for messages), whether it may be
+// null or undefined, and its extent in elements.
+struct Operand {
+  const char* name;
+  bool optional;
+  int64_t size;
+};
+
+// (*ptrs)[i] = argv[i]'s data + offsets[i] for each of ops, every range checked
+// with `inside`; an absent optional operand stays nullptr. `fn` names the call.
+bool readOperands(napi_env env, const napi_value* argv, const std::vector<Operand>& ops, const int64_t* offsets,
+                  const std::string& fn, std::vector<float*>* ptrs);
+
 }  // namespace peft
