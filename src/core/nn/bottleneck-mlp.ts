@@ -24,7 +24,7 @@ import * as tf from '@tensorflow/tfjs';
 import { pruneTape } from '../../accel/kernels/index.js';
 import { PEFT_BOTTLENECK_MLP, PEFT_BOTTLENECK_MLP_GRAD, fusedKernelActive } from '../../accel/native/fused-names.js';
 import { geluErf, linear } from './functional.js';
-import { isFrozen, mayNeedGradient } from './gradient-path.js';
+import { isFrozen, mayNeedGradient, registerPathGradient } from './gradient-path.js';
 
 /** The forward kernel's attrs, with which gradients to make at once. */
 interface Attrs {
@@ -120,23 +120,17 @@ function gradients(dy: tf.Tensor2D, saved: tf.Tensor2D[], skip: boolean, want: S
   return new Map(wanted.map((g, i) => [g, grads[i]!]));
 }
 
-tf.registerGradient({
-  kernelName: PEFT_BOTTLENECK_MLP,
-  inputsToSave: ['x', 'w1', 'w2'],
-  outputsToSave: [false, true],
-  gradFunc: (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], rawAttrs: tf.NamedAttrMap) => {
-    const dy = (Array.isArray(dys) ? dys[0] : dys) as tf.Tensor2D;
-    const attrs = rawAttrs as unknown as Attrs;
-    const s = saved as tf.Tensor2D[];
-    // the likely ones at once, in one call (any not asked for is freed with the backward pass's scope)
-    const likely = new Set<GradName>();
-    if (attrs.needX) likely.add('dx');
-    if (attrs.needW1) likely.add('dw1');
-    if (attrs.needB1) likely.add('db1');
-    if (attrs.needW2) likely.add('dw2');
-    if (attrs.needB2) likely.add('db2');
-    const made = gradients(dy, s, attrs.skip, likely);
-    const get = (g: GradName) => () => made.get(g) ?? gradients(dy, s, attrs.skip, new Set([g])).get(g)!;
-    return { x: get('dx'), w1: get('dw1'), b1: get('db1'), w2: get('dw2'), b2: get('db2') };
-  },
-});
+// the gradients predicted at the forward pass in one call, any other when asked
+registerPathGradient<GradName, Attrs>(
+  PEFT_BOTTLENECK_MLP,
+  ['x', 'w1', 'w2'],
+  { x: 'dx', w1: 'dw1', b1: 'db1', w2: 'dw2', b2: 'db2' },
+  (attrs) => [
+    ...(attrs.needX ? (['dx'] as const) : []),
+    ...(attrs.needW1 ? (['dw1'] as const) : []),
+    ...(attrs.needB1 ? (['db1'] as const) : []),
+    ...(attrs.needW2 ? (['dw2'] as const) : []),
+    ...(attrs.needB2 ? (['db2'] as const) : []),
+  ],
+  (dy, saved, attrs, want) => gradients(dy, saved, attrs.skip, want),
+);

@@ -43,3 +43,34 @@ export function mayNeedGradient(t: tf.Tensor): boolean {
   }
   return r.ids.has(t.id);
 }
+
+/**
+ * Registers the gradient of a kernel whose backward kernel makes several
+ * gradients in one call: the ones `likely(attrs)` names (predicted at the
+ * forward pass) are made at once when the engine asks for the first; one it
+ * asks for that was not predicted is made then, by itself. `inputs` maps each
+ * forward input to its gradient's name; `make(dy, saved, attrs, want)` returns
+ * the gradients named in `want` (any not used is freed with the backward
+ * pass's scope).
+ */
+export function registerPathGradient<G extends string, A>(
+  kernelName: string,
+  inputsToSave: string[],
+  inputs: Record<string, G>,
+  likely: (attrs: A) => G[],
+  make: (dy: tf.Tensor2D, saved: tf.Tensor2D[], attrs: A, want: Set<G>) => Map<G, tf.Tensor>,
+): void {
+  tf.registerGradient({
+    kernelName,
+    inputsToSave,
+    outputsToSave: [false, true],
+    gradFunc: (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], rawAttrs: tf.NamedAttrMap) => {
+      const dy = (Array.isArray(dys) ? dys[0] : dys) as tf.Tensor2D;
+      const attrs = rawAttrs as unknown as A;
+      const s = saved as tf.Tensor2D[];
+      const made = make(dy, s, attrs, new Set(likely(attrs)));
+      const get = (g: G) => () => made.get(g) ?? make(dy, s, attrs, new Set([g])).get(g)!;
+      return Object.fromEntries(Object.entries(inputs).map(([input, g]) => [input, get(g)]));
+    },
+  });
+}

@@ -24,7 +24,7 @@ import * as tf from '@tensorflow/tfjs';
 import { pruneTape } from '../../accel/kernels/index.js';
 import { PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_GRAD, fusedKernelActive } from '../../accel/native/fused-names.js';
 import { linear } from './functional.js';
-import { isFrozen, mayNeedGradient } from './gradient-path.js';
+import { isFrozen, mayNeedGradient, registerPathGradient } from './gradient-path.js';
 
 /** The forward kernel's attrs, with which gradients to make at once (as predicted at the forward pass). */
 interface Attrs {
@@ -170,23 +170,17 @@ function gradients(dy: tf.Tensor2D, saved: tf.Tensor2D[], attrs: Attrs, want: Se
   return new Map(wanted.map((g, i) => [g, grads[i]!]));
 }
 
-tf.registerGradient({
-  kernelName: PEFT_LOW_RANK_LINEAR,
-  inputsToSave: ['x', 'w', 'a', 'b'],
-  outputsToSave: [false, true],
-  gradFunc: (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], rawAttrs: tf.NamedAttrMap) => {
-    const dy = (Array.isArray(dys) ? dys[0] : dys) as tf.Tensor2D;
-    const attrs = rawAttrs as unknown as Attrs;
-    const s = saved as tf.Tensor2D[];
-    // the likely ones at once, in one call (any not asked for is freed with the backward pass's scope)
-    const likely = new Set<GradName>();
-    if (attrs.needX) likely.add('dx');
-    if (attrs.needA) likely.add('da');
-    if (attrs.needB) likely.add('db');
-    if (attrs.needW) likely.add('dw');
-    if (attrs.needBias) likely.add('dbias');
-    const made = gradients(dy, s, attrs, likely);
-    const get = (g: GradName) => () => made.get(g) ?? gradients(dy, s, attrs, new Set([g])).get(g)!;
-    return { x: get('dx'), a: get('da'), b: get('db'), w: get('dw'), bias: get('dbias') };
-  },
-});
+// the gradients predicted at the forward pass in one call, any other when asked
+registerPathGradient<GradName, Attrs>(
+  PEFT_LOW_RANK_LINEAR,
+  ['x', 'w', 'a', 'b'],
+  { x: 'dx', a: 'da', b: 'db', w: 'dw', bias: 'dbias' },
+  (attrs) => [
+    ...(attrs.needX ? (['dx'] as const) : []),
+    ...(attrs.needA ? (['da'] as const) : []),
+    ...(attrs.needB ? (['db'] as const) : []),
+    ...(attrs.needW ? (['dw'] as const) : []),
+    ...(attrs.needBias ? (['dbias'] as const) : []),
+  ],
+  gradients,
+);
