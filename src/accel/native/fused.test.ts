@@ -143,6 +143,25 @@ describe.skipIf(!built)('fused native kernels on the cpu backend', () => {
     });
   });
 
+  it("softmax finds each row's maximum wherever it sits (every lane of the vector loop and the tail)", () => {
+    // row i of [n, n]: 200 at column i, 199 at the next (cyclic), the rest in [-3, 3]. Softmax does not depend on
+    // the shift, but exp's input is clamped at 88: a maximum missed (both large values missed) makes 0.5, 0.5 of 0.73, 0.27
+    tf.tidy(() => {
+      for (let n = 1; n <= 41; n++) {
+        const v = Array.from(rand([n, n], n, 3).dataSync());
+        for (let i = 0; i < n; i++) {
+          if (n > 1) v[i * n + ((i + 1) % n)] = 199;
+          v[i * n + i] = 200;
+        }
+        const x = tf.tensor2d(v, [n, n]);
+        const dy = rand([n, n], n + 100);
+        const got = softmaxCase(x, dy);
+        if (n > 1) close(tf.gather(tf.reshape(got[0]!, [-1]), [0, 1]), tf.tensor1d([1 / (1 + Math.exp(-1)), 1 / (1 + Math.exp(1))]), 4, `softmax of ${n}`);
+        compareAll(got, without(() => softmaxCase(x, dy)), [1, 1], `softmax, the maximum on the diagonal of ${n} x ${n}`);
+      }
+    });
+  });
+
   it('equals the composite forms on sizes that take the threaded path', () => {
     load.addon!.setThreads(2);
     onTestFinished(() => load.addon!.setThreads((load as { threads: number }).threads));
