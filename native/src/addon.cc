@@ -11,6 +11,7 @@
 
 #include "blas.h"
 #include "conv.h"
+#include "crash.h"
 #include "elementwise.h"
 #include "attention_entry.h"
 #include "lowrank.h"
@@ -182,6 +183,7 @@ napi_value Info(napi_env env, napi_callback_info) {
 }
 
 napi_value Init(napi_env env, napi_value exports) {
+  peft::installCrashReport();
   const napi_property_descriptor props[] = {
       {"gemm", nullptr, Gemm, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"conv2d", nullptr, Conv2d, nullptr, nullptr, nullptr, napi_default, nullptr},
