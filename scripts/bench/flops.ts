@@ -37,17 +37,20 @@ export function kernelFlops(k: KernelRecord): number {
       return 4 * size(probs) * (c / probs[1]!) + rel;
     }
     case 'PeftAttentionGrad': {
-      // inputs (dout, qkv, probs, rh?, rw?): dP, dv, dq, dk (4 products), rel-pos dq and table grads
+      // inputs (dout, qkv, probs, rh?, rw?): dP, dv, dq, dk (4 products), rel-pos dq and, when they are
+      // outputs (dqkv, drh?, drw?, dbias?), the table grads
       const qkv = b;
       const probs = k.inputShapes[2];
       if (!qkv || !probs) return 0;
       const c = qkv[2]! / 3;
       const rh = k.inputShapes[3];
-      const rel = rh ? 4 * size(qkv.slice(0, 2)) * c * (rh[1]! + (k.inputShapes[4]?.[1] ?? 0)) : 0;
+      const tables = rh != null && k.outputShapes.length > 1 && k.outputShapes[1]!.join() === rh.join();
+      const rel = rh ? (tables ? 4 : 2) * size(qkv.slice(0, 2)) * c * (rh[1]! + (k.inputShapes[4]?.[1] ?? 0)) : 0;
       return 8 * size(probs) * (c / probs[1]!) + rel;
     }
-    case 'PeftLowRankLinear': {
-      // inputs x [N, in], a [r*k, in], b [gw*k, r], w [out, in]: x W^T, t = x A^T, t_j B_j^T
+    case 'PeftLowRankLinear':
+    case 'PeftLowRankLinearScaled': {
+      // inputs x [N, in], a [r*k, in], b [gw*k, r], w [out, in] (bias?, e?): x W^T, t = x A^T, t_j B_j^T
       const [x, la, lb, w] = k.inputShapes;
       if (!x || !la || !lb || !w) return 0;
       return 2 * x[0]! * (x[1]! * w[0]! + la[0]! * x[1]! + lb[0]! * lb[1]!);

@@ -5,7 +5,7 @@
 // to (packedAttention runs its composite form where they are not registered).
 //
 //   PeftAttention      inputs qkv [nb, N, 3C], rh?, rw?, bias? [heads, N, N] → out [nb, N, C], probs [nb, heads, N, N]
-//   PeftAttentionGrad  inputs dout, qkv, probs, rh?, rw?      → dqkv, drh?, drw?, dbias? (attr withBias)
+//   PeftAttentionGrad  inputs dout, qkv, probs, rh?, rw?      → dqkv, drh?, drw? (attr relPosGrad), dbias? (attr withBias)
 import * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.js';
 import { PEFT_ATTENTION, PEFT_ATTENTION_GRAD } from './fused-names.js';
@@ -32,6 +32,8 @@ export interface AttentionAttrs {
   grid?: [number, number];
   /** Backward only: the forward added a logits bias, so return its gradient last. */
   withBias?: boolean;
+  /** Backward only, with rh and rw: return their gradients (true when absent; false: the kernel skips them). */
+  relPosGrad?: boolean;
 }
 
 /** [ld, qOff, kOff, vOff, headStride] of a layout: the columns of head h's q are qOff + h headStride + [0, hd). */
@@ -117,8 +119,9 @@ function backward(backendName: string, addon: NativeAddon): tf.KernelConfig {
       throw new Error(`${PEFT_ATTENTION_GRAD}: dout ${dout.shape} or probs ${probs.shape} do not match qkv ${qkv.shape}`);
     }
     const dqkv = st.alloc(qkv.shape);
-    const drh = rh ? st.alloc(rh.shape) : undefined;
-    const drw = rw ? st.alloc(rw.shape) : undefined;
+    const relPosGrad = a.relPosGrad ?? true;
+    const drh = rh && relPosGrad ? st.alloc(rh.shape) : undefined;
+    const drw = rw && relPosGrad ? st.alloc(rw.shape) : undefined;
     const dbias = a.withBias ? st.alloc([s.heads, s.n, s.n]) : undefined;
     const v = [dout, qkv, probs, rh, rw, dqkv, drh, drw, dbias].map((t) => (t ? st.view(t) : undefined));
     addon.attentionGrad(

@@ -20,6 +20,8 @@ import * as tf from '@tensorflow/tfjs';
 import { pruneTape } from '../../accel/kernels/index.js';
 import type { QkvLayout } from '../../accel/native/attention-kernel.js';
 import { PEFT_ATTENTION, PEFT_ATTENTION_GRAD, fusedKernelActive } from '../../accel/native/fused-names.js';
+import { mayNeedGradient } from './gradient-path.js';
+import { opWithLazyGradient } from './lazy-gradient.js';
 
 export type { QkvLayout };
 
@@ -57,8 +59,7 @@ export function packedAttention(qkv: tf.Tensor, options: PackedAttentionOptions)
   const native =
     qkv.rank === 3 && qkv.size > 0 && [qkv, rh, rw, bias].every((t) => !t || t.dtype === 'float32') && fusedKernelActive(PEFT_ATTENTION);
   if (!native) return packedAttentionComposite(qkv, options);
-  const op = nativeOp(options);
-  return op(...[qkv, rh, rw, bias].filter((t): t is tf.Tensor => t !== undefined)) as tf.Tensor3D;
+  return nativeAttention(qkv, options, rh, rw, bias) as tf.Tensor3D;
 }
 
 interface Parts {
@@ -173,56 +174,68 @@ function backwardComposite(dout: tf.Tensor, qkv: tf.Tensor, probs: tf.Tensor, at
     const dqW = tf.transpose(tf.reshape(tf.matMul(wCol, rw), [qw, m, qh, hd]), [1, 2, 0, 3]);
     const drw = tf.matMul(wCol, qCol, true, false);
     dq = tf.add(dq, tf.reshape(tf.add(dqH, dqW), dq.shape));
-    extra.push(drh, drw);
+    if (attrs.relPosGrad) extra.push(drh, drw);
   }
   if (attrs.withBias) extra.push(tf.sum(dL, 0)); // the bias is broadcast over nb
   const dqkv = join(tf.stack([dq, dk, dv]), qkv.shape, layout);
   return [dqkv, ...extra];
 }
 
-/** The kernels' attrs (plain values: the op is cached by them). */
+/** The kernels' attrs. */
 interface NativeAttrs {
   heads: number;
   scale: number;
   scaleOnQuery: boolean;
   layout: QkvLayout;
   grid: [number, number];
+  /** Backward: make the logits bias's gradient. */
   withBias: boolean;
+  /** Backward: make the rel-pos tables' gradients (with rh, rw). */
+  relPosGrad: boolean;
 }
 
-const opCache = new Map<string, (...args: tf.Tensor[]) => tf.Tensor>();
-
-function nativeOp(options: PackedAttentionOptions): (...args: tf.Tensor[]) => tf.Tensor {
-  const rel = Boolean(options.relPos);
-  const withBias = Boolean(options.bias);
+/**
+ * The native forward kernel as one op of the tape (qkv's, the tables' and the
+ * bias's gradients made only when asked: frozen tables and biases, as in every
+ * PEFT method, cost nothing), with its probs kept for the backward.
+ */
+function nativeAttention(qkv: tf.Tensor, options: PackedAttentionOptions, rh?: tf.Tensor, rw?: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
   const scaleOnQuery = (options.scaleOn ?? 'query') === 'query';
   const [qh, qw] = options.relPos?.grid ?? [0, 0];
-  const attrs: NativeAttrs = { heads: options.heads, scale: options.scale, scaleOnQuery, layout: options.layout ?? 'qkv-major', grid: [qh, qw], withBias };
-  const key = JSON.stringify([attrs, rel]);
-  let op = opCache.get(key);
-  if (op) return op;
-  op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const save = args.pop() as tf.GradSaveFunc;
-    // qkv, then rh and rw with the rel-pos bias, then the logits bias
-    const [qkv, ...rest] = args as tf.Tensor[];
-    const [rh, rw] = rel ? rest : [];
-    const bias = withBias ? rest[rest.length - 1] : undefined;
-    const inputs: tf.NamedTensorMap = { qkv: qkv!, ...(rel ? { rh: rh!, rw: rw! } : {}), ...(bias ? { bias } : {}) };
-    const [value, probs] = tf.engine().runKernel(PEFT_ATTENTION, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
-    // the backward needs neither the bias nor the logits: only the probs are kept
-    save(rel ? [qkv!, probs!, rh!, rw!] : [qkv!, probs!]);
-    return {
-      value: value!,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, ps, sh, sw] = saved as [tf.Tensor, tf.Tensor, tf.Tensor | undefined, tf.Tensor | undefined];
-        if (fusedKernelActive(PEFT_ATTENTION_GRAD)) {
-          const gradInputs: tf.NamedTensorMap = { dout: dy, qkv: xs, probs: ps, ...(sh && sw ? { rh: sh, rw: sw } : {}) };
-          return tf.engine().runKernel(PEFT_ATTENTION_GRAD, gradInputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
-        }
-        return backwardComposite(dy, xs, ps, attrs, sh, sw);
-      },
-    };
-  }) as unknown as (...args: tf.Tensor[]) => tf.Tensor;
-  opCache.set(key, op);
-  return op;
+  const base = { heads: options.heads, scale: options.scale, scaleOnQuery, layout: options.layout ?? 'qkv-major', grid: [qh, qw] as [number, number] };
+  // qkv first, then rh and rw with the rel-pos bias, then the logits bias (the forward kernel's inputs)
+  const inputs: tf.NamedTensorMap = { qkv, ...(rh && rw ? { rh, rw } : {}), ...(bias ? { bias } : {}) };
+  const likely = ['qkv', ...(rh && rw && (mayNeedGradient(rh) || mayNeedGradient(rw)) ? ['rh', 'rw'] : []), ...(bias && mayNeedGradient(bias) ? ['bias'] : [])];
+  return opWithLazyGradient(
+    inputs,
+    (save) => {
+      const attrs: NativeAttrs = { ...base, withBias: false, relPosGrad: false };
+      const [value, probs] = tf.engine().runKernel(PEFT_ATTENTION, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      // the backward needs neither the bias nor the logits: only the probs are kept
+      save(rh && rw ? [qkv, probs!, rh, rw] : [qkv, probs!]);
+      return value!;
+    },
+    likely,
+    (dy, saved, want) => {
+      const [xs, ps, sh, sw] = saved as [tf.Tensor, tf.Tensor, tf.Tensor | undefined, tf.Tensor | undefined];
+      const relPosGrad = Boolean(sh && sw) && (want.has('rh') || want.has('rw'));
+      const attrs: NativeAttrs = { ...base, withBias: Boolean(bias) && want.has('bias'), relPosGrad };
+      let grads: tf.Tensor[];
+      if (fusedKernelActive(PEFT_ATTENTION_GRAD)) {
+        const gradInputs: tf.NamedTensorMap = { dout: dy, qkv: xs, probs: ps, ...(sh && sw ? { rh: sh, rw: sw } : {}) };
+        grads = tf.engine().runKernel(PEFT_ATTENTION_GRAD, gradInputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      } else {
+        grads = backwardComposite(dy, xs, ps, attrs, sh, sw);
+      }
+      // [dqkv, drh?, drw?, dbias?]
+      const made = new Map<string, tf.Tensor>([['qkv', grads[0]!]]);
+      let i = 1;
+      if (relPosGrad) {
+        made.set('rh', grads[i++]!);
+        made.set('rw', grads[i++]!);
+      }
+      if (attrs.withBias) made.set('bias', grads[i]!);
+      return made;
+    },
+  );
 }
