@@ -123,10 +123,10 @@ export interface PeftNativeAddon {
     scaling: number,
   ): void;
   /**
-   * A bottleneck MLP (Medical-SAM-Adapter's Adapter): pre [n, hid] = x W1^T + b1, y [n, out] = gelu(pre) W2^T + b2
-   * (+ x when skip); params = [n, in, hid, out, skip, offsets of the 7 arrays].
+   * A bottleneck MLP (Medical-SAM-Adapter's Adapter): pre [n, hid] = x W1^T + b1, y [n, out] = scale (gelu(pre) W2^T + b2)
+   * (+ x when skip); params = [n, in, hid, out, skip, offsets of the 7 arrays]; scale 1 when absent.
    */
-  bottleneckMlp(x: Float32Array, w1: Float32Array, b1: Float32Array, w2: Float32Array, b2: Float32Array, y: Float32Array, pre: Float32Array, params: Int32Array): void;
+  bottleneckMlp(x: Float32Array, w1: Float32Array, b1: Float32Array, w2: Float32Array, b2: Float32Array, y: Float32Array, pre: Float32Array, params: Int32Array, scale?: number): void;
   /** Its gradients dx, dw1, db1, dw2, db2 (each computed when its array is given); params = [n, in, hid, out, skip, offsets of the 10 arrays]. */
   bottleneckMlpGrad(
     dy: Float32Array,
@@ -140,6 +140,7 @@ export interface PeftNativeAddon {
     dw2: Float32Array | null,
     db2: Float32Array | null,
     params: Int32Array,
+    scale?: number,
   ): void;
   /** Threads for OpenBLAS and for the addon's own loops. */
   setThreads(n: number): void;

@@ -6,10 +6,11 @@
 // The rows are split over the addon's persistent pool (partsFor below).
 //
 // N-API entry points:
-//   bottleneckMlp(x, w1, b1, w2, b2, y, pre, params)
+//   bottleneckMlp(x, w1, b1, w2, b2, y, pre, params[, scale])
 //     params = [n, in, hid, out, skip, xOff, w1Off, b1Off, w2Off, b2Off, yOff, preOff]
-//   bottleneckMlpGrad(dy, x, w1, w2, pre, dx, dw1, db1, dw2, db2, params)
+//   bottleneckMlpGrad(dy, x, w1, w2, pre, dx, dw1, db1, dw2, db2, params[, scale])
 //     params = [n, in, hid, out, skip, dyOff, xOff, w1Off, w2Off, preOff, dxOff, dw1Off, db1Off, dw2Off, db2Off]
+// scale (of the output without the skip, bottleneck.h) is 1 when absent.
 // The gradients are optional (null); every range is checked against its array
 // before a pointer into it is formed.
 #include "bottleneck.h"
@@ -40,6 +41,12 @@ void fillRows(int64_t r0, int64_t r1, int64_t cols, const float* bias, const flo
   }
 }
 
+// v[0..n) *= s (nothing when s = 1)
+void scaleBy(int64_t n, float s, float* v) {
+  if (s == 1.0f) return;
+  for (int64_t j = 0; j < n; j++) v[j] *= s;
+}
+
 // out[cols] (+)= the sum of rows [r0, r1) of m [., cols]
 void columnSums(int64_t r0, int64_t r1, int64_t cols, const float* m, float* out) {
   std::fill(out, out + cols, 0.0f);
@@ -62,9 +69,9 @@ int partsFor(const BottleneckShape& s) {
 }
 
 // sgemmStridedOne, or the threaded one when the call has one part (from the JS thread)
-void product(int parts, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-             const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  (parts > 1 ? sgemmStridedOne : sgemmStrided)(transA, transB, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+void product(int parts, bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  (parts > 1 ? sgemmStridedOne : sgemmStrided)(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 }  // namespace
 
@@ -73,16 +80,23 @@ void bottleneckForward(const BottleneckShape& s, const float* x, const float* w1
   if (s.n == 0) return;
   const int parts = partsFor(s);
   if (parts > 1) useBlasThreads(1);
+  // y's rows start as scale b2 (+ x), the product adds scale (g W2^T)
+  std::vector<float> b2s;
+  if (s.scale != 1.0f) {
+    b2s.assign(b2, b2 + s.out);
+    scaleBy(s.out, s.scale, b2s.data());
+    b2 = b2s.data();
+  }
   parallelFor(parts, 1, [&](int64_t p0, int64_t p1) {
     std::vector<float> g;
     for (int64_t part = p0; part < p1; part++) {
       const int64_t r0 = part * s.n / parts, r1 = (part + 1) * s.n / parts, m = r1 - r0;
       fillRows(r0, r1, s.hid, b1, nullptr, pre);
-      product(parts, false, true, m, s.hid, s.in, x + r0 * s.in, s.in, w1, s.in, 1.0f, pre + r0 * s.hid, s.hid);
+      product(parts, false, true, m, s.hid, s.in, 1.0f, x + r0 * s.in, s.in, w1, s.in, 1.0f, pre + r0 * s.hid, s.hid);
       g.resize(static_cast<size_t>(m * s.hid));
       geluForward(m * s.hid, pre + r0 * s.hid, g.data());
       fillRows(r0, r1, s.out, b2, s.skip ? x : nullptr, y);
-      product(parts, false, true, m, s.out, s.hid, g.data(), s.hid, w2, s.hid, 1.0f, y + r0 * s.out, s.out);
+      product(parts, false, true, m, s.out, s.hid, s.scale, g.data(), s.hid, w2, s.hid, 1.0f, y + r0 * s.out, s.out);
     }
   });
 }
@@ -125,19 +139,25 @@ void bottleneckBackward(const BottleneckShape& s, const float* dy, const float* 
       scratch.resize(static_cast<size_t>(m * s.hid));
       if (dw2) {
         geluForward(m * s.hid, prer, scratch.data());
-        product(parts, true, false, s.out, s.hid, m, dyr, s.out, scratch.data(), s.hid, 0.0f, pw2, s.hid);
+        product(parts, true, false, s.out, s.hid, m, s.scale, dyr, s.out, scratch.data(), s.hid, 0.0f, pw2, s.hid);
       }
-      if (db2) columnSums(0, m, s.out, dyr, pb2);
+      if (db2) {
+        columnSums(0, m, s.out, dyr, pb2);
+        scaleBy(s.out, s.scale, pb2);
+      }
       if (!inner) continue;
-      product(parts, false, false, m, s.hid, s.out, dyr, s.out, w2, s.hid, 0.0f, scratch.data(), s.hid);
+      // dh = scale dy W2 (the skip's dy reaches dx unscaled, below)
+      product(parts, false, false, m, s.hid, s.out, s.scale, dyr, s.out, w2, s.hid, 0.0f, scratch.data(), s.hid);
       dpre.resize(static_cast<size_t>(m * s.hid));
       geluBackward(m * s.hid, prer, scratch.data(), dpre.data());
-      if (dw1) product(parts, true, false, s.hid, s.in, m, dpre.data(), s.hid, x + r0 * s.in, s.in, 0.0f, pw1, s.in);
+      if (dw1) {
+        product(parts, true, false, s.hid, s.in, m, 1.0f, dpre.data(), s.hid, x + r0 * s.in, s.in, 0.0f, pw1, s.in);
+      }
       if (db1) columnSums(0, m, s.hid, dpre.data(), pb1);
       if (dx) {
         if (s.skip) std::memcpy(dx + r0 * s.in, dyr, sizeof(float) * m * s.in);
-        product(parts, false, false, m, s.in, s.hid, dpre.data(), s.hid, w1, s.in, s.skip ? 1.0f : 0.0f, dx + r0 * s.in,
-                s.in);
+        product(parts, false, false, m, s.in, s.hid, 1.0f, dpre.data(), s.hid, w1, s.in, s.skip ? 1.0f : 0.0f,
+                dx + r0 * s.in, s.in);
       }
     }
   });
@@ -168,13 +188,20 @@ std::vector<Operand> backwardOperands(const BottleneckShape& s) {
           {"db2", true, s.out}};
 }
 
-// Reads the shape from params (argv[k]), then arrays argv[0..k) at the offsets params[kShape + i].
+// Reads the shape from params (argv[k]) and the scale (argv[k + 1], 1 when absent), then arrays argv[0..k) at
+// the offsets params[kShape + i].
 bool readCall(napi_env env, napi_callback_info info, const std::string& fn, size_t k, BottleneckShape* s,
               std::vector<float*>* ptrs, std::vector<Operand> (*operands)(const BottleneckShape&)) {
   size_t argc = 16;
   napi_value argv[16];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   if (argc < k + 1) return fail(env, fn + ": expected " + std::to_string(k) + " arrays and params");
+  s->scale = 1.0f;
+  if (argc > k + 1 && !isNullish(env, argv[k + 1])) {
+    double scale = 1.0;
+    if (napi_get_value_double(env, argv[k + 1], &scale) != napi_ok) return fail(env, fn + ": expected a scale number");
+    s->scale = static_cast<float>(scale);
+  }
   std::vector<int64_t> p;
   if (!i32(env, argv[k], &p, static_cast<int64_t>(kShape + k), (fn + " params").c_str())) return false;
   s->n = p[0];

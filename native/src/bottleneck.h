@@ -1,7 +1,9 @@
 // A bottleneck MLP (Medical-SAM-Adapter's Adapter), forward and backward each in one call:
 //
-//   pre = x W1^T + b1,  y = gelu(pre) W2^T + b2 (+ x with skip)
+//   pre = x W1^T + b1,  y = scale (gelu(pre) W2^T + b2) (+ x with skip)
 //
+// (scale: Medical-SAM-Adapter's 0.5 on its MLP adapter's output, applied by the
+// products' alpha and on b2, instead of a pass over y and one over its gradient)
 // x [n, in], W1 [hid, in], b1 [hid], W2 [out, hid], b2 [out] (out = in with skip),
 // GELU exact (erf), as the addon's geluForward. pre [n, hid] is an output of the
 // forward kept for the backward, which recomputes gelu(pre) from it.
@@ -14,6 +16,7 @@ namespace peft {
 struct BottleneckShape {
   int64_t n, in, hid, out;
   bool skip;
+  float scale = 1.0f;
 };
 
 // y [n, out], pre [n, hid].

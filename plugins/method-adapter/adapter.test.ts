@@ -16,6 +16,7 @@ import { addMat, addRow, colSums, gelu, geluGrad, matmul, randomMat, seededValue
 import { writeFixture } from '../../test/support/fixture-writer.js';
 import { Adapter, adapterMethod, register } from './index.js';
 import { FIXTURES } from '../../test/support/fixtures.js';
+import { without } from '../../test/support/native.js';
 
 
 const registry = new Registry();
@@ -89,6 +90,41 @@ describe('adapter parity', () => {
   }
 });
 
+describe('the MLP adapter\'s output scale', () => {
+  it('y = s h and every gradient s times, on the active (native) form and the composite one', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ d: fc.integer({ min: 1, max: 9 }), h: fc.integer({ min: 1, max: 5 }), n: fc.integer({ min: 1, max: 7 }), s: fc.constantFrom(0.5, 2, -0.75), seed: fc.nat(1e6) }),
+        ({ d, h, n, s, seed }) => {
+          const [scaled, plain] = [new Adapter(d, h, false, false, s), new Adapter(d, h, false, false)];
+          for (const [k, shape] of [['D_fc1.weight', [h, d]], ['D_fc1.bias', [h]], ['D_fc2.weight', [d, h]], ['D_fc2.bias', [d]]] as const) {
+            const v = tf.randomUniform([...shape], -1, 1, 'float32', seed + k.length + shape.length);
+            for (const a of [scaled, plain]) a.getModule(k.split('.')[0]!).registerParameter(k.split('.')[1]!, v.clone());
+            v.dispose();
+          }
+          const x = tf.randomUniform([2, n, d], -2, 2, 'float32', seed);
+          const up = tf.randomUniform([2, n, d], -1, 1, 'float32', seed + 1);
+          const run = (a: Adapter) => {
+            const vars = a.parameters().map((p) => p.variable);
+            const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(a.forward(x), up)) as tf.Scalar, vars);
+            const out = [a.forward(x), ...vars.map((v) => grads[v.name]!)].map((t) => Array.from(t.dataSync()));
+            tf.dispose([value, ...Object.values(grads)]);
+            return out;
+          };
+          const want = run(plain).map((t) => t.map((e) => e * s));
+          for (const got of [run(scaled), without(() => run(scaled))]) {
+            got.forEach((t, i) => t.forEach((e, j) => expect(Math.abs(e - want[i]![j]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(want[i]![j]!)))));
+          }
+          tf.dispose([x, up]);
+          scaled.dispose();
+          plain.dispose();
+        },
+      ),
+      { numRuns: 20, seed: 5 },
+    );
+  });
+});
+
 describe('adapter method', () => {
   it("attaches Space_Adapter (skip) and MLP_Adapter (no skip, x0.5) with the reference's names", () => {
     const toy = new ToyBackbone({ depth: 2, dim: 8, hidden: 6, seed: 2 });
@@ -111,7 +147,9 @@ describe('adapter method', () => {
     const block = toy.block(0);
     expect((block.hooks['post-attn'][0]!.module as Adapter).skipConnect).toBe(true);
     expect((block.hooks['mlp-parallel'][0]!.module as Adapter).skipConnect).toBe(false);
-    expect(block.hooks['mlp-parallel'][0]!.scale).toBe(0.5);
+    // the reference's 0.5 is the MLP adapter's own output scale (in its kernel), the hook adds it as is
+    expect((block.hooks['mlp-parallel'][0]!.module as Adapter).scale).toBe(0.5);
+    expect(block.hooks['mlp-parallel'][0]!.scale).toBe(1);
     expect(toy.model.getModule('blocks.0.Space_Adapter.D_fc1').param('weight').shape).toEqual([2, 8]);
     expect(peft.report().methodParameters).toBe(2 * 2 * (8 * 2 + 2 + 2 * 8 + 8));
     for (const t of [x, y0, y1]) t.dispose();

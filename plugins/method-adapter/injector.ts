@@ -1,6 +1,6 @@
 // The `adapter` LayerInjector: at every block site, a Space_Adapter (with
-// skip) on the attention output and an MLP_Adapter (no skip, scaled) beside
-// the MLP, as Medical-SAM-Adapter does. Adapters are nonlinear: no merge.
+// skip) on the attention output and an MLP_Adapter (no skip, its output
+// scaled by mlp_scale) beside the MLP, as Medical-SAM-Adapter does. Adapters are nonlinear: no merge.
 import { PeftError, type BlockSite, type HookPoint, type InjectionSite, type LayerInjector, type Module } from '../../src/index.js';
 import { hiddenWidth, type AdapterConfig } from './config.js';
 import { Adapter } from './layer.js';
@@ -9,7 +9,7 @@ const OWNER = "method 'adapter'";
 
 /** A block that accepts hooks (a core HookableBlock, or any module with the same method). */
 interface HookTarget extends Module {
-  attachHook(point: HookPoint, name: string, module: Adapter, scale?: number): void;
+  attachHook(point: HookPoint, name: string, module: Adapter): void;
 }
 
 function asHookTarget(m: Module, site: BlockSite): HookTarget {
@@ -51,7 +51,8 @@ export class AdapterInjector implements LayerInjector {
     const zero = this.config.zero_init;
     if (this.config.space_adapter) block.attachHook('post-attn', 'Space_Adapter', new Adapter(site.dim, hidden, true, zero));
     if (this.config.mlp_adapter) {
-      block.attachHook('mlp-parallel', 'MLP_Adapter', new Adapter(site.dim, hidden, false, zero), this.config.mlp_scale);
+      // the reference's 0.5: the adapter's own output scale (in its kernel), not the hook's (a multiply each way)
+      block.attachHook('mlp-parallel', 'MLP_Adapter', new Adapter(site.dim, hidden, false, zero, this.config.mlp_scale));
     }
   }
 

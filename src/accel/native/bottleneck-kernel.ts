@@ -5,6 +5,7 @@
 // (bottleneckMlp runs its composite form where they are not registered).
 //
 //   PeftBottleneckMlp      inputs x [N, in], w1 [hid, in], b1 [hid], w2 [out, hid], b2 [out] → y [N, out], pre [N, hid]
+//                          (attrs skip, scale: y = scale (gelu(pre) W2^T + b2) (+ x))
 //   PeftBottleneckMlpGrad  inputs dy, x, w1, w2, pre → the gradients asked by attrs dx, dw1, db1, dw2, db2, in that order
 import * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.js';
@@ -18,6 +19,8 @@ const MAX_INT32 = 2 ** 31 - 1;
 export interface BottleneckAttrs {
   /** y adds x (out = in). */
   skip: boolean;
+  /** Multiplies the output without the skip (1 when absent). */
+  scale?: number;
 }
 
 export interface BottleneckGradAttrs extends BottleneckAttrs {
@@ -63,13 +66,14 @@ function forward(backendName: string, addon: NativeAddon): tf.KernelConfig {
     const st = storageFor(backendName, backend);
     const { x, w1, b1, w2, b2 } = inputs as Record<'x' | 'w1' | 'b1' | 'w2' | 'b2', tf.TensorInfo>;
     const skip = Boolean((attrs as unknown as BottleneckAttrs).skip);
+    const scale = (attrs as unknown as BottleneckAttrs).scale ?? 1;
     check(PEFT_BOTTLENECK_MLP, st, [x, w1, b1, w2, b2]);
     const s = describe(PEFT_BOTTLENECK_MLP, x, w1, w2, skip);
     if (!same(b1, [s.hid]) || !same(b2, [s.out])) throw new Error(`${PEFT_BOTTLENECK_MLP}: biases ${b1.shape}, ${b2.shape} are not [${s.hid}], [${s.out}]`);
     const y = st.alloc([s.n, s.out]);
     const pre = st.alloc([s.n, s.hid]);
     const v = [x, w1, b1, w2, b2, y, pre].map((u) => st.view(u));
-    addon.bottleneckMlp(v[0]!.array, v[1]!.array, v[2]!.array, v[3]!.array, v[4]!.array, v[5]!.array, v[6]!.array, params(s, skip, v.map((u) => u.offset)));
+    addon.bottleneckMlp(v[0]!.array, v[1]!.array, v[2]!.array, v[3]!.array, v[4]!.array, v[5]!.array, v[6]!.array, params(s, skip, v.map((u) => u.offset)), scale);
     return [y, pre];
   };
   return { kernelName: PEFT_BOTTLENECK_MLP, backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc };
@@ -104,6 +108,7 @@ function backward(backendName: string, addon: NativeAddon): tf.KernelConfig {
       arr(8),
       arr(9),
       params(s, at.skip, v.map((u) => u?.offset ?? 0)),
+      at.scale ?? 1,
     );
     return [dx, dw1, db1, dw2, db2].filter((u): u is tf.TensorInfo => u !== undefined);
   };

@@ -25,9 +25,11 @@ const mlpCase = fc.record({
   hid: fc.integer({ min: 1, max: 7 }),
   outF: fc.integer({ min: 1, max: 9 }),
   skip: fc.boolean(),
+  // the output scale: none, the reference's 0.5, any (negative too)
+  scale: fc.oneof(fc.constant(1), fc.constant(0.5), fc.double({ min: -2, max: 2, noNaN: true })),
   seed: fc.integer({ min: 0, max: 1e6 }),
 });
-type MlpCase = typeof mlpCase extends fc.Arbitrary<infer T> ? T : never;
+type MlpCase = Omit<typeof mlpCase extends fc.Arbitrary<infer T> ? T : never, 'scale'> & { scale?: number };
 
 /** The operands, with GELU's inputs spread over [-3, 3] (both of its tails and the middle). */
 function operands(c: MlpCase) {
@@ -46,7 +48,7 @@ function operands(c: MlpCase) {
 function mlpValueAndGrads(c: MlpCase): tf.Tensor[] {
   const o = operands(c);
   const inputs = [o.x, o.w1, o.b1, o.w2, o.b2];
-  const run = (xs: tf.Tensor[]) => bottleneckMlp(xs[0] as tf.Tensor2D, xs[1] as tf.Tensor2D, xs[2] as tf.Tensor1D, xs[3] as tf.Tensor2D, xs[4] as tf.Tensor1D, c.skip);
+  const run = (xs: tf.Tensor[]) => bottleneckMlp(xs[0] as tf.Tensor2D, xs[1] as tf.Tensor2D, xs[2] as tf.Tensor1D, xs[3] as tf.Tensor2D, xs[4] as tf.Tensor1D, c.skip, c.scale);
   const f = (...xs: tf.Tensor[]) => tf.sum(tf.mul(run(xs), o.dy));
   return [run(inputs), ...tf.grads(f)(inputs)];
 }
@@ -66,15 +68,17 @@ async function kernelsOf(f: () => tf.TensorContainer): Promise<string[]> {
 }
 
 describe('bottleneckMlp (composite form)', () => {
-  it('is the adapter formula: gelu(x W1^T + b1) W2^T + b2, plus x with the skip', () => {
+  it('is the adapter formula: scale (gelu(x W1^T + b1) W2^T + b2), plus x with the skip', () => {
     tf.tidy(() => {
       for (const skip of [false, true]) {
-        const c: MlpCase = { n: 3, inF: 4, hid: 2, outF: 4, skip, seed: 3 };
-        const o = operands(c);
-        const got = without(() => bottleneckMlp(o.x, o.w1, o.b1, o.w2, o.b2, skip));
-        const h = tf.add(tf.matMul(geluErf(tf.add(tf.matMul(o.x, o.w1, false, true), o.b1)), o.w2, false, true), o.b2);
-        close(got, skip ? tf.add(o.x, h) : h, 8, 'formula');
-        close(bottleneckMlpComposite(o.x, o.w1, o.b1, o.w2, o.b2, skip), got, 1, 'composite');
+        for (const scale of [1, 0.5, -1.25]) {
+          const c: MlpCase = { n: 3, inF: 4, hid: 2, outF: 4, skip, seed: 3 };
+          const o = operands(c);
+          const got = without(() => bottleneckMlp(o.x, o.w1, o.b1, o.w2, o.b2, skip, scale));
+          const h = tf.mul(tf.add(tf.matMul(geluErf(tf.add(tf.matMul(o.x, o.w1, false, true), o.b1)), o.w2, false, true), o.b2), scale);
+          close(got, skip ? tf.add(o.x, h) : h, 8, `formula, scale ${scale}`);
+          close(bottleneckMlpComposite(o.x, o.w1, o.b1, o.w2, o.b2, skip, scale), got, 1, 'composite');
+        }
       }
     });
   });
@@ -112,8 +116,8 @@ describe.skipIf(!built)('native bottleneckMlp on the cpu backend', () => {
     load.addon!.setThreads(2);
     try {
       tf.tidy(() => {
-        for (const [n, skip] of [[512, true], [512, false], [777, true]] as const) {
-          const c: MlpCase = { n, inF: 192, hid: 48, outF: 192, skip, seed: 11 };
+        for (const [n, skip, scale] of [[512, true, 1], [512, false, 0.5], [777, true, 0.5]] as const) {
+          const c: MlpCase = { n, inF: 192, hid: 48, outF: 192, skip, scale, seed: 11 };
           compare(c, mlpValueAndGrads(c), without(() => mlpValueAndGrads(c)), 'SAM sizes');
         }
       });
@@ -187,13 +191,13 @@ describe.skipIf(!built)('native bottleneckMlp on the cpu backend', () => {
   });
 
   it('falls back to the composite gradient when the kernels are turned off after the forward pass', () => {
-    for (const skip of [false, true]) {
+    for (const [skip, scale] of [[false, 1], [true, 1], [false, 0.5], [true, -1.5]] as const) {
       tf.tidy(() => {
-        const c: MlpCase = { n: 4, inF: 5, hid: 3, outF: 2, skip, seed: 2 };
+        const c: MlpCase = { n: 4, inF: 5, hid: 3, outF: skip ? 5 : 2, skip, seed: 2 };
         const o = operands(c);
         const inputs = [o.x, o.w1, o.b1, o.w2, o.b2];
         const loss = (offMidway: boolean) => (x: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor) => {
-          const y = bottleneckMlp(x as tf.Tensor2D, w1 as tf.Tensor2D, b1 as tf.Tensor1D, w2 as tf.Tensor2D, b2 as tf.Tensor1D, skip);
+          const y = bottleneckMlp(x as tf.Tensor2D, w1 as tf.Tensor2D, b1 as tf.Tensor1D, w2 as tf.Tensor2D, b2 as tf.Tensor1D, skip, scale);
           if (offMidway) setNativeKernelsEnabled(false);
           return tf.sum(tf.mul(y, o.dy));
         };
@@ -204,7 +208,7 @@ describe.skipIf(!built)('native bottleneckMlp on the cpu backend', () => {
           setNativeKernelsEnabled(true);
         }
         const want = without(() => tf.grads(loss(false))(inputs));
-        got.forEach((g, i) => close(g, want[i]!, 64, `turned off mid-step, skip ${skip}, input ${i}`));
+        got.forEach((g, i) => close(g, want[i]!, 64, `turned off mid-step, skip ${skip}, scale ${scale}, input ${i}`));
       });
     }
   });
@@ -231,6 +235,8 @@ describe.skipIf(!built)('native bottleneckMlp on the cpu backend', () => {
     expect(() => a.bottleneckMlp(f(6), f(12), f(4), f(8), f(2), f(4), f(8), p(zero, 1, 2))).toThrow(/out = in/);
     expect(() => a.bottleneckMlp(f(6), f(12), f(4), f(8), f(2), f(4), f(8), p(zero, 0, 2))).not.toThrow();
     expect(() => a.bottleneckMlp(f(6), f(12), f(4), f(12), f(3), f(6), f(8), Int32Array.from([2, 3, 4, 3, 1, 0]))).toThrow(/params/);
+    expect(() => a.bottleneckMlp(f(6), f(12), f(4), f(12), f(3), f(6), f(8), p(zero), 0.5)).not.toThrow();
+    expect(() => a.bottleneckMlp(f(6), f(12), f(4), f(12), f(3), f(6), f(8), p(zero), 'half' as unknown as number)).toThrow(/scale/);
     const gz = Array(10).fill(0);
     expect(() => a.bottleneckMlpGrad(f(6), f(6), f(12), f(12), f(8), f(6), f(12), f(4), f(12), f(3), p(gz))).not.toThrow();
     expect(() => a.bottleneckMlpGrad(f(6), f(6), f(12), f(12), f(8), f(5), null, null, null, null, p(gz))).toThrow(/dx.*outside/);

@@ -1,7 +1,8 @@
 // A bottleneck MLP with exact (erf) GELU, the arithmetic of Medical-SAM-Adapter's
-// `Adapter` (D_fc2(GELU(D_fc1(x))), with or without its skip):
+// `Adapter` (D_fc2(GELU(D_fc1(x))), with or without its skip), its output
+// scaled (the reference's Block adds 0.5 x its MLP adapter's output):
 //
-//   pre = x W1^T + b1,   y = gelu(pre) W2^T + b2 (+ x with skip)
+//   pre = x W1^T + b1,   y = scale (gelu(pre) W2^T + b2) (+ x with skip)
 //
 //   x [N, in], W1 [hid, in], b1 [hid], W2 [out, hid], b2 [out] (out = in with skip).
 //
@@ -10,7 +11,9 @@
 // forward and ~12 backward tfjs kernels of its composite form: the products
 // read and write the operands in place, the biases and the skip are written
 // where the products accumulate, and only pre is kept for the backward (which
-// recomputes gelu(pre) from it). GELU is the addon's, so the values are those of
+// recomputes gelu(pre) from it); the scale rides on the second product's alpha
+// and on b2 (and on the backward's products), not a pass of its own each way.
+// GELU is the addon's, so the values are those of
 // core `geluErf`'s native kernel. Elsewhere (and as the reference the native
 // kernels are tested against) it is the composite form below.
 //
@@ -29,6 +32,7 @@ import { isFrozen, mayNeedGradient, registerPathGradient } from './gradient-path
 /** The forward kernel's attrs, with which gradients to make at once. */
 interface Attrs {
   skip: boolean;
+  scale: number;
   needX: boolean;
   needW1: boolean;
   needB1: boolean;
@@ -39,14 +43,16 @@ interface Attrs {
 type GradName = 'dx' | 'dw1' | 'db1' | 'dw2' | 'db2';
 const GRAD_NAMES: GradName[] = ['dx', 'dw1', 'db1', 'dw2', 'db2'];
 
-/** `y = gelu(x W1^T + b1) W2^T + b2 (+ x when skip)`, `[N, out]`, GELU exact (erf). */
-export function bottleneckMlp(x: tf.Tensor2D, w1: tf.Tensor2D, b1: tf.Tensor1D, w2: tf.Tensor2D, b2: tf.Tensor1D, skip: boolean): tf.Tensor2D {
+/** `y = scale (gelu(x W1^T + b1) W2^T + b2) (+ x when skip)`, `[N, out]`, GELU exact (erf). */
+export function bottleneckMlp(x: tf.Tensor2D, w1: tf.Tensor2D, b1: tf.Tensor1D, w2: tf.Tensor2D, b2: tf.Tensor1D, skip: boolean, scale = 1): tf.Tensor2D {
   pruneTape();
   checkShapes(x, w1, b1, w2, b2, skip);
+  if (!Number.isFinite(scale)) throw new Error(`bottleneckMlp: the scale must be a finite number, got ${scale}`);
   const native = x.size > 0 && [x, w1, b1, w2, b2].every((t) => t.dtype === 'float32') && fusedKernelActive(PEFT_BOTTLENECK_MLP);
-  if (!native) return bottleneckMlpComposite(x, w1, b1, w2, b2, skip);
+  if (!native) return bottleneckMlpComposite(x, w1, b1, w2, b2, skip, scale);
   const attrs: Attrs = {
     skip,
+    scale,
     needX: mayNeedGradient(x),
     needW1: !isFrozen(w1),
     needB1: !isFrozen(b1),
@@ -75,9 +81,10 @@ function checkShapes(x: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, 
 }
 
 /** The composite form (autodiff differentiates it): the tfjs ops the Adapter ran before the native kernel. */
-export function bottleneckMlpComposite(x: tf.Tensor2D, w1: tf.Tensor2D, b1: tf.Tensor1D, w2: tf.Tensor2D, b2: tf.Tensor1D, skip: boolean): tf.Tensor2D {
+export function bottleneckMlpComposite(x: tf.Tensor2D, w1: tf.Tensor2D, b1: tf.Tensor1D, w2: tf.Tensor2D, b2: tf.Tensor1D, skip: boolean, scale = 1): tf.Tensor2D {
   return tf.tidy(() => {
-    const h = linear(geluErf(linear(x, w1, b1)), w2, b2);
+    const h0 = linear(geluErf(linear(x, w1, b1)), w2, b2);
+    const h = scale === 1 ? h0 : tf.mul(h0, scale);
     return (skip ? tf.add(x, h) : h) as tf.Tensor2D;
   });
 }
@@ -93,8 +100,11 @@ function geluGrad(dh: tf.Tensor, pre: tf.Tensor): tf.Tensor {
  * The gradients `want` in tfjs ops, from what the forward kernel saved: used
  * when the native kernels were turned off between the forward and the backward pass.
  */
-function backwardComposite(dy: tf.Tensor2D, x: tf.Tensor2D, w1: tf.Tensor2D, w2: tf.Tensor2D, pre: tf.Tensor2D, skip: boolean, want: Set<GradName>): Map<GradName, tf.Tensor> {
+function backwardComposite(dy: tf.Tensor2D, x: tf.Tensor2D, w1: tf.Tensor2D, w2: tf.Tensor2D, pre: tf.Tensor2D, skip: boolean, scale: number, want: Set<GradName>): Map<GradName, tf.Tensor> {
   const out = new Map<GradName, tf.Tensor>();
+  const dyRaw = dy;
+  // the gradient of the scaled branch (the skip's is dy itself)
+  if (scale !== 1) dy = tf.mul(dy, scale);
   if (want.has('dw2')) out.set('dw2', tf.matMul(dy, geluErf(pre), true, false));
   if (want.has('db2')) out.set('db2', tf.sum(dy, 0));
   if (want.has('dx') || want.has('dw1') || want.has('db1')) {
@@ -103,19 +113,19 @@ function backwardComposite(dy: tf.Tensor2D, x: tf.Tensor2D, w1: tf.Tensor2D, w2:
     if (want.has('db1')) out.set('db1', tf.sum(dpre, 0));
     if (want.has('dx')) {
       const dx = tf.matMul(dpre, w1);
-      out.set('dx', skip ? tf.add(dy, dx) : dx);
+      out.set('dx', skip ? tf.add(dyRaw, dx) : dx);
     }
   }
   return out;
 }
 
 /** The gradients `want`: one native kernel call, or the composite form. */
-function gradients(dy: tf.Tensor2D, saved: tf.Tensor2D[], skip: boolean, want: Set<GradName>): Map<GradName, tf.Tensor> {
+function gradients(dy: tf.Tensor2D, saved: tf.Tensor2D[], skip: boolean, scale: number, want: Set<GradName>): Map<GradName, tf.Tensor> {
   const [x, w1, w2, pre] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
   if (want.size === 0) return new Map();
-  if (!fusedKernelActive(PEFT_BOTTLENECK_MLP_GRAD)) return backwardComposite(dy, x, w1, w2, pre, skip, want);
+  if (!fusedKernelActive(PEFT_BOTTLENECK_MLP_GRAD)) return backwardComposite(dy, x, w1, w2, pre, skip, scale, want);
   const flags = Object.fromEntries(GRAD_NAMES.map((g) => [g, want.has(g)]));
-  const grads = tf.engine().runKernel(PEFT_BOTTLENECK_MLP_GRAD, { dy, x, w1, w2, pre }, { skip, ...flags }) as tf.Tensor[];
+  const grads = tf.engine().runKernel(PEFT_BOTTLENECK_MLP_GRAD, { dy, x, w1, w2, pre }, { skip, scale, ...flags }) as tf.Tensor[];
   const wanted = GRAD_NAMES.filter((g) => want.has(g));
   return new Map(wanted.map((g, i) => [g, grads[i]!]));
 }
@@ -132,5 +142,5 @@ registerPathGradient<GradName, Attrs>(
     ...(attrs.needW2 ? (['dw2'] as const) : []),
     ...(attrs.needB2 ? (['db2'] as const) : []),
   ],
-  (dy, saved, attrs, want) => gradients(dy, saved, attrs.skip, want),
+  (dy, saved, attrs, want) => gradients(dy, saved, attrs.skip, attrs.scale ?? 1, want),
 );
