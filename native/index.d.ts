@@ -85,6 +85,12 @@ export interface PeftNativeAddon {
     scalars: Float64Array,
   ): void;
   /**
+   * Adam over many tensors in one call, each as adam() does it, their elements split over the threads as one
+   * range: arrays = [p, g, m, v, pOut, mOut, vOut] for each tensor in turn; params = [count, then per tensor:
+   * size, the 7 offsets]; scalars as adam's.
+   */
+  adamMulti(arrays: Float32Array[], params: Int32Array, scalars: Float64Array): void;
+  /**
    * AdaLoRA's importance averages of one parameter in float32, bit-identical to peftjs's composite form:
    * params = [rows, cols, offsets of the 6 arrays]; scalars = [beta1, 1 - beta1, beta2, 1 - beta2], each rounded
    * to float32. ipt = |p g|, ema' = ema b1 + ipt (1 - b1), unc' = unc b2 + |ipt - ema'| (1 - b2); a null ema or
@@ -102,23 +108,25 @@ export interface PeftNativeAddon {
   ): void;
   /**
    * A linear layer with a low-rank update of its enabled output groups (LoRA): y [n, out] = x W^T + bias + scaling
-   * (x A_j^T) B_j^T per enabled group, and t = x A^T [n, r*k]; bias may be null; params = [n, in, out, r, groups,
-   * offsets of the 7 arrays, enabled flag per group].
+   * ((x A_j^T) e_j) B_j^T per enabled group, and t = x A^T [n, r*k]; bias and the rank scale e [r*k] may be null;
+   * params = [n, in, out, r, groups, offsets of the 8 arrays, enabled flag per group].
    */
-  lowRankLinear(x: Float32Array, w: Float32Array, bias: Float32Array | null, a: Float32Array, b: Float32Array, y: Float32Array, t: Float32Array, params: Int32Array, scaling: number): void;
-  /** Its gradients dx, da, db, dw, dbias (each computed when its array is given); params = [n, in, out, r, groups, offsets of the 11 arrays, enabled flags]. */
+  lowRankLinear(x: Float32Array, w: Float32Array, bias: Float32Array | null, a: Float32Array, b: Float32Array, e: Float32Array | null, y: Float32Array, t: Float32Array, params: Int32Array, scaling: number): void;
+  /** Its gradients dx, da, db, dw, dbias, de (each computed when its array is given; de only with e); params = [n, in, out, r, groups, offsets of the 13 arrays, enabled flags]. */
   lowRankLinearGrad(
     dy: Float32Array,
     x: Float32Array,
     w: Float32Array,
     a: Float32Array,
     b: Float32Array,
+    e: Float32Array | null,
     t: Float32Array,
     dx: Float32Array | null,
     da: Float32Array | null,
     db: Float32Array | null,
     dw: Float32Array | null,
     dbias: Float32Array | null,
+    de: Float32Array | null,
     params: Int32Array,
     scaling: number,
   ): void;
@@ -142,6 +150,10 @@ export interface PeftNativeAddon {
     params: Int32Array,
     scale?: number,
   ): void;
+  /** AdaLoRA's orthogonality distances ||Gram(x_i) - I||_F (native/src/orthogonality.cc); params = [count, normsOff, per factor rows, cols, side (1: x^T x), xOff]. */
+  orthogonality(xs: Float32Array[], norms: Float32Array, params: Int32Array): void;
+  /** Their gradients dx_i = dn_i 2 (D x or x D) / norm_i (0 at a zero norm); params = [count, dnOff, normsOff, per factor rows, cols, side, xOff, dxOff]. */
+  orthogonalityGrad(xs: Float32Array[], dn: Float32Array, norms: Float32Array, dxs: Float32Array[], params: Int32Array): void;
   /** Threads for OpenBLAS and for the addon's own loops. */
   setThreads(n: number): void;
   /** products: which library runs matrix products (oneDNN's sgemm when built in, else OpenBLAS), and why. */

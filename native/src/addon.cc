@@ -9,12 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "adam.h"
 #include "blas.h"
 #include "conv.h"
 #include "crash.h"
 #include "elementwise.h"
 #include "attention_entry.h"
 #include "lowrank.h"
+#include "orthogonality.h"
 #include "bottleneck.h"
 #include "reduce.h"
 #include "fused_entry.h"
@@ -197,8 +199,10 @@ napi_value Init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   peft::defineFusedKernels(env, exports);
+  peft::defineAdamKernels(env, exports);
   peft::defineAttentionKernels(env, exports);
   peft::defineLowRankKernels(env, exports);
+  peft::defineOrthogonalityKernels(env, exports);
   peft::defineBottleneckKernels(env, exports);
   peft::defineReduceKernels(env, exports);
   peft::defineElementwiseKernels(env, exports);

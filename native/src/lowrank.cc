@@ -5,11 +5,12 @@
 // concat, zeros or elementwise pass.
 //
 // N-API entry points:
-//   lowRankLinear(x, w, bias, a, b, y, t, params, scaling)
-//     params = [n, in, out, r, G, xOff, wOff, biasOff, aOff, bOff, yOff, tOff, enabled x G]
-//   lowRankLinearGrad(dy, x, w, a, b, t, dx, da, db, dw, dbias, params, scaling)
-//     params = [n, in, out, r, G, dyOff, xOff, wOff, aOff, bOff, tOff, dxOff, daOff, dbOff, dwOff, dbiasOff, enabled x G]
-// bias and the gradients are optional (null); every range is checked against
+//   lowRankLinear(x, w, bias, a, b, e, y, t, params, scaling)
+//     params = [n, in, out, r, G, xOff, wOff, biasOff, aOff, bOff, eOff, yOff, tOff, enabled x G]
+//   lowRankLinearGrad(dy, x, w, a, b, e, t, dx, da, db, dw, dbias, de, params, scaling)
+//     params = [n, in, out, r, G, dyOff, xOff, wOff, aOff, bOff, eOff, tOff, dxOff, daOff, dbOff, dwOff, dbiasOff,
+//               deOff, enabled x G]
+// bias, the rank scale e [r*k] and the gradients are optional (null); every range is checked against
 // its array before a pointer into it is formed.
 #include "lowrank.h"
 
@@ -40,10 +41,21 @@ std::vector<std::pair<int64_t, int64_t>> slots(const LowRankShape& s) {
   }
   return out;
 }
+
+// m [rows, cols] with column c scaled by e[c], as a new buffer.
+std::vector<float> scaledColumns(const float* m, const float* e, int64_t rows, int64_t cols) {
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  for (int64_t i = 0; i < rows; i++) {
+    const float* src = m + i * cols;
+    float* dst = out.data() + i * cols;
+    for (int64_t c = 0; c < cols; c++) dst[c] = src[c] * e[c];
+  }
+  return out;
+}
 }  // namespace
 
 void lowRankForward(const LowRankShape& s, const float* x, const float* w, const float* bias, const float* a,
-                    const float* b, float* y, float* t) {
+                    const float* b, const float* e, float* y, float* t) {
   const auto sl = slots(s);
   const int64_t rk = s.r * static_cast<int64_t>(sl.size());
   const int64_t gw = s.out / s.groups;
@@ -52,21 +64,46 @@ void lowRankForward(const LowRankShape& s, const float* x, const float* w, const
   }
   gemm(false, true, s.n, s.out, s.in, 1.0f, x, s.in, w, s.in, bias ? 1.0f : 0.0f, y, s.out);
   gemm(false, true, s.n, rk, s.in, 1.0f, x, s.in, a, s.in, 0.0f, t, rk);
+  // with a rank scale e, the products read t e (t itself is kept: the gradient of e needs it)
+  std::vector<float> te;
+  const float* h = t;
+  if (e) {
+    te = scaledColumns(t, e, s.n, rk);
+    h = te.data();
+  }
   for (const auto& [g, j] : sl) {
-    gemm(false, true, s.n, gw, s.r, s.scaling, t + j * s.r, rk, b + j * gw * s.r, s.r, 1.0f, y + g * gw, s.out);
+    gemm(false, true, s.n, gw, s.r, s.scaling, h + j * s.r, rk, b + j * gw * s.r, s.r, 1.0f, y + g * gw, s.out);
   }
 }
 
 void lowRankBackward(const LowRankShape& s, const float* dy, const float* x, const float* w, const float* a,
-                     const float* b, const float* t, float* dx, float* da, float* db, float* dw, float* dbias) {
+                     const float* b, const float* e, const float* t, float* dx, float* da, float* db, float* dw,
+                     float* dbias, float* de) {
   const auto sl = slots(s);
   const int64_t rk = s.r * static_cast<int64_t>(sl.size());
   const int64_t gw = s.out / s.groups;
-  if (dx || da) {
-    // u = [dy_g B_j]_j [n, r*k]: the gradient of t, unscaled
+  if (dx || da || (e && de)) {
+    // u = [dy_g B_j]_j [n, r*k]: the gradient of t e, unscaled
     std::vector<float> u(static_cast<size_t>(s.n * rk));
     for (const auto& [g, j] : sl) {
       gemm(false, false, s.n, s.r, gw, 1.0f, dy + g * gw, s.out, b + j * gw * s.r, s.r, 0.0f, u.data() + j * s.r, rk);
+    }
+    if (e && de) {
+      // de_c = scaling sum_n t[n, c] u[n, c]
+      std::vector<double> acc(static_cast<size_t>(rk), 0.0);
+      for (int64_t i = 0; i < s.n; i++) {
+        const float* tr = t + i * rk;
+        const float* ur = u.data() + i * rk;
+        for (int64_t c = 0; c < rk; c++) acc[c] += static_cast<double>(tr[c]) * ur[c];
+      }
+      for (int64_t c = 0; c < rk; c++) de[c] = static_cast<float>(s.scaling * acc[c]);
+    }
+    if (e && (dx || da)) {
+      // the gradient of t: u e
+      for (int64_t i = 0; i < s.n; i++) {
+        float* ur = u.data() + i * rk;
+        for (int64_t c = 0; c < rk; c++) ur[c] *= e[c];
+      }
     }
     if (dx) {
       gemm(false, false, s.n, s.in, s.out, 1.0f, dy, s.out, w, s.in, 0.0f, dx, s.in);
@@ -75,8 +112,14 @@ void lowRankBackward(const LowRankShape& s, const float* dy, const float* x, con
     if (da) gemm(true, false, rk, s.in, s.n, s.scaling, u.data(), rk, x, s.in, 0.0f, da, s.in);
   }
   if (db) {
+    std::vector<float> te;
+    const float* h = t;
+    if (e) {
+      te = scaledColumns(t, e, s.n, rk);
+      h = te.data();
+    }
     for (const auto& [g, j] : sl) {
-      gemm(true, false, gw, s.r, s.n, s.scaling, dy + g * gw, s.out, t + j * s.r, rk, 0.0f, db + j * gw * s.r, s.r);
+      gemm(true, false, gw, s.r, s.n, s.scaling, dy + g * gw, s.out, h + j * s.r, rk, 0.0f, db + j * gw * s.r, s.r);
     }
   }
   if (dw) gemm(true, false, s.out, s.in, s.n, 1.0f, dy, s.out, x, s.in, 0.0f, dw, s.in);
@@ -95,16 +138,17 @@ constexpr int kShape = 5;
 std::vector<Operand> forwardOperands(const LowRankShape& s, int64_t k) {
   const int64_t gw = s.out / s.groups;
   return {{"x", false, s.n * s.in},        {"w", false, s.out * s.in},       {"bias", true, s.out},
-          {"a", false, s.r * k * s.in},    {"b", false, gw * k * s.r},       {"y", false, s.n * s.out},
-          {"t", false, s.n * s.r * k}};
+          {"a", false, s.r * k * s.in},    {"b", false, gw * k * s.r},       {"e", true, s.r * k},
+          {"y", false, s.n * s.out},       {"t", false, s.n * s.r * k}};
 }
 
 std::vector<Operand> backwardOperands(const LowRankShape& s, int64_t k) {
   const int64_t gw = s.out / s.groups;
   return {{"dy", false, s.n * s.out},   {"x", false, s.n * s.in},        {"w", false, s.out * s.in},
-          {"a", false, s.r * k * s.in}, {"b", false, gw * k * s.r},      {"t", false, s.n * s.r * k},
-          {"dx", true, s.n * s.in},     {"da", true, s.r * k * s.in},    {"db", true, gw * k * s.r},
-          {"dw", true, s.out * s.in},   {"dbias", true, s.out}};
+          {"a", false, s.r * k * s.in}, {"b", false, gw * k * s.r},      {"e", true, s.r * k},
+          {"t", false, s.n * s.r * k},  {"dx", true, s.n * s.in},        {"da", true, s.r * k * s.in},
+          {"db", true, gw * k * s.r},   {"dw", true, s.out * s.in},      {"dbias", true, s.out},
+          {"de", true, s.r * k}};
 }
 
 // Reads the shape from params, then arrays argv[0..k) at the offsets params[kShape + i];
@@ -144,16 +188,20 @@ bool readCall(napi_env env, napi_callback_info info, const std::string& fn, size
 napi_value LowRankLinear(napi_env env, napi_callback_info info) {
   LowRankShape s;
   std::vector<float*> p;
-  if (!readCall(env, info, "lowRankLinear", 7, &s, &p, forwardOperands)) return nullptr;
-  lowRankForward(s, p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
+  if (!readCall(env, info, "lowRankLinear", 8, &s, &p, forwardOperands)) return nullptr;
+  lowRankForward(s, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]);
   return undefinedValue(env);
 }
 
 napi_value LowRankLinearGrad(napi_env env, napi_callback_info info) {
   LowRankShape s;
   std::vector<float*> p;
-  if (!readCall(env, info, "lowRankLinearGrad", 11, &s, &p, backwardOperands)) return nullptr;
-  lowRankBackward(s, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]);
+  if (!readCall(env, info, "lowRankLinearGrad", 13, &s, &p, backwardOperands)) return nullptr;
+  if (p[12] && !p[5]) {
+    fail(env, "lowRankLinearGrad: de asked for without e");
+    return nullptr;
+  }
+  lowRankBackward(s, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12]);
   return undefinedValue(env);
 }
 }  // namespace

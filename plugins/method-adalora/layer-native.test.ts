@@ -1,5 +1,5 @@
-// SVDLinear on the native low-rank kernel (core lowRankLinear on A*E, the
-// scale as one factor) against its own composite arithmetic (the kernels off):
+// SVDLinear on the native low-rank kernel (core lowRankLinear with E as its
+// rank scale, the scale as one factor) against its own composite arithmetic (the kernels off):
 // value and the gradients of x, A, E and B, on ranks, widths and scalings
 // drawn at random; and a pruned layer (rank 0) is its base.
 import * as tf from '@tensorflow/tfjs';

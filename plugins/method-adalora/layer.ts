@@ -70,15 +70,15 @@ export class SVDLinear extends Module implements LinearLike {
       const bias = this.hasParam('bias') ? this.param('bias').variable : undefined;
       const dropout = this.training && this.dropout > 0;
       if (!this.merged && this.rank > 0 && !dropout && lowRankLinearIsNative()) {
-        // the layer in one kernel each way (core lowRankLinear) on A*E, whose gradient reaches A and E
-        // through the product; the scale s / (ranknum + 1e-5) as one factor (a sync read of a
-        // one-element buffer, cheap on the CPU backends where the kernels run)
+        // the layer in one kernel each way (core lowRankLinear), E as its scale per rank (A*E is never
+        // formed, nor its gradient: the kernel gives A's and E's); the scale s / (ranknum + 1e-5) as one
+        // factor (a sync read of a one-element buffer, cheap on the CPU backends where the kernels run)
         const a = this.param('lora_A').variable;
         const e = this.param('lora_E').variable;
         const b = this.param('lora_B').variable as tf.Tensor2D;
         const scale = this.scaling / (this.param('ranknum').variable.dataSync()[0]! + 1e-5);
         const w = this.param('weight').variable as tf.Tensor2D;
-        const y = lowRankLinear(x2, w, bias as tf.Tensor1D | undefined, tf.mul(a, e) as tf.Tensor2D, b, scale, [true]);
+        const y = lowRankLinear(x2, w, bias as tf.Tensor1D | undefined, a as tf.Tensor2D, b, scale, [true], e);
         return tf.reshape(y, [...lead, this.outFeatures]);
       }
       let y = linear(x2, this.param('weight').variable, bias);

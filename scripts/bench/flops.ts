@@ -71,6 +71,14 @@ export function kernelFlops(k: KernelRecord): number {
       if (dw) f += 2 * w[0]! * inF * n;
       return f;
     }
+    case 'PeftOrthogonality':
+    case 'PeftOrthogonalityGrad': {
+      // per matrix [p, q] the Gram matrix on its smaller side r (the rank): 2 r p q FLOPs; the gradient also
+      // D x (x D); inputs the matrices (after dn and norms in the gradient)
+      const mats = (k.name === 'PeftOrthogonality' ? k.inputShapes : k.inputShapes.slice(2)).filter((m): m is number[] => m !== null && m.length === 2);
+      const products = k.name === 'PeftOrthogonality' ? 1 : 2;
+      return mats.reduce((f, m) => f + products * 2 * size(m) * Math.min(m[0]!, m[1]!), 0);
+    }
     case 'PeftBottleneckMlp': {
       // inputs x [N, in], w1 [hid, in], b1, w2 [out, hid]: pre = x W1^T, gelu(pre) W2^T
       const [x, w1, , w2] = k.inputShapes;

@@ -50,6 +50,11 @@ export interface NativeAddon {
     scalars: Float64Array,
   ): void;
   /**
+   * Adam over many tensors in one call (native/src/adam.h): arrays = 7 a tensor (p, g, m, v, pOut, mOut, vOut);
+   * params = [count, then per tensor: size, the 7 offsets]; scalars as adam's.
+   */
+  adamMulti(arrays: Float32Array[], params: Int32Array, scalars: Float64Array): void;
+  /**
    * AdaLoRA's importance averages of one parameter: params = [rows, cols, offsets of the 6 arrays]; scalars =
    * [beta1, 1 - beta1, beta2, 1 - beta2] (each rounded to float32); a null ema or unc is the first update's zeros.
    */
@@ -96,21 +101,23 @@ export interface NativeAddon {
     params: Int32Array,
     scale: number,
   ): void;
-  /** The low-rank linear layer (native/src/lowrank.cc); params = [n, in, out, r, groups, offsets of the 7 arrays, enabled flag per group]. */
-  lowRankLinear(x: Float32Array, w: Float32Array, bias: Float32Array | null, a: Float32Array, b: Float32Array, y: Float32Array, t: Float32Array, params: Int32Array, scaling: number): void;
-  /** Its gradients (the non-null ones); params = [n, in, out, r, groups, offsets of the 11 arrays, enabled flag per group]. */
+  /** The low-rank linear layer (native/src/lowrank.cc), e the optional rank scale; params = [n, in, out, r, groups, offsets of the 8 arrays, enabled flag per group]. */
+  lowRankLinear(x: Float32Array, w: Float32Array, bias: Float32Array | null, a: Float32Array, b: Float32Array, e: Float32Array | null, y: Float32Array, t: Float32Array, params: Int32Array, scaling: number): void;
+  /** Its gradients (the non-null ones; de only with e); params = [n, in, out, r, groups, offsets of the 13 arrays, enabled flag per group]. */
   lowRankLinearGrad(
     dy: Float32Array,
     x: Float32Array,
     w: Float32Array,
     a: Float32Array,
     b: Float32Array,
+    e: Float32Array | null,
     t: Float32Array,
     dx: Float32Array | null,
     da: Float32Array | null,
     db: Float32Array | null,
     dw: Float32Array | null,
     dbias: Float32Array | null,
+    de: Float32Array | null,
     params: Int32Array,
     scaling: number,
   ): void;
@@ -134,6 +141,10 @@ export interface NativeAddon {
     params: Int32Array,
     scale?: number,
   ): void;
+  /** AdaLoRA's orthogonality distances ||Gram(x_i) - I||_F (native/src/orthogonality.cc); params = [count, normsOff, per factor rows, cols, side (1: x^T x), xOff]. */
+  orthogonality(xs: Float32Array[], norms: Float32Array, params: Int32Array): void;
+  /** Their gradients dx_i = dn_i 2 (D x or x D) / norm_i (0 at a zero norm); params = [count, dnOff, normsOff, per factor rows, cols, side, xOff, dxOff]. */
+  orthogonalityGrad(xs: Float32Array[], dn: Float32Array, norms: Float32Array, dxs: Float32Array[], params: Int32Array): void;
   setThreads(n: number): void;
   /** products: which library runs matrix products (oneDNN's sgemm when built in, else OpenBLAS), and why. */
   info(): { config: string; corename: string; parallel: string; blasThreads: number; threads: number; products: string };

@@ -29,6 +29,11 @@ export const PEFT_ATTENTION_GRAD = 'PeftAttentionGrad';
  * `{p, g, m, v}`, attrs `{lr, beta1, beta2, eps, step}` → [p', m', v'].
  */
 export const PEFT_ADAM = 'PeftAdam';
+/**
+ * Adam's update of many parameters in one call (PyTorch's multi-tensor Adam), each as PeftAdam does it:
+ * `{p0, g0, m0, v0, p1, ...}`, attrs `{lr, beta1, beta2, eps, step, count}` → [p0', m0', v0', p1', ...].
+ */
+export const PEFT_ADAM_MULTI = 'PeftAdamMulti';
 
 /**
  * The sensitivity averages of one parameter (core `sensitivityEma`, src/core/nn/sensitivity-ema.ts): s = |p g|,
@@ -42,7 +47,13 @@ export const PEFT_SENSITIVITY_EMA = 'PeftSensitivityEma';
  * `{x, w, bias?, a, b}`, attrs `{scaling, groups: number[] (1 enabled, 0 not)}` → [y `[N, out]`, t = x A^T `[N, r*k]`].
  */
 export const PEFT_LOW_RANK_LINEAR = 'PeftLowRankLinear';
-/** Its gradient: `{dy, x, w, a, b, t}`, attrs as the forward's plus `{dx, da, db, dw, dbias}` (booleans) → the gradients asked, in that order. */
+/**
+ * The same with a scale per rank (AdaLoRA's singular values, A*E without forming it): `{x, w, bias?, a, b, e}`,
+ * e `[r*k]` or `[r*k, 1]`, y = x W^T + bias + scaling ((x A_j^T) e_j) B_j^T; a kernel of its own because its
+ * gradient saves e as well.
+ */
+export const PEFT_LOW_RANK_LINEAR_SCALED = 'PeftLowRankLinearScaled';
+/** Their gradient: `{dy, x, w, a, b, e?, t}`, attrs as the forward's plus `{dx, da, db, dw, dbias, de}` (booleans) → the gradients asked, in that order. */
 export const PEFT_LOW_RANK_LINEAR_GRAD = 'PeftLowRankLinearGrad';
 
 /**
@@ -53,7 +64,15 @@ export const PEFT_BOTTLENECK_MLP = 'PeftBottleneckMlp';
 /** Its gradient: `{dy, x, w1, w2, pre}`, attrs `{skip, dx, dw1, db1, dw2, db2}` (booleans) → the gradients asked, in that order. */
 export const PEFT_BOTTLENECK_MLP_GRAD = 'PeftBottleneckMlpGrad';
 
-export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD, PEFT_ATTENTION, PEFT_ATTENTION_GRAD, PEFT_ADAM, PEFT_SENSITIVITY_EMA, PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_GRAD, PEFT_BOTTLENECK_MLP, PEFT_BOTTLENECK_MLP_GRAD] as const;
+/**
+ * The distance of factors from orthonormality (core `orthogonalityNorms`, AdaLoRA's regulariser): `[x0, x1, ...]`
+ * (an array of matrices, as Concat's inputs), attrs `{sides: number[]}` (1: x^T x, 0: x x^T) → [norms `[count]`], norm_i = ||Gram(x_i) - I||_F.
+ */
+export const PEFT_ORTHOGONALITY = 'PeftOrthogonality';
+/** Its gradient: `{dn, norms, x0, x1, ...}`, the same attrs → [dx0, dx1, ...] (0 where a norm is 0). */
+export const PEFT_ORTHOGONALITY_GRAD = 'PeftOrthogonalityGrad';
+
+export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD, PEFT_ATTENTION, PEFT_ATTENTION_GRAD, PEFT_ADAM, PEFT_ADAM_MULTI, PEFT_SENSITIVITY_EMA, PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_SCALED, PEFT_LOW_RANK_LINEAR_GRAD, PEFT_ORTHOGONALITY, PEFT_ORTHOGONALITY_GRAD, PEFT_BOTTLENECK_MLP, PEFT_BOTTLENECK_MLP_GRAD] as const;
 
 /** Whether `name` is registered for the active backend (the native kernels are on there). */
 export function fusedKernelActive(name: string): boolean {

@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.js';
 import { ATTENTION_KERNELS, makeAttentionKernel } from './attention-kernel.js';
 import { LOW_RANK_KERNELS, makeLowRankKernel } from './low-rank-kernel.js';
+import { ORTHOGONALITY_KERNELS, makeOrthogonalityKernel } from './orthogonality-kernel.js';
 import { BOTTLENECK_KERNELS, makeBottleneckKernel } from './bottleneck-kernel.js';
 import { ELEMENTWISE_KERNELS, makeElementwiseKernel } from './elementwise-kernel.js';
 import { makeSumKernel } from './sum-kernel.js';
@@ -275,7 +276,7 @@ function convKernel(spec: ConvSpec, backendName: string, addon: NativeAddon, ori
 /** Names of the kernels registered on a backend (PeftMatMul only where it exists: wasm). */
 export function nativeKernelNames(backendName: string): string[] {
   const products = backendName === 'wasm' ? ['BatchMatMul', 'PeftMatMul'] : ['BatchMatMul'];
-  return [...products, ...CONVS.map((c) => c.kernelName), ...FUSED_NATIVE_KERNELS, ...ATTENTION_KERNELS, ...LOW_RANK_KERNELS, ...BOTTLENECK_KERNELS, 'Transpose', 'Sum', ...ELEMENTWISE_KERNELS];
+  return [...products, ...CONVS.map((c) => c.kernelName), ...FUSED_NATIVE_KERNELS, ...ATTENTION_KERNELS, ...LOW_RANK_KERNELS, ...ORTHOGONALITY_KERNELS, ...BOTTLENECK_KERNELS, 'Transpose', 'Sum', ...ELEMENTWISE_KERNELS];
 }
 
 /** The kernel configs for a backend, each falling back to `original(name)`. */
@@ -289,6 +290,7 @@ export function makeNativeKernels(backendName: string, addon: NativeAddon, origi
     else if (ELEMENTWISE_KERNELS.includes(name)) kernels.push(makeElementwiseKernel(name, backendName, addon, original(name)));
     else if (ATTENTION_KERNELS.includes(name)) kernels.push(makeAttentionKernel(name, backendName, addon)!);
     else if (LOW_RANK_KERNELS.includes(name)) kernels.push(makeLowRankKernel(name, backendName, addon)!);
+    else if (ORTHOGONALITY_KERNELS.includes(name)) kernels.push(makeOrthogonalityKernel(name, backendName, addon)!);
     else if (BOTTLENECK_KERNELS.includes(name)) kernels.push(makeBottleneckKernel(name, backendName, addon)!);
     else kernels.push(makeFusedKernel(name, backendName, addon, original(name)) ?? matMulKernel(name, backendName, addon, original(name)));
   }

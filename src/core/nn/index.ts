@@ -8,3 +8,4 @@ export * from './containers.js';
 export * from './embedding.js';
 export * from './low-rank-linear.js';
 export * from './bottleneck-mlp.js';
+export * from './orthogonality.js';

@@ -2,10 +2,12 @@
 // arithmetic of LoRA (loralib's `Linear`, and `MergedLinear` for a fused qkv
 // with only some of q, k, v adapted):
 //
-//   y = x W^T + bias + scaling * (per enabled group g, j-th enabled) (x A_j^T) B_j^T   (group g's columns)
+//   y = x W^T + bias + scaling * (per enabled group g, j-th enabled) ((x A_j^T) e_j) B_j^T   (group g's columns)
 //
 //   x [N, in], W [out, in], bias [out], A [r*k, in], B [gw*k, r],
-//   k enabled of G groups of gw = out / G columns; [true] is plain LoRA.
+//   k enabled of G groups of gw = out / G columns; [true] is plain LoRA;
+//   e [r*k] (or [r*k, 1]) an optional scale per rank, 1 when absent: AdaLoRA's
+//   singular values, (A*E) without forming the product (nor its gradient).
 //
 // Where the native kernels are registered (src/accel/native), this is one
 // kernel each way (PeftLowRankLinear, PeftLowRankLinearGrad) instead of the
@@ -22,7 +24,7 @@
 // when the backward pass reaches the node; any other is made when asked.
 import * as tf from '@tensorflow/tfjs';
 import { pruneTape } from '../../accel/kernels/index.js';
-import { PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_GRAD, fusedKernelActive } from '../../accel/native/fused-names.js';
+import { PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_GRAD, PEFT_LOW_RANK_LINEAR_SCALED, fusedKernelActive } from '../../accel/native/fused-names.js';
 import { linear } from './functional.js';
 import { isFrozen, mayNeedGradient, registerPathGradient } from './gradient-path.js';
 
@@ -35,15 +37,17 @@ interface Attrs {
   needB: boolean;
   needW: boolean;
   needBias: boolean;
+  needE: boolean;
 }
 
-type GradName = 'dx' | 'da' | 'db' | 'dw' | 'dbias';
-const GRAD_NAMES: GradName[] = ['dx', 'da', 'db', 'dw', 'dbias'];
+type GradName = 'dx' | 'da' | 'db' | 'dw' | 'dbias' | 'de';
+const GRAD_NAMES: GradName[] = ['dx', 'da', 'db', 'dw', 'dbias', 'de'];
 
 /**
- * `y = x W^T + bias + scaling * [(x A_j^T) B_j^T for the enabled groups]`, `[N, out]`.
+ * `y = x W^T + bias + scaling * [((x A_j^T) e_j) B_j^T for the enabled groups]`, `[N, out]`.
  * `groups`: one flag per output group (`[true]`: plain LoRA), `a` `[r*k, in]`
- * and `b` `[gw*k, r]` hold the k enabled groups' factors in order.
+ * and `b` `[gw*k, r]` hold the k enabled groups' factors in order; `e`
+ * `[r*k]` or `[r*k, 1]` (optional) scales each rank (row of `a`).
  */
 export function lowRankLinear(
   x: tf.Tensor2D,
@@ -53,12 +57,13 @@ export function lowRankLinear(
   b: tf.Tensor2D,
   scaling: number,
   groups: readonly boolean[],
+  e?: tf.Tensor,
 ): tf.Tensor2D {
   pruneTape();
-  checkShapes(x, w, bias, a, b, groups);
-  const native =
-    x.size > 0 && [x, w, bias, a, b].every((t) => !t || t.dtype === 'float32') && fusedKernelActive(PEFT_LOW_RANK_LINEAR);
-  if (!native) return lowRankLinearComposite(x, w, bias, a, b, scaling, groups);
+  checkShapes(x, w, bias, a, b, groups, e);
+  const kernel = e ? PEFT_LOW_RANK_LINEAR_SCALED : PEFT_LOW_RANK_LINEAR;
+  const native = x.size > 0 && [x, w, bias, a, b, e].every((t) => !t || t.dtype === 'float32') && fusedKernelActive(kernel);
+  if (!native) return lowRankLinearComposite(x, w, bias, a, b, scaling, groups, e);
   const attrs: Attrs = {
     scaling,
     groups: groups.map((g) => (g ? 1 : 0)),
@@ -67,11 +72,13 @@ export function lowRankLinear(
     needB: !isFrozen(b),
     needW: !isFrozen(w),
     needBias: bias !== undefined && !isFrozen(bias),
+    needE: e !== undefined && !isFrozen(e),
   };
   // x first: the engine asks for the gradients in this order, so x's (when
   // asked at all) comes first; a, b, then the weight and bias, usually frozen
   const inputs: tf.NamedTensorMap = bias ? { x, a, b, w, bias } : { x, a, b, w };
-  const [y, t] = tf.engine().runKernel(PEFT_LOW_RANK_LINEAR, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  if (e) inputs.e = e;
+  const [y, t] = tf.engine().runKernel(kernel, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
   t!.dispose(); // the tape keeps its own reference when recording
   return y as tf.Tensor2D;
 }
@@ -82,12 +89,12 @@ export function lowRankLinear(
  * differs (another order of the scaling, say) may keep it where the kernels are off.
  */
 export function lowRankLinearIsNative(): boolean {
-  return fusedKernelActive(PEFT_LOW_RANK_LINEAR);
+  return fusedKernelActive(PEFT_LOW_RANK_LINEAR) && fusedKernelActive(PEFT_LOW_RANK_LINEAR_SCALED);
 }
 
-function checkShapes(x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor | undefined, a: tf.Tensor, b: tf.Tensor, groups: readonly boolean[]): void {
+function checkShapes(x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor | undefined, a: tf.Tensor, b: tf.Tensor, groups: readonly boolean[], e?: tf.Tensor): void {
   const k = groups.filter(Boolean).length;
-  const bad = (why: string) => new Error(`lowRankLinear: ${why} (x ${x.shape}, w ${w.shape}, bias ${bias?.shape}, a ${a.shape}, b ${b.shape}, groups ${groups})`);
+  const bad = (why: string) => new Error(`lowRankLinear: ${why} (x ${x.shape}, w ${w.shape}, bias ${bias?.shape}, a ${a.shape}, b ${b.shape}, e ${e?.shape}, groups ${groups})`);
   if (x.rank !== 2 || w.rank !== 2 || a.rank !== 2 || b.rank !== 2) throw bad('x, w, a and b must be matrices');
   const [out, inF] = w.shape as [number, number];
   if (x.shape[1] !== inF) throw bad('x and w disagree on the input width');
@@ -96,6 +103,12 @@ function checkShapes(x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor | undefined, a:
   const r = b.shape[1]!;
   const gw = out / groups.length;
   if (a.shape[0] !== r * k || a.shape[1] !== inF || b.shape[0] !== gw * k) throw bad('a must be [r*k, in] and b [gw*k, r]');
+  if (e && !(e.shape[0] === r * k && (e.rank === 1 || (e.rank === 2 && e.shape[1] === 1)))) throw bad('e must be [r*k] or [r*k, 1]');
+}
+
+/** `m` `[N, r*k]` with column c scaled by e[c]. */
+function scaleRanks(m: tf.Tensor, e: tf.Tensor): tf.Tensor2D {
+  return tf.mul(m, tf.reshape(e, [-1])) as tf.Tensor2D;
 }
 
 /** For each group: the index j among the enabled groups, or -1 when disabled. */
@@ -113,18 +126,20 @@ export function lowRankLinearComposite(
   b: tf.Tensor2D,
   scaling: number,
   groups: readonly boolean[],
+  e?: tf.Tensor,
 ): tf.Tensor2D {
   return tf.tidy(() => {
     let y = linear(x, w);
     if (bias) y = tf.add(y, bias);
     let update: tf.Tensor;
+    const xa = () => (e ? scaleRanks(tf.matMul(x, a, false, true), e) : tf.matMul(x, a, false, true));
     if (groups.length === 1) {
-      update = tf.mul(tf.matMul(tf.matMul(x, a, false, true), b, false, true), scaling);
+      update = tf.mul(tf.matMul(xa(), b, false, true), scaling);
     } else {
       const n = x.shape[0];
       const r = b.shape[1]!;
       const gw = w.shape[0] / groups.length;
-      const h = tf.matMul(x, a, false, true); // [N, r*k]
+      const h = xa(); // [N, r*k]
       const parts = slots(groups).map((j) =>
         j < 0 ? tf.zeros([n, gw]) : tf.matMul(tf.slice(h, [0, j * r], [n, r]), tf.slice(b, [j * gw, 0], [gw, r]), false, true),
       );
@@ -138,20 +153,24 @@ export function lowRankLinearComposite(
  * The gradients `want` in tfjs ops, from what the forward kernel saved: used
  * when the native kernels were turned off between the forward and the backward pass.
  */
-function backwardComposite(dy: tf.Tensor2D, x: tf.Tensor2D, w: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D, t: tf.Tensor2D, attrs: Attrs, want: Set<GradName>): Map<GradName, tf.Tensor> {
+function backwardComposite(dy: tf.Tensor2D, x: tf.Tensor2D, w: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D, e: tf.Tensor | undefined, t: tf.Tensor2D, attrs: Attrs, want: Set<GradName>): Map<GradName, tf.Tensor> {
   const n = x.shape[0];
   const r = b.shape[1]!;
   const gw = w.shape[0] / attrs.groups.length;
   const enabled = slots(attrs.groups).flatMap((j, g) => (j < 0 ? [] : [{ g, j }]));
   const dyOf = (g: number) => tf.slice(dy, [0, g * gw], [n, gw]);
   const out = new Map<GradName, tf.Tensor>();
-  if (want.has('dx') || want.has('da')) {
-    const u = tf.concat(enabled.map(({ g, j }) => tf.matMul(dyOf(g), tf.slice(b, [j * gw, 0], [gw, r]))), 1);
+  if (want.has('dx') || want.has('da') || (e && want.has('de'))) {
+    // the gradient of t e (unscaled), then of t
+    const ue = tf.concat(enabled.map(({ g, j }) => tf.matMul(dyOf(g), tf.slice(b, [j * gw, 0], [gw, r]))), 1);
+    if (e && want.has('de')) out.set('de', tf.reshape(tf.mul(tf.sum(tf.mul(t, ue), 0), attrs.scaling), e.shape));
+    const u = e ? scaleRanks(ue, e) : ue;
     if (want.has('dx')) out.set('dx', tf.add(tf.matMul(dy, w), tf.mul(tf.matMul(u, a), attrs.scaling)));
     if (want.has('da')) out.set('da', tf.mul(tf.matMul(u, x, true, false), attrs.scaling));
   }
   if (want.has('db')) {
-    const parts = enabled.map(({ g, j }) => tf.matMul(dyOf(g), tf.slice(t, [0, j * r], [n, r]), true, false));
+    const te = e ? scaleRanks(t, e) : t;
+    const parts = enabled.map(({ g, j }) => tf.matMul(dyOf(g), tf.slice(te, [0, j * r], [n, r]), true, false));
     out.set('db', tf.mul(tf.concat(parts, 0), attrs.scaling));
   }
   if (want.has('dw')) out.set('dw', tf.matMul(dy, x, true, false));
@@ -160,27 +179,39 @@ function backwardComposite(dy: tf.Tensor2D, x: tf.Tensor2D, w: tf.Tensor2D, a: t
 }
 
 /** The gradients `want`: one native kernel call, or the composite form. */
-function gradients(dy: tf.Tensor2D, saved: tf.Tensor2D[], attrs: Attrs, want: Set<GradName>): Map<GradName, tf.Tensor> {
-  const [x, w, a, b, t] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+function gradients(dy: tf.Tensor2D, x: tf.Tensor2D, w: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D, e: tf.Tensor | undefined, t: tf.Tensor2D, attrs: Attrs, want: Set<GradName>): Map<GradName, tf.Tensor> {
+  if (!e) want.delete('de');
   if (want.size === 0) return new Map();
-  if (!fusedKernelActive(PEFT_LOW_RANK_LINEAR_GRAD)) return backwardComposite(dy, x, w, a, b, t, attrs, want);
+  if (!fusedKernelActive(PEFT_LOW_RANK_LINEAR_GRAD)) return backwardComposite(dy, x, w, a, b, e, t, attrs, want);
   const flags = Object.fromEntries(GRAD_NAMES.map((g) => [g, want.has(g)]));
-  const grads = tf.engine().runKernel(PEFT_LOW_RANK_LINEAR_GRAD, { dy, x, w, a, b, t }, { scaling: attrs.scaling, groups: attrs.groups, ...flags }) as tf.Tensor[];
+  const inputs: tf.NamedTensorMap = e ? { dy, x, w, a, b, e, t } : { dy, x, w, a, b, t };
+  const grads = tf.engine().runKernel(PEFT_LOW_RANK_LINEAR_GRAD, inputs, { scaling: attrs.scaling, groups: attrs.groups, ...flags }) as tf.Tensor[];
   const wanted = GRAD_NAMES.filter((g) => want.has(g));
   return new Map(wanted.map((g, i) => [g, grads[i]!]));
 }
 
-// the gradients predicted at the forward pass in one call, any other when asked
+const likely = (attrs: Attrs): GradName[] => [
+  ...(attrs.needX ? (['dx'] as const) : []),
+  ...(attrs.needA ? (['da'] as const) : []),
+  ...(attrs.needB ? (['db'] as const) : []),
+  ...(attrs.needW ? (['dw'] as const) : []),
+  ...(attrs.needBias ? (['dbias'] as const) : []),
+  ...(attrs.needE ? (['de'] as const) : []),
+];
+
+// the gradients predicted at the forward pass in one call, any other when asked;
+// the kernel with e saves e as well (saved: the inputs named, then t)
 registerPathGradient<GradName, Attrs>(
   PEFT_LOW_RANK_LINEAR,
   ['x', 'w', 'a', 'b'],
   { x: 'dx', a: 'da', b: 'db', w: 'dw', bias: 'dbias' },
-  (attrs) => [
-    ...(attrs.needX ? (['dx'] as const) : []),
-    ...(attrs.needA ? (['da'] as const) : []),
-    ...(attrs.needB ? (['db'] as const) : []),
-    ...(attrs.needW ? (['dw'] as const) : []),
-    ...(attrs.needBias ? (['dbias'] as const) : []),
-  ],
-  gradients,
+  likely,
+  (dy, [x, w, a, b, t], attrs, want) => gradients(dy, x!, w!, a!, b!, undefined, t!, attrs, want),
+);
+registerPathGradient<GradName, Attrs>(
+  PEFT_LOW_RANK_LINEAR_SCALED,
+  ['x', 'w', 'a', 'b', 'e'],
+  { x: 'dx', a: 'da', b: 'db', w: 'dw', bias: 'dbias', e: 'de' },
+  likely,
+  (dy, [x, w, a, b, e, t], attrs, want) => gradients(dy, x!, w!, a!, b!, e, t!, attrs, want),
 );
