@@ -6,12 +6,14 @@
 // to: the layers only call them for float32 tensors, and the kernels throw
 // otherwise; Softmax falls back to the kernel it replaced. PeftAdam is Adam's
 // update of one parameter (used by src/app/train/adam.ts), bit-identical to
-// the composite form there; PeftSensitivityEma likewise the sensitivity
+// the composite form there, and PeftAdamMulti the same for every trainable
+// tensor of a step in one call (one engine and addon trip instead of one a
+// tensor); PeftSensitivityEma likewise the sensitivity
 // averages of one parameter (src/core/nn/sensitivity-ema.ts: AdaLoRA's
 // importance, or any sensitivity-based pruning).
 import * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.js';
-import { PEFT_ADAM, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SENSITIVITY_EMA, PEFT_SOFTMAX_GRAD } from './fused-names.js';
+import { PEFT_ADAM, PEFT_ADAM_MULTI, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SENSITIVITY_EMA, PEFT_SOFTMAX_GRAD } from './fused-names.js';
 import { storageFor, type Storage, type View } from './storage.js';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
@@ -203,6 +205,47 @@ function adam(backendName: string, addon: NativeAddon): tf.KernelConfig {
   });
 }
 
+const EMPTY = new Float32Array(0);
+
+/**
+ * Adam's update of many parameters: `{p0, g0, m0, v0, p1, ...}` (each four of one shape), attrs AdamAttrs and
+ * `count` → [p0', m0', v0', p1', ...]; one addon call whose elements the threads split as one range.
+ */
+function adamMulti(backendName: string, addon: NativeAddon): tf.KernelConfig {
+  return kernel(PEFT_ADAM_MULTI, backendName, ({ inputs, attrs }, st) => {
+    const scalars = adamScalars(adamAttrs(attrs));
+    const count = (attrs as { count?: unknown } | undefined)?.count;
+    if (typeof count !== 'number' || !Number.isInteger(count) || count < 0) throw new Error(`${PEFT_ADAM_MULTI}: attr count must be a whole number, got ${String(count)}`);
+    const ins: tf.TensorInfo[][] = [];
+    for (let i = 0; i < count; i++) {
+      const four = (['p', 'g', 'm', 'v'] as const).map((k) => inputs[`${k}${i}`]);
+      if (four.some((t) => t === undefined)) throw new Error(`${PEFT_ADAM_MULTI}: inputs p${i}, g${i}, m${i}, v${i} expected`);
+      const [p, g, m, v] = four as tf.TensorInfo[];
+      check(PEFT_ADAM_MULTI, st, [p, g, m, v]);
+      if (![g, m, v].every((t) => sameShape(t!.shape, p!.shape))) {
+        throw new Error(`${PEFT_ADAM_MULTI}: shapes p${i} ${p!.shape}, g ${g!.shape}, m ${m!.shape}, v ${v!.shape} differ`);
+      }
+      ins.push(four as tf.TensorInfo[]);
+    }
+    const outs = ins.map(([p]) => [st.alloc(p!.shape), st.alloc(p!.shape), st.alloc(p!.shape)]);
+    // views after every allocation (the wasm heap may have grown)
+    const arrays: Float32Array[] = [];
+    const params = new Int32Array(1 + 8 * count);
+    params[0] = count;
+    for (let i = 0; i < count; i++) {
+      const size = ins[i]![0]!.shape.reduce((a, b) => a * b, 1);
+      params[1 + 8 * i] = size;
+      [...ins[i]!, ...outs[i]!].forEach((t, k) => {
+        const view = size > 0 ? st.view(t) : { array: EMPTY, offset: 0 };
+        arrays.push(view.array);
+        params[2 + 8 * i + k] = view.offset;
+      });
+    }
+    if (count > 0) addon.adamMulti(arrays, params, scalars);
+    return outs.flat();
+  });
+}
+
 /** The sensitivity update's scalars [beta1, 1 - beta1, beta2, 1 - beta2], in double as the composite form computes them. */
 export function sensitivityScalars(beta1: number, beta2: number): Float64Array {
   return Float64Array.of(beta1, 1 - beta1, beta2, 1 - beta2);
@@ -232,7 +275,7 @@ function sensitivityEma(backendName: string, addon: NativeAddon): tf.KernelConfi
 }
 
 /** Kernel names this module registers ('Softmax' replaces the backend's). */
-export const FUSED_NATIVE_KERNELS = ['Softmax', PEFT_SOFTMAX_GRAD, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_ADAM, PEFT_SENSITIVITY_EMA];
+export const FUSED_NATIVE_KERNELS = ['Softmax', PEFT_SOFTMAX_GRAD, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_ADAM, PEFT_ADAM_MULTI, PEFT_SENSITIVITY_EMA];
 
 /** The config of one of FUSED_NATIVE_KERNELS, or undefined for another name. */
 export function makeFusedKernel(name: string, backendName: string, addon: NativeAddon, original: Original): tf.KernelConfig | undefined {
@@ -251,6 +294,8 @@ export function makeFusedKernel(name: string, backendName: string, addon: Native
       return layerNormGrad(backendName, addon);
     case PEFT_ADAM:
       return adam(backendName, addon);
+    case PEFT_ADAM_MULTI:
+      return adamMulti(backendName, addon);
     case PEFT_SENSITIVITY_EMA:
       return sensitivityEma(backendName, addon);
     default:

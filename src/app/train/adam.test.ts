@@ -1,15 +1,18 @@
-// Adam.apply with the native PeftAdam kernel against its composite form (the
-// native kernels off, as with PEFT_NATIVE=0): one kernel per parameter,
-// bit-identical trajectories over several steps with a changing rate, a flat
+// Adam.apply with the native kernels against its composite form (the native
+// kernels off, as with PEFT_NATIVE=0): one PeftAdamMulti call a step for every
+// parameter (or, without it, one PeftAdam per parameter), bit-identical
+// trajectories (also over random shapes, sizes 0 and 1, odd sizes and tensors
+// larger than a thread's share, split between threads) over several steps with a changing rate, a flat
 // tensor count, and checkpoint resume (state() / load()) unchanged, on cpu and
 // on wasm. The native tests are skipped with the reason when the addon is not
 // built; the composite ones always run.
 import * as tf from '@tensorflow/tfjs';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ensureWasmBackend, onBackend } from '../../../test/support/kernels.js';
-import { PEFT_ADAM } from '../../accel/native/fused-names.js';
+import { PEFT_ADAM, PEFT_ADAM_MULTI } from '../../accel/native/fused-names.js';
 import { registerNativeKernels, setNativeKernelsEnabled } from '../../accel/native/index.js';
-import { built, whyNotBuilt, without } from '../../../test/support/native.js';
+import { RUNS, built, whyNotBuilt, without } from '../../../test/support/native.js';
 import { Parameter } from '../../core/nn/parameter.js';
 import { seededValues } from '../../../test/support/reference-math.js';
 import { Adam } from './adam.js';
@@ -139,6 +142,64 @@ function resumed(split: number, total: number, firstPart: <T>(f: () => T) => T, 
 }
 
 const native = <T>(f: () => T): T => f();
+
+/** Runs `f` with PeftAdamMulti unregistered on the active backend (the per-parameter PeftAdam path), then puts it back. */
+function perTensor<T>(f: () => T): T {
+  const backend = tf.getBackend();
+  const config = tf.getKernel(PEFT_ADAM_MULTI, backend);
+  if (!config) throw new Error(`${PEFT_ADAM_MULTI} is not registered on ${backend}`);
+  tf.unregisterKernel(PEFT_ADAM_MULTI, backend);
+  try {
+    return f();
+  } finally {
+    tf.registerKernel(config);
+  }
+}
+
+/**
+ * Every snapshot of `steps` steps over parameters of `shapes` (their values and gradients seeded), a rate
+ * changing each step; parameter `skip` (if any) has no gradient at odd steps.
+ */
+function randomTrajectory(shapes: number[][], seed: number, steps: number, skip: number): Snapshot[] {
+  const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
+  const r = seededValues(seed);
+  const params: [string, Parameter][] = shapes.map((shape, i) => {
+    const t = tf.tensor(Float32Array.from({ length: size(shape) }, () => r(-1, 1)), shape);
+    const p = new Parameter(t);
+    t.dispose();
+    return [`p${i}`, p];
+  });
+  const adam = new Adam({ lr: 1e-2, beta1: 0.8, beta2: 0.99, eps: 1e-6 });
+  const snaps: Snapshot[] = [];
+  try {
+    for (let s = 1; s <= steps; s++) {
+      adam.lr = 1e-2 / s;
+      const grads = new Map<string, tf.Tensor>();
+      shapes.forEach((shape, i) => {
+        if (i === skip && s % 2 === 1) return;
+        // gradients over many magnitudes, some exactly 0
+        grads.set(`p${i}`, tf.tensor(Float32Array.from({ length: size(shape) }, () => (r(0, 1) < 0.05 ? 0 : r(-1, 1) * 10 ** r(-7, 2))), shape));
+      });
+      adam.apply(params, grads);
+      tf.dispose([...grads.values()]);
+      const snap: Snapshot = new Map();
+      for (const [name, p] of params) snap.set(name, p.variable.dataSync().slice() as Float32Array);
+      for (const [key, t] of adam.state()) snap.set(key, t.dataSync().slice() as Float32Array);
+      snaps.push(snap);
+    }
+  } finally {
+    for (const [, p] of params) p.dispose();
+    adam.dispose();
+  }
+  return snaps;
+}
+
+const shapeArb = fc.oneof(
+  fc.constantFrom<number[]>([0], [1], [], [3, 0], [7], [1, 1]),
+  fc.array(fc.integer({ min: 1, max: 23 }), { minLength: 1, maxLength: 3 }),
+  // larger than a thread's share (65,536 elements), so that the split falls inside tensors
+  fc.constantFrom<number[]>([70001], [257, 513]),
+);
 const STEPS = 6;
 
 describe('Adam (composite form)', () => {
@@ -158,9 +219,10 @@ describe('Adam (composite form)', () => {
   });
 });
 
-describe.skipIf(!built)('Adam with the native PeftAdam kernel (cpu backend)', () => {
-  it('runs one PeftAdam per parameter, and the composite kernels without it', async () => {
-    expect(await kernelsOfStep()).toEqual(Object.keys(SHAPES).map(() => PEFT_ADAM));
+describe.skipIf(!built)('Adam with the native kernels (cpu backend)', () => {
+  it('runs one PeftAdamMulti a step, one PeftAdam per parameter without it, and the composite kernels without either', async () => {
+    expect(await kernelsOfStep()).toEqual([PEFT_ADAM_MULTI]);
+    expect(await perTensor(kernelsOfStep)).toEqual(Object.keys(SHAPES).map(() => PEFT_ADAM));
     setNativeKernelsEnabled(false);
     let composite: string[];
     try {
@@ -169,6 +231,7 @@ describe.skipIf(!built)('Adam with the native PeftAdam kernel (cpu backend)', ()
       setNativeKernelsEnabled(true);
     }
     expect(composite).not.toContain(PEFT_ADAM);
+    expect(composite).not.toContain(PEFT_ADAM_MULTI);
     expect(composite).toEqual(expect.arrayContaining(['Multiply', 'Add', 'Square', 'Sqrt', 'RealDiv', 'Sub']));
   });
 
@@ -179,6 +242,36 @@ describe.skipIf(!built)('Adam with the native PeftAdam kernel (cpu backend)', ()
     got.forEach((s, i) => expectSameBits(s, want[i]!, `step ${i + 1}`));
     // the parameters did move
     expect(got[STEPS - 1]!.get('q.lora_A')).not.toEqual(initial().get('q.lora_A'));
+    const each = perTensor(() => trajectory(STEPS));
+    each.forEach((s, i) => expectSameBits(s, want[i]!, `per-parameter step ${i + 1}`));
+  });
+
+  it('PeftAdamMulti, PeftAdam and the composite form agree bit for bit over random shapes (sizes 0, 1, odd, split between threads)', () => {
+    fc.assert(
+      fc.property(fc.array(shapeArb, { minLength: 1, maxLength: 8 }), fc.integer({ min: 1, max: 1e6 }), fc.integer({ min: -1, max: 7 }), (shapes, seed, skip) => {
+        const steps = 3;
+        const got = randomTrajectory(shapes, seed, steps, skip);
+        const each = perTensor(() => randomTrajectory(shapes, seed, steps, skip));
+        const want = without(() => randomTrajectory(shapes, seed, steps, skip));
+        for (let i = 0; i < steps; i++) {
+          expectSameBits(got[i]!, want[i]!, `multi step ${i + 1}`);
+          expectSameBits(each[i]!, want[i]!, `per-parameter step ${i + 1}`);
+        }
+      }),
+      { numRuns: Math.max(5, Math.round(RUNS / 2)) },
+    );
+  });
+
+  it('PeftAdamMulti checks its inputs', () => {
+    const [p, g] = [tf.ones([3]), tf.ones([4])];
+    const attrs = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 1 };
+    try {
+      expect(() => tf.engine().runKernel(PEFT_ADAM_MULTI, { p0: p, g0: g, m0: p, v0: p }, { ...attrs, count: 1 })).toThrow(/differ/);
+      expect(() => tf.engine().runKernel(PEFT_ADAM_MULTI, { p0: p, g0: p, m0: p }, { ...attrs, count: 1 })).toThrow(/expected/);
+      expect(() => tf.engine().runKernel(PEFT_ADAM_MULTI, { p0: p, g0: p, m0: p, v0: p }, { ...attrs, count: 1.5 })).toThrow(/count/);
+    } finally {
+      tf.dispose([p, g]);
+    }
   });
 
   it('keeps the tensor count and bytes flat across steps', () => {
@@ -199,6 +292,7 @@ describe.skipIf(!built)('Adam with the native PeftAdam kernel (cpu backend)', ()
     expectSameBits(resumed(3, STEPS, native, native), straight, 'native, resumed native');
     expectSameBits(resumed(3, STEPS, without, native), straight, 'composite, resumed native');
     expectSameBits(resumed(2, STEPS, native, without), straight, 'native, resumed composite');
+    expectSameBits(resumed(3, STEPS, perTensor, native), straight, 'per-parameter, resumed multi');
   });
 });
 
@@ -209,15 +303,17 @@ describe.skipIf(!built || !wasmOk)('Adam with the native PeftAdam kernel (wasm b
       return f();
     });
 
-  it('runs one PeftAdam per parameter', async () => {
-    expect(await onWasm(kernelsOfStep)).toEqual(Object.keys(SHAPES).map(() => PEFT_ADAM));
+  it('runs one PeftAdamMulti a step (one PeftAdam per parameter without it)', async () => {
+    expect(await onWasm(kernelsOfStep)).toEqual([PEFT_ADAM_MULTI]);
+    expect(await onWasm(() => perTensor(kernelsOfStep))).toEqual(Object.keys(SHAPES).map(() => PEFT_ADAM));
   });
 
   it('gives a trajectory bit-identical to the wasm composite form and to the cpu backend', async () => {
     const cpu = without(() => trajectory(STEPS));
-    const [got, want] = await onWasm(() => [trajectory(STEPS), without(() => trajectory(STEPS))]);
+    const [got, want, each] = await onWasm(() => [trajectory(STEPS), without(() => trajectory(STEPS)), perTensor(() => trajectory(STEPS))]);
     got!.forEach((s, i) => {
       expectSameBits(s, want![i]!, `wasm step ${i + 1}`);
+      expectSameBits(each![i]!, want![i]!, `wasm per-parameter step ${i + 1}`);
       expectSameBits(s, cpu[i]!, `wasm vs cpu step ${i + 1}`);
     });
   });

@@ -1,10 +1,13 @@
 // Adam, as PyTorch's torch.optim.Adam (no weight decay, bias-corrected),
 // with its state (step, first and second moments by parameter name) exposed
-// so that checkpoints resume exactly. Where the native kernels are on, each
-// parameter's update is one kernel (PeftAdam, bit-identical to the composite
-// form below, which stays the fallback and the reference).
+// so that checkpoints resume exactly. Where the native kernels are on, the
+// update of every parameter of a step is one kernel (PeftAdamMulti, as
+// PyTorch's multi-tensor Adam: a step of the README's main job has 138
+// trainable tensors), each bit-identical to the per-parameter kernel
+// (PeftAdam) and to the composite form below, which stays the fallback and
+// the reference.
 import * as tf from '@tensorflow/tfjs';
-import { PEFT_ADAM, fusedKernelActive } from '../../accel/native/fused-names.js';
+import { PEFT_ADAM, PEFT_ADAM_MULTI, fusedKernelActive } from '../../accel/native/fused-names.js';
 import { PeftError } from '../../core/errors.js';
 import type { Parameter } from '../../core/nn/parameter.js';
 import { quoteName } from '../../core/text.js';
@@ -38,13 +41,19 @@ export class Adam {
     this.step++;
     const bc1 = 1 - this.beta1 ** this.step;
     const bc2 = 1 - this.beta2 ** this.step;
-    const native = fusedKernelActive(PEFT_ADAM);
+    const multi = fusedKernelActive(PEFT_ADAM_MULTI);
+    const native = multi || fusedKernelActive(PEFT_ADAM);
     const attrs = { lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, step: this.step };
+    const batch: { p: Parameter; g: tf.Tensor; m: tf.Variable; v: tf.Variable }[] = [];
     for (const [name, p] of params) {
       const g = grads.get(name);
       if (!g) continue;
       const m = this.moment(this.m, name, p);
       const v = this.moment(this.v, name, p);
+      if (multi && fusable(p.variable, g, m, v)) {
+        batch.push({ p, g, m, v });
+        continue;
+      }
       if (native && fusable(p.variable, g, m, v)) {
         tf.tidy(() => {
           const [pNew, mNew, vNew] = tf.engine().runKernel(PEFT_ADAM, { p: p.variable, g, m, v }, attrs) as tf.Tensor[];
@@ -61,6 +70,22 @@ export class Adam {
         p.assign(tf.sub(p.variable, tf.mul(tf.div(m, denom), this.lr / bc1)));
       });
     }
+    if (batch.length === 0) return;
+    tf.tidy(() => {
+      const inputs: tf.NamedTensorMap = {};
+      batch.forEach(({ p, g, m, v }, i) => {
+        inputs[`p${i}`] = p.variable;
+        inputs[`g${i}`] = g;
+        inputs[`m${i}`] = m;
+        inputs[`v${i}`] = v;
+      });
+      const out = tf.engine().runKernel(PEFT_ADAM_MULTI, inputs, { ...attrs, count: batch.length }) as tf.Tensor[];
+      batch.forEach(({ p, m, v }, i) => {
+        m.assign(out[3 * i + 1]!);
+        v.assign(out[3 * i + 2]!);
+        p.assign(out[3 * i]!);
+      });
+    });
   }
 
   private moment(store: Map<string, tf.Variable>, name: string, p: Parameter): tf.Variable {
