@@ -125,6 +125,8 @@ describe('the TinyViT block with adapters equals its per-window formulation', ()
           const two = gradsByName(holder, () => dotLoss(blockPerWindow(block, x), up));
           const oneWindow = s.h === s.window && s.w === s.window;
           seen.add(oneWindow ? 'one window' : s.h <= s.window && s.w <= s.window ? 'smaller' : s.h % s.window || s.w % s.window ? 'padded' : 'exact');
+          // windows of one token, or one window a row: the partition is a Reshape (no Transpose)
+          if (!oneWindow && (s.window === 1 || Math.ceil(s.w / s.window) === 1)) seen.add('no swap');
           const scale = Math.abs(two.value.dataSync()[0]!);
           expect(Math.abs(one.value.dataSync()[0]! - two.value.dataSync()[0]!)).toBeLessThanOrEqual(1e-4 * (1 + scale));
           for (const [key, g] of two.grads) {
@@ -144,7 +146,7 @@ describe('the TinyViT block with adapters equals its per-window formulation', ()
       }),
       { numRuns: 40, seed: 19 },
     );
-    expect([...seen].sort()).toEqual(['exact', 'one window', 'padded', 'smaller']);
+    expect([...seen].sort()).toEqual(['exact', 'no swap', 'one window', 'padded', 'smaller']);
   });
 });
 

@@ -84,10 +84,17 @@ export class TinyVitBlock extends HookableBlock {
         const xp = padB || padR ? tf.pad(x, [[0, 0], [0, padB], [0, padR], [0, 0]]) : x;
         const nH = (h + padB) / ws;
         const nW = (w + padR) / ws;
-        // [B, nH, ws, nW, ws, C] -> [B, nH, nW, ws, ws, C] -> [B*nH*nW, ws*ws, C]
-        const windows = tf.reshape(tf.transpose(tf.reshape(xp, [b, nH, ws, nW, ws, c]), [0, 1, 3, 2, 4, 5]), [b * nH * nW, ws * ws, c]);
+        // [B, nH, ws, nW, ws, C] -> [B, nH, nW, ws, ws, C] -> [B*nH*nW, ws*ws, C]; with windows of one token or
+        // one window a row the swap moves an axis of size 1, the same order of elements: a Reshape, no Transpose
+        // (forward and backward, both ways)
+        const swap = ws !== 1 && nW !== 1;
+        const windows = swap
+          ? tf.reshape(tf.transpose(tf.reshape(xp, [b, nH, ws, nW, ws, c]), [0, 1, 3, 2, 4, 5]), [b * nH * nW, ws * ws, c])
+          : tf.reshape(xp, [b * nH * nW, ws * ws, c]);
         const out = this.postAttn(this.attn.forward(windows as tf.Tensor3D));
-        const back = tf.reshape(tf.transpose(tf.reshape(out, [b, nH, nW, ws, ws, c]), [0, 1, 3, 2, 4, 5]), [b, h + padB, w + padR, c]);
+        const back = swap
+          ? tf.reshape(tf.transpose(tf.reshape(out, [b, nH, nW, ws, ws, c]), [0, 1, 3, 2, 4, 5]), [b, h + padB, w + padR, c])
+          : tf.reshape(out, [b, h + padB, w + padR, c]);
         a = padB || padR ? tf.slice(back, [0, 0, 0, 0], [b, h, w, c]) : back;
       }
       const y = (this.child('local_conv') as Conv2dBN).forward(tf.add(x, a)) as tf.Tensor4D;

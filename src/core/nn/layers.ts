@@ -113,8 +113,11 @@ function patchConv(x: tf.Tensor4D, w: tf.Tensor4D): tf.Tensor4D {
   const gh = Math.floor(h / k);
   const gw = Math.floor(wd / k);
   const xc = gh * k === h && gw * k === wd ? x : tf.slice(x, [0, 0, 0, 0], [b, gh * k, gw * k, c]);
-  // [B, gh, k, gw, k, C] -> [B, gh, gw, C, k, k] so each patch flattens as PyTorch's (c, kh, kw).
-  const patches = tf.reshape(tf.transpose(tf.reshape(xc, [b, gh, k, gw, k, c]), [0, 1, 3, 5, 2, 4]), [b * gh * gw, c * k * k]);
+  // [B, gh, k, gw, k, C] -> [B, gh, gw, C, k, k] so each patch flattens as PyTorch's (c, kh, kw); a 1x1
+  // kernel moves only axes of size 1 there, the same order of elements: one Reshape (no Transpose forward
+  // and backward, two Reshapes fewer)
+  const patches =
+    k === 1 ? tf.reshape(xc, [b * gh * gw, c]) : tf.reshape(tf.transpose(tf.reshape(xc, [b, gh, k, gw, k, c]), [0, 1, 3, 5, 2, 4]), [b * gh * gw, c * k * k]);
   const y = tf.matMul(patches, tf.reshape(w, [out, c * k * k]), false, true);
   return tf.reshape(y, [b, gh, gw, out]);
 }

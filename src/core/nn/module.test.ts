@@ -115,6 +115,19 @@ describe('layers', () => {
     const w = patch.param('weight').variable;
     const ref = tf.add(tf.conv2d(x as tf.Tensor4D, tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D, 4, 'valid'), patch.param('bias').variable);
     await close(patch.forward(x as tf.Tensor4D), ref);
+    // 1x1 kernel == stride (a pointwise conv, the patch path without its Transpose): values and gradients
+    const point = new Conv2d(6, 5, 1);
+    const xp = tf.randomNormal([2, 3, 4, 6]) as tf.Tensor4D;
+    const wp = point.param('weight').variable;
+    const bp = point.param('bias').variable;
+    const up = tf.randomNormal([2, 3, 4, 5]);
+    const viaConv = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(tf.add(tf.conv2d(xx as tf.Tensor4D, tf.transpose(ww, [2, 3, 1, 0]) as tf.Tensor4D, 1, 'valid'), bb), up));
+    await close(point.forward(xp), tf.add(tf.conv2d(xp, tf.transpose(wp, [2, 3, 1, 0]) as tf.Tensor4D, 1, 'valid'), bp));
+    const want = tf.grads((xx, ww, bb) => viaConv(xx!, ww!, bb!))([xp, wp, bp]);
+    await close(tf.grad((xx) => tf.sum(tf.mul(point.forward(xx as tf.Tensor4D), up)))(xp), want[0]!);
+    const { grads } = tf.variableGrads(() => tf.sum(tf.mul(point.forward(xp), up)) as tf.Scalar, [wp, bp]);
+    await close(grads[wp.name]!, want[1]!);
+    await close(grads[bp.name]!, want[2]!);
     // grouped convolution equals per-group convolution
     const grouped = new Conv2d(4, 6, 3, { padding: 1, groups: 2, bias: false });
     const xg = tf.randomNormal([1, 5, 5, 4]) as tf.Tensor4D;
