@@ -13,6 +13,8 @@
 // "Products on oneDNN"). PEFT_DNNL=0 at load turns oneDNN off.
 #include "gemm.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +40,13 @@ constexpr unsigned kRuntimeSeq = 1, kRuntimeOmp = 2;
 // (OpenMP, whose per-thread count useDnnlThreads sets, or sequential).
 struct DnnlState {
   bool on = false;
+  // oneDNN before 3.11.2: its JIT sgemm kernels point rsp at a heap buffer
+  // while they run, so a signal delivered to the thread then (Ctrl-C, a
+  // profiler's SIGPROF, a child's SIGCHLD...) writes its frame into the heap,
+  // which glibc later finds corrupt ("corrupted size vs. prev_size"; oneDNN
+  // issue 4845, fixed by its PR 4855). Such a build runs its products with
+  // the asynchronous signals blocked: they are delivered when it returns.
+  bool blockSignals = false;
   // products on more than one thread split over the addon's threads, one oneDNN
   // thread each (else oneDNN's own OpenMP team: PEFT_DNNL=omp)
   bool split = true;
@@ -58,12 +67,45 @@ const DnnlState& dnnl() {
       s.split = !(env && std::strcmp(env, "omp") == 0 && v->cpu_runtime == kRuntimeOmp);
       s.engine = std::string(version) + (s.split ? " on the addon's threads" : " on its OpenMP threads") +
                  ", OpenBLAS for the smallest and rank-4 products";
+      s.blockSignals = v->major < 3 || (v->major == 3 && (v->minor < 11 || (v->minor == 11 && v->patch < 2)));
+      if (s.blockSignals) s.engine += " (signals held during its products: oneDNN before 3.11.2)";
     } else {
       s.engine = std::string("OpenBLAS (") + version + " built in, not used: its threads are not OpenMP's)";
     }
     return s;
   }();
   return state;
+}
+
+// The asynchronous signals blocked in the calling thread for its lifetime
+// (restored after): all but those a fault raises synchronously in this thread
+// (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS), which cannot wait.
+class AsyncSignalsHeld {
+ public:
+  AsyncSignalsHeld() {
+    static const sigset_t held = [] {
+      sigset_t set;
+      sigfillset(&set);
+      for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS}) sigdelset(&set, sig);
+      return set;
+    }();
+    pthread_sigmask(SIG_BLOCK, &held, &previous_);
+  }
+  ~AsyncSignalsHeld() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
+  AsyncSignalsHeld(const AsyncSignalsHeld&) = delete;
+  AsyncSignalsHeld& operator=(const AsyncSignalsHeld&) = delete;
+
+ private:
+  sigset_t previous_;
+};
+
+// oneDNN's sgemm, with the asynchronous signals held when its version needs it (DnnlState::blockSignals)
+int dnnlProduct(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const char ta = transA ? 'T' : 'N', tb = transB ? 'T' : 'N';
+  if (!dnnl().blockSignals) return dnnl_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  AsyncSignalsHeld held;
+  return dnnl_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 // The calling thread's OpenMP thread count as last set here (OpenMP keeps one per thread)
@@ -111,8 +153,7 @@ void run(Engine e, bool transA, bool transB, int64_t m, int64_t n, int64_t k, fl
   }
 #ifdef PEFT_HAVE_DNNL
   // a status other than success only for arguments that the callers' checks already rule out
-  if (e == Engine::kDnnl &&
-      dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0) {
+  if (e == Engine::kDnnl && dnnlProduct(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0) {
     return;
   }
 #endif
