@@ -189,3 +189,71 @@ describe('layers', () => {
     expect(Array.from(await grads[0]!.data())).toEqual([1, 4]);
   });
 });
+
+describe('frozen layers keep what they derive from their parameters', () => {
+  const bits = (t: tf.Tensor) => Array.from(new Uint32Array(Float32Array.from(t.dataSync()).buffer));
+  const layers = () => {
+    const bn = new BatchNorm2d(6);
+    bn.param('weight').variable.assign(tf.randomUniform([6], 0.5, 2, 'float32', 1));
+    bn.param('bias').variable.assign(tf.randomUniform([6], -1, 1, 'float32', 2));
+    bn.param('running_mean').variable.assign(tf.randomUniform([6], -1, 1, 'float32', 3));
+    bn.param('running_var').variable.assign(tf.randomUniform([6], 0.1, 3, 'float32', 4));
+    return [
+      new Conv2d(6, 6, 3, { padding: 1 }),
+      new Conv2d(6, 6, 3, { padding: 1, groups: 6 }),
+      new Conv2d(6, 4, 2, { stride: 2 }),
+      new Conv2d(6, 4, 1, { bias: false }),
+      bn,
+    ] as (Conv2d | BatchNorm2d)[];
+  };
+
+  it('bit-identical outputs frozen (kept) and trainable (derived each call), refreshed after an assign, no tensor growth, all freed on dispose', () => {
+    const x = tf.randomNormal([2, 6, 6, 6], 0, 1, 'float32', 5) as tf.Tensor4D;
+    for (const layer of layers()) {
+      const name = `${layer.constructor.name} ${(layer as Conv2d).groups ?? ''} ${(layer as Conv2d).kernelSize ?? ''}`;
+      const run = () => tf.tidy(() => layer.forward(x));
+      const trainable = run();
+      layer.requiresGrad(false);
+      const first = run();
+      const before = tf.memory().numTensors;
+      const second = run();
+      expect(tf.memory().numTensors - before, name).toBe(1); // the output only
+      expect(bits(first), name).toEqual(bits(trainable));
+      expect(bits(second), name).toEqual(bits(trainable));
+      // new values: a new data id, derived again
+      const w = layer.param('weight').variable;
+      w.assign(tf.tidy(() => tf.mul(w, 1.5)));
+      const changed = run();
+      layer.requiresGrad(true);
+      const changedTrainable = run();
+      expect(bits(changed), name).toEqual(bits(changedTrainable));
+      expect(bits(changed), name).not.toEqual(bits(trainable));
+      tf.dispose([trainable, first, second, changed, changedTrainable]);
+      // kept from the frozen run of the changed weight: scale and shift, or the filter
+      const kept = layer instanceof BatchNorm2d ? 2 : 1;
+      const live = tf.memory().numTensors;
+      const params = layer.namedParameters().length + layer.namedBuffers().length;
+      layer.requiresGrad(false);
+      tf.dispose(run());
+      expect(tf.memory().numTensors, name).toBe(live);
+      layer.dispose();
+      expect(tf.memory().numTensors, name).toBe(live - params - kept);
+    }
+    x.dispose();
+  });
+
+  it('a trainable parameter gets its gradient (nothing kept in its path)', () => {
+    const x = tf.randomNormal([1, 4, 4, 6], 0, 1, 'float32', 6) as tf.Tensor4D;
+    for (const layer of layers()) {
+      layer.requiresGrad(false);
+      tf.dispose(tf.tidy(() => layer.forward(x))); // keeps the derived tensors
+      const p = layer.param('weight');
+      p.trainable = true;
+      const { value, grads } = valueAndGrads(() => tf.sum(tf.square(layer.forward(x))) as tf.Scalar, [p.variable]);
+      expect(tf.tidy(() => tf.max(tf.abs(grads[0]!)).dataSync()[0]!)).toBeGreaterThan(0);
+      tf.dispose([value, ...grads]);
+      layer.dispose();
+    }
+    x.dispose();
+  });
+});
