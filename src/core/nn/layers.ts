@@ -37,42 +37,6 @@ export class Linear extends Module implements LinearLike {
   }
 }
 
-/**
- * Tensors derived from a module's parameters alone (a filter in tfjs's layout, batch norm's scale and shift),
- * kept while every source is frozen and still holds the data they came from (an assign or a checkpoint load
- * gives a variable a new data id) on the same backend; derived on every call otherwise, so that gradients reach
- * trainable sources. The same kernels on the same data, run once: bit-identical. A frozen TinyViT's 14
- * Conv2d_BN layers made 5 kernels each a forward for their scale and shift, and its convs a Transpose each.
- */
-export class FrozenDerived {
-  private kept?: { backend: string; sources: [tf.Variable, object][]; values: tf.Tensor[] };
-
-  get(owner: Module, names: string[], make: () => tf.Tensor[]): tf.Tensor[] {
-    const vars = names.map((n) => owner.param(n));
-    if (vars.some((p) => p.trainable)) return make();
-    const backend = tf.getBackend();
-    const k = this.kept;
-    if (
-      k &&
-      k.backend === backend &&
-      k.sources.length === vars.length &&
-      k.sources.every(([v, id], i) => v === vars[i]!.variable && id === v.dataId) &&
-      k.values.every((t) => !t.isDisposed)
-    ) {
-      return k.values;
-    }
-    const values = make();
-    this.dispose();
-    this.kept = { backend, sources: vars.map((p) => [p.variable, p.variable.dataId]), values: values.map((t) => tf.keep(t)) };
-    return values;
-  }
-
-  dispose(): void {
-    for (const t of this.kept?.values ?? []) t.dispose();
-    this.kept = undefined;
-  }
-}
-
 export interface Conv2dOptions {
   stride?: number;
   padding?: number;
@@ -107,23 +71,19 @@ export class Conv2d extends Module {
     if (options.bias ?? true) this.registerParameter('bias', uniform([outChannels], 1 / Math.sqrt(fanIn)));
   }
 
-  /** The weight in the layout the path below takes (kept while it is frozen). */
-  private readonly filter = new FrozenDerived();
-
   forward(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
       const w = this.param('weight').variable as tf.Tensor4D;
       const k = this.kernelSize;
-      const filter = (make: () => tf.Tensor) => this.filter.get(this, ['weight'], () => [make()])[0]!;
       let y: tf.Tensor4D;
       if (this.groups === 1 && k === this.stride && this.padding === 0) {
-        y = patchConv(x, filter(() => tf.reshape(w, [this.outChannels, this.inChannels * k * k])) as tf.Tensor2D, k);
+        y = patchConv(x, w);
       } else if (this.groups === 1) {
-        y = tf.conv2d(x, filter(() => tf.transpose(w, [2, 3, 1, 0])) as tf.Tensor4D, this.stride, this.pad());
+        y = tf.conv2d(x, tf.transpose(w, [2, 3, 1, 0]) as tf.Tensor4D, this.stride, this.pad());
       } else if (this.groups === this.inChannels) {
         const mult = this.outChannels / this.inChannels;
-        const f = filter(() => tf.transpose(tf.reshape(w, [this.inChannels, mult, k, k]), [2, 3, 0, 1])) as tf.Tensor4D;
-        y = tf.depthwiseConv2d(x, f, this.stride, this.pad()) as tf.Tensor4D;
+        const filter = tf.transpose(tf.reshape(w, [this.inChannels, mult, k, k]), [2, 3, 0, 1]) as tf.Tensor4D;
+        y = tf.depthwiseConv2d(x, filter, this.stride, this.pad()) as tf.Tensor4D;
       } else {
         const xs = tf.split(x, this.groups, 3) as tf.Tensor4D[];
         const ws = tf.split(w, this.groups, 0);
@@ -136,11 +96,6 @@ export class Conv2d extends Module {
     });
   }
 
-  override dispose(): void {
-    this.filter.dispose();
-    super.dispose();
-  }
-
   private pad(): number | 'valid' {
     return this.padding === 0 ? 'valid' : this.padding;
   }
@@ -150,12 +105,11 @@ export class Conv2d extends Module {
  * A convolution whose kernel equals its stride (patch embedding): the image is
  * cut into non-overlapping patches and multiplied by the flattened kernel, so
  * forward and backward are plain matrix products. Trailing rows/columns that do
- * not fill a patch are dropped, as PyTorch does. `w` is the weight flattened to
- * `[out, in * k * k]`.
+ * not fill a patch are dropped, as PyTorch does.
  */
-function patchConv(x: tf.Tensor4D, w: tf.Tensor2D, k: number): tf.Tensor4D {
+function patchConv(x: tf.Tensor4D, w: tf.Tensor4D): tf.Tensor4D {
   const [b, h, wd, c] = x.shape;
-  const out = w.shape[0];
+  const [out, , k] = w.shape;
   const gh = Math.floor(h / k);
   const gw = Math.floor(wd / k);
   const xc = gh * k === h && gw * k === wd ? x : tf.slice(x, [0, 0, 0, 0], [b, gh * k, gw * k, c]);
@@ -164,7 +118,7 @@ function patchConv(x: tf.Tensor4D, w: tf.Tensor2D, k: number): tf.Tensor4D {
   // and backward, two Reshapes fewer)
   const patches =
     k === 1 ? tf.reshape(xc, [b * gh * gw, c]) : tf.reshape(tf.transpose(tf.reshape(xc, [b, gh, k, gw, k, c]), [0, 1, 3, 5, 2, 4]), [b * gh * gw, c * k * k]);
-  const y = tf.matMul(patches, w, false, true);
+  const y = tf.matMul(patches, tf.reshape(w, [out, c * k * k]), false, true);
   return tf.reshape(y, [b, gh, gw, out]);
 }
 
@@ -249,22 +203,12 @@ export class BatchNorm2d extends Module {
     this.registerBuffer('num_batches_tracked', tf.scalar(0, 'int32'), { optional: true });
   }
 
-  /** [scale, shift] (kept while the weight and bias are frozen; the statistics are buffers). */
-  private readonly affine = new FrozenDerived();
-
   forward(x: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      const [scale, shift] = this.affine.get(this, ['weight', 'bias', 'running_mean', 'running_var'], () => {
-        const s = tf.mul(this.param('weight').variable, tf.rsqrt(tf.add(this.param('running_var').variable, this.eps)));
-        return [s, tf.sub(this.param('bias').variable, tf.mul(this.param('running_mean').variable, s))];
-      });
-      return tf.add(tf.mul(x, scale!), shift!);
+      const scale = tf.mul(this.param('weight').variable, tf.rsqrt(tf.add(this.param('running_var').variable, this.eps)));
+      const shift = tf.sub(this.param('bias').variable, tf.mul(this.param('running_mean').variable, scale));
+      return tf.add(tf.mul(x, scale), shift);
     });
-  }
-
-  override dispose(): void {
-    this.affine.dispose();
-    super.dispose();
   }
 }
 
