@@ -39,6 +39,7 @@ describe('native products under signals', () => {
     const r = spawnSync(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '50', '-e', CHILD, nativeIndex, String(threads)], {
       encoding: 'utf8',
       timeout: 60_000,
+      cwd: dir, // a core dump, should it die, lands in the temp folder
     });
     expect(r.stderr).not.toMatch(/corrupt|tcache|double free|peftjs native: SIG/);
     expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null });
