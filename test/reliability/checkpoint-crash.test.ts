@@ -9,7 +9,7 @@
 // previous checkpoint intact.
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { mkdtempSync, readdirSync, renameSync, rmSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, renameSync, rmSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from '../../src/core/registry/registry.js';
@@ -17,7 +17,7 @@ import { compose, type PeftModel } from '../../src/core/peft/compose.js';
 import { ToyBackbone } from '../../src/core/testing/toy-backbone.js';
 import { register as registerLora } from '../../plugins/method-lora/index.js';
 import { Adam } from '../../src/app/train/adam.js';
-import { checkpointDir, loadTrainingCheckpoint, readTrainerState, saveTrainingCheckpoint } from '../../src/app/train/checkpoint.js';
+import { checkpointDir, loadTrainingCheckpoint, readTrainerState, saveTrainingCheckpoint, tidyCheckpoint } from '../../src/app/train/checkpoint.js';
 import { RunLog } from '../../src/app/train/run-log.js';
 import { PeftError } from '../../src/core/errors.js';
 import { recordTable } from '../support/fuzz-harness.js';
@@ -260,6 +260,27 @@ describe('checkpoint swap under a SIGKILL at every file-system operation', () =>
     // a checkpoint written before live tensors were kept: Adam's state only
     writeFileSync(optPath, serializeSafetensors(new Map([...entries].filter(([k]) => !k.startsWith('param/')))));
     expect(loadedStep(dir)).toBe(7);
+  });
+
+  it('a swap killed after the new checkpoint was in place: tidyCheckpoint removes the old one (a resumed run with nothing left to save)', async () => {
+    const dir = join(tmp, 'tidy', 'last');
+    await saveAt(dir, m, 3);
+    // what a kill between steps 3 and 4 of the next save leaves: the new <dir> beside the previous one
+    cpSync(dir, `${dir}.keep`, { recursive: true });
+    await saveAt(dir, m, 4);
+    renameSync(`${dir}.keep`, `${dir}.old`);
+    mkdirSync(`${dir}.tmp-34567`);
+    expect(leftovers(dir).sort()).toEqual(['last.old', 'last.tmp-34567']);
+    tidyCheckpoint(dir);
+    expect(leftovers(dir)).toEqual([]);
+    expect(loadedStep(dir)).toBe(4);
+    // only <dir>.old (killed between steps 2 and 3): it is the checkpoint, and stays
+    const lone = join(tmp, 'tidy-lone', 'last');
+    await saveAt(lone, m, 2);
+    renameSync(lone, `${lone}.old`);
+    tidyCheckpoint(lone);
+    expect(existsSync(`${lone}.old`)).toBe(true);
+    expect(loadedStep(lone)).toBe(2);
   });
 
   it('stale temp folders of killed processes are removed by the next save', async () => {

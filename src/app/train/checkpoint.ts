@@ -140,6 +140,24 @@ export async function saveTrainingCheckpoint(dir: string, peft: PeftModel, adam:
   }
 }
 
+/**
+ * Finishes a swap that a crash interrupted after the new `<dir>` was in place
+ * (between steps 3 and 4): when `<dir>` is complete, `<dir>.old` is the
+ * superseded checkpoint and is removed, with any temp folders of killed
+ * processes. Called when a run resumes, so that one that has nothing left to
+ * save still leaves only its checkpoints. Best effort: a folder that cannot be
+ * removed now is removed by the next save.
+ */
+export function tidyCheckpoint(dir: string): void {
+  if (!existsSync(join(dir, TRAINER_STATE_FILE))) return;
+  try {
+    rmSync(`${dir}.old`, { recursive: true, force: true });
+    removeTemps(dir);
+  } catch {
+    // the next save tries again
+  }
+}
+
 /** The usable checkpoint directory: `dir`, or `dir.old` when a crash interrupted a swap. */
 export function checkpointDir(dir: string): string | undefined {
   if (existsSync(join(dir, TRAINER_STATE_FILE))) return dir;

@@ -8,7 +8,7 @@ import type { Dataset, Sample } from '../data/dataset.js';
 import { Rng } from '../data/random.js';
 import type { PeftModel } from '../../core/peft/compose.js';
 import { Adam } from './adam.js';
-import { checkpointDir, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainerState } from './checkpoint.js';
+import { checkpointDir, loadTrainingCheckpoint, saveTrainingCheckpoint, tidyCheckpoint, type TrainerState } from './checkpoint.js';
 import { evaluate, type EvalResult } from './evaluate.js';
 import { createLoss } from './losses.js';
 import { checkLrSchedule, lrAt, type LrSchedule } from './lr-schedule.js';
@@ -140,6 +140,8 @@ export async function trainLoop(
     if (resume) {
       if (checkpointDir(join(runDir, LAST))) {
         state = loadTrainingCheckpoint(join(runDir, LAST), peft, adam);
+        // a swap a kill interrupted after the new checkpoint was in place leaves the old one beside it
+        for (const which of [LAST, BEST]) tidyCheckpoint(join(runDir, which));
         // the log goes back to what it held at the checkpoint: later steps are done again
         log.truncate(state.logBytes, state.step);
         log.write({ type: 'info', step: state.step, message: 'resumed' });
