@@ -23,6 +23,7 @@
 
 #include "blas.h"
 #include "parallel.h"
+#include "simd.h"
 
 namespace peft {
 namespace {
@@ -242,16 +243,23 @@ void sgemmSized(bool transA, bool transB, int m, int n, int k, const float* a, c
   sgemmStrided(transA, transB, m, n, k, 1.0f, a, transA ? m : k, b, transB ? k : n, beta, c, n);
 }
 
+// c[r, :] += bias for rows [r0, r1) of one m x n result: one IEEE addition an
+// element after the product, so a fused bias equals the product then an Add
+// (tf.add) to the bit (a bias given to the engine as C with beta 1 would join
+// the sum before its last partial products)
+static PEFT_CLONES void addBiasRows(float* __restrict c, const float* __restrict bias, int64_t n, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; r++) {
+    float* row = c + r * n;
+    for (int64_t j = 0; j < n; j++) row[j] = row[j] + bias[j];
+  }
+}
+
 void batchGemm(const BatchGemm& g) {
   const int64_t mn = static_cast<int64_t>(g.m) * g.n;
   auto one = [&g, mn](int64_t i, bool sized) {
     float* c = g.c + i * mn;
-    float beta = 0.0f;
-    if (g.bias) {
-      for (int r = 0; r < g.m; r++) std::memcpy(c + static_cast<int64_t>(r) * g.n, g.bias, sizeof(float) * g.n);
-      beta = 1.0f;
-    }
-    (sized ? sgemmSized : sgemm)(g.transA, g.transB, g.m, g.n, g.k, g.a + g.aOff[i], g.b + g.bOff[i], beta, c);
+    (sized ? sgemmSized : sgemm)(g.transA, g.transB, g.m, g.n, g.k, g.a + g.aOff[i], g.b + g.bOff[i], 0.0f, c);
+    if (g.bias && !sized) addBiasRows(c, g.bias, g.n, 0, g.m);
   };
   const double work = static_cast<double>(g.m) * g.n * g.k;
   if (g.batch > 1 && threadCount() > 1 && work * g.batch >= kThreadedWork) {
@@ -265,5 +273,11 @@ void batchGemm(const BatchGemm& g) {
     return;
   }
   for (int64_t i = 0; i < g.batch; i++) one(i, true);
+  if (g.bias) {
+    // after the (possibly threaded) products, the rows over the threads
+    const int64_t rows = static_cast<int64_t>(g.batch) * g.m;
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, g.n));
+    parallelFor(rows, grain, [&g](int64_t r0, int64_t r1) { addBiasRows(g.c, g.bias, g.n, r0, r1); });
+  }
 }
 }  // namespace peft

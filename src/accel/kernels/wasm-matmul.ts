@@ -12,7 +12,7 @@
 //   points into the batch's memory (no slicing, no copies);
 // - computes `(op(b)^T op(a)^T)^T` instead when that transposes less (a small
 //   result of two large operands, e.g. the gradient of a low-rank factor);
-// - fuses an optional bias (`[n]`) into the product.
+// - adds an optional bias (`[n]`) after the product, as tf.add would.
 //
 // Inputs `a [..., m, k]`, `b [..., k, n]` (before transposition) with equal
 // leading axes, or one side's leading axes all 1 (see `productLead`). The
@@ -120,6 +120,33 @@ export function productLead(aShape: number[], bShape: number[]): number[] | unde
 }
 
 /**
+ * The product, then the bias added by the backend's Add kernel: the bias joins
+ * after the product's sum, as in `tf.add(matMul(a, b), bias)`, to the bit
+ * (XNNPACK's fused bias starts its sums from the bias instead).
+ */
+function productThenBias(
+  backend: WasmBackend,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+  cacheA: boolean,
+  cacheB: boolean,
+  bias: tf.TensorInfo,
+  mayFlip: boolean,
+): tf.TensorInfo | undefined {
+  const n = transposeB ? b.shape[b.shape.length - 2]! : b.shape[b.shape.length - 1]!;
+  if (bias.shape.length !== 1 || bias.shape[0] !== n || bias.dtype !== 'float32') return undefined;
+  const add = tf.getKernel('Add', 'wasm');
+  if (!add) return undefined;
+  const y = fastProduct(backend, a, b, transposeA, transposeB, cacheA, cacheB, undefined, mayFlip);
+  if (!y) return undefined;
+  const out = add.kernelFunc({ inputs: { a: y, b: bias }, backend: backend as never, attrs: {} }) as tf.TensorInfo;
+  backend.disposeData(y.dataId);
+  return out;
+}
+
+/**
  * `op(a) op(b) (+ bias)` for `a [...la, ., .]`, `b [...lb, ., .]` whose leading
  * axes are equal, or one side's are all 1 (shared by every matrix of the
  * other). Undefined when the operands are outside that (the caller falls back).
@@ -138,6 +165,7 @@ export function fastProduct(
   const ra = a.shape.length;
   const rb = b.shape.length;
   if (ra < 2 || rb < 2 || a.dtype !== 'float32' || b.dtype !== 'float32') return undefined;
+  if (bias) return productThenBias(backend, a, b, transposeA, transposeB, cacheA, cacheB, bias, mayFlip);
   const lead = productLead(a.shape, b.shape);
   if (!lead) return undefined;
   const batchA = a.shape.slice(0, -2).reduce((x, y) => x * y, 1);
@@ -148,9 +176,8 @@ export function fastProduct(
   const k = transposeA ? ar : ac;
   const n = transposeB ? br : bc;
   if (k !== (transposeB ? bc : br)) throw new Error(`matMul: inner sizes differ (${a.shape} x ${b.shape}, transposeA=${transposeA}, transposeB=${transposeB})`);
-  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== n)) return undefined;
   const batch = Math.max(batchA, batchB);
-  if (mayFlip && !bias && batch * m * n * k > 0) {
+  if (mayFlip && batch * m * n * k > 0) {
     // op(a) op(b) = (op(b)^T op(a)^T)^T: when that transposes fewer elements
     // (a small result of two large operands, as dL/dW of a low-rank layer), take it
     const cost = (t: boolean, size: number, cached: boolean) => (t && !cached ? size : 0);
@@ -166,23 +193,17 @@ export function fastProduct(
   const out = backend.makeOutput([...lead, m, n], 'float32');
   if (m * n * batch === 0) return out;
   if (k === 0) {
-    const view = new Float32Array(backend.wasm.HEAPU8.buffer, dataOf(backend, out).memoryOffset, batch * m * n);
-    if (bias) {
-      const bv = new Float32Array(backend.wasm.HEAPU8.buffer, dataOf(backend, bias).memoryOffset, n);
-      for (let i = 0; i < batch * m; i++) view.set(bv, i * n);
-    } else view.fill(0);
+    new Float32Array(backend.wasm.HEAPU8.buffer, dataOf(backend, out).memoryOffset, batch * m * n).fill(0);
     return out;
   }
 
   const A = transposeA ? transposed(backend, a, cacheA) : { info: a, temp: false };
   const B = transposeB ? transposed(backend, b, cacheB) : { info: b, temp: false };
   const fns = wasmFunctions(backend);
-  const biasId = bias ? idOf(backend, bias) : 0;
-  const run = (rows: number, aId: number, bId: number, outId: number) => {
+   const run = (rows: number, aId: number, bId: number, outId: number) => {
     const aShape = shapeBytes([1, rows, k]);
     const bShape = shapeBytes([1, k, n]);
-    if (bias) fns.fusedMatMul(aId, aShape, 3, bId, bShape, 3, false, false, 0, biasId, 0, 0, outId);
-    else fns.batchMatMul(aId, aShape, 3, bId, bShape, 3, false, false, outId);
+    fns.batchMatMul(aId, aShape, 3, bId, bShape, 3, false, false, outId);
   };
   // the right-hand matrix, when one for the whole batch (its packed form is cached by id)
   const wB = batchB === 1 ? weightsId(backend, B.info, k, n) : undefined;

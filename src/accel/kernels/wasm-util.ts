@@ -93,25 +93,8 @@ type MatMulFn = (
   outId: number,
 ) => void;
 
-type FusedMatMulFn = (
-  aId: number,
-  aShape: Uint8Array,
-  aRank: number,
-  bId: number,
-  bShape: Uint8Array,
-  bRank: number,
-  transposeA: boolean,
-  transposeB: boolean,
-  activation: number,
-  biasId: number,
-  preluId: number,
-  leakyAlpha: number,
-  outId: number,
-) => void;
-
 export interface WasmFunctions {
   batchMatMul: MatMulFn;
-  fusedMatMul: FusedMatMulFn;
 }
 
 const fnCache = new WeakMap<WasmModule, WasmFunctions>();
@@ -123,21 +106,6 @@ export function wasmFunctions(backend: WasmBackend): WasmFunctions {
     const w = backend.wasm;
     fns = {
       batchMatMul: w.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']) as MatMulFn,
-      fusedMatMul: w.cwrap('_FusedMatMul', null, [
-        'number',
-        'array',
-        'number',
-        'number',
-        'array',
-        'number',
-        'number',
-        'number',
-        'number',
-        'number',
-        'number',
-        'number',
-        'number',
-      ]) as FusedMatMulFn,
     };
     fnCache.set(backend.wasm, fns);
   }

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { clearTransposeCache, ownMatMulKernelActive, transposeCacheSize } from '../../accel/kernels/index.js';
 import { onBackend } from '../../../test/support/kernels.js';
+import { built, expectSameBits, without } from '../../../test/support/native.js';
 import { linear, matMul } from './functional.js';
 
 interface Case {
@@ -175,5 +176,35 @@ describe('linear', () => {
       { numRuns: 30, seed: 3 },
     );
     await onBackend('wasm', () => clearTransposeCache());
+  });
+
+  // Adapters that take over a layer compute linear(x, W) + b themselves: the
+  // fused bias must join after the product's sum, not start it (a bias given to
+  // the engine as C with beta 1, or XNNPACK's bias-initialised sums, differ in
+  // the last bits once the sum runs in blocks over a long k). Large |b| against
+  // small products makes the order show.
+  it('adds its bias after the product: linear(x, W, b) equals linear(x, W) + b to the bit, native kernels on and off', async () => {
+    const shapes: [number[], number, number][] = [
+      [[96, 1536], 1536, 80],
+      [[2, 16, 16, 192], 192, 768],
+      [[3, 7, 640], 640, 33],
+    ];
+    const run = () =>
+      shapes.map(([xs, inF, outF], i) =>
+        tf.tidy(() => {
+          const x = tf.randomUniform(xs, -1, 1, 'float32', 10 + i);
+          const w = tf.randomUniform([outF, inF], -0.05, 0.05, 'float32', 20 + i);
+          const b = tf.randomUniform([outF], -3e3, 3e3, 'float32', 30 + i);
+          return [linear(x, w, b).dataSync() as Float32Array, tf.add(linear(x, w), b).dataSync() as Float32Array];
+        }),
+      );
+    await onBackend('wasm', () => {
+      const check = (label: string) => {
+        const got = run();
+        expectSameBits(got.map((g) => g[0]!), got.map((g) => g[1]!), label);
+      };
+      if (built) check('native kernels on');
+      without(() => check('native kernels off'));
+    });
   });
 });

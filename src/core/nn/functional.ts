@@ -28,10 +28,16 @@ export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Te
     const outF = weight.shape[0]!;
     const lead = x.shape.slice(0, -1);
     const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inF]);
-    // the bias is added apart (not fused into the product) so that `linear(x, W, b)`
-    // and `linear(x, W) + b` agree to the bit, as adapters that take over a layer rely on
-    let y = fastMatMulActive() ? matMul(x2, weight, false, true) : tf.matMul(x2, weight, false, true);
-    if (bias) y = tf.add(y, bias);
+    // `linear(x, W, b)` and `linear(x, W) + b` agree to the bit, as adapters that
+    // take over a layer rely on: the fast product adds a fused bias after the
+    // product (one addition an element, as tf.add), elsewhere it is added apart
+    let y: tf.Tensor;
+    if (fastMatMulActive()) {
+      y = matMul(x2, weight, false, true, bias);
+    } else {
+      y = tf.matMul(x2, weight, false, true);
+      if (bias) y = tf.add(y, bias);
+    }
     return x.rank === 2 ? y : tf.reshape(y, [...lead, outF]);
   });
 }
