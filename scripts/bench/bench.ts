@@ -411,6 +411,11 @@ function printKernels(r: CaseResult): void {
   for (const k of r.kernelShapes ?? []) {
     process.stdout.write(`  ${k.ms.toFixed(1).padStart(8)} ${String(k.calls).padStart(6)} ${k.gflop.toFixed(3).padStart(9)}  ${k.name}\n`);
   }
+  if (!r.inferenceKernels) return;
+  process.stdout.write(`\n${r.workload} ${r.method}: kernels of one profiled inference forward, batch 1 (ms, calls, GFLOP)\n`);
+  for (const k of r.inferenceKernels) {
+    process.stdout.write(`  ${k.name.padEnd(36)} ${k.ms.toFixed(1).padStart(8)} ${String(k.calls).padStart(6)} ${k.gflop.toFixed(3).padStart(9)}\n`);
+  }
 }
 
 function writeJson(path: string, value: unknown): void {

@@ -18,7 +18,7 @@ export interface CaseOptions {
   backend?: string;
   /** Timed steady-state steps (after the first step and one warm-up step). */
   steps: number;
-  /** Timed inference forwards (after one warm-up). */
+  /** Timed inference forwards (after INFERENCE_WARMUP untimed ones). */
   forwards: number;
   /** Keep the per-kernel profile in the result. */
   kernels: boolean;
@@ -66,6 +66,8 @@ export interface CaseResult {
   date: string;
   kernels?: KernelSummary[];
   kernelShapes?: KernelSummary[];
+  /** With `kernels`: the kernels of one profiled inference forward (batch 1). */
+  inferenceKernels?: KernelSummary[];
 }
 
 const PLUGINS: [dir: string, type: 'backbone' | 'method', id: string][] = [
@@ -116,6 +118,16 @@ const median = (xs: number[]): number => {
 };
 
 const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/**
+ * Untimed inference forwards before the timed ones (the same in the PyTorch
+ * harness, scripts/bench/torch/step.py), so that both sides are timed at the
+ * steady state of a process that serves or predicts many images: our first
+ * 20-30 forwards at batch 1 run up to 1.5x slower than the later ones (V8
+ * still compiling the engine's and the layers' code for the tape-free path),
+ * PyTorch's first one or two.
+ */
+export const INFERENCE_WARMUP = 20;
 
 export async function runCase(workload: Workload, method: MethodCase, options: CaseOptions): Promise<CaseResult> {
   const report = await initBackend({ preferred: options.backend, quiet: true });
@@ -183,7 +195,7 @@ export async function runCase(workload: Workload, method: MethodCase, options: C
     y.dataSync();
     y.dispose();
   };
-  forward();
+  for (let i = 0; i < INFERENCE_WARMUP; i++) forward();
   const fwd: number[] = [];
   for (let i = 0; i < options.forwards; i++) fwd.push(timed(forward));
 
@@ -229,6 +241,8 @@ export async function runCase(workload: Workload, method: MethodCase, options: C
     const r = (k: KernelSummary) => ({ ...k, ms: round(k.ms), gflop: round(k.gflop, 3) });
     result.kernels = byKernel.slice(0, 25).map(r);
     result.kernelShapes = byShape.slice(0, 25).map(r);
+    const inference = await tf.profile(forward);
+    result.inferenceKernels = summarise(inference.kernels as unknown as KernelRecord[]).byKernel.slice(0, 25).map(r);
   }
   tf.dispose([images, one]);
   adam.dispose();
