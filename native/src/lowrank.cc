@@ -20,6 +20,8 @@
 
 #include "blas.h"
 #include "napi_args.h"
+#include "parallel.h"
+#include "simd.h"
 
 namespace peft {
 namespace {
@@ -52,6 +54,58 @@ std::vector<float> scaledColumns(const float* m, const float* e, int64_t rows, i
   }
   return out;
 }
+
+// Rows a part of a row pass takes at least: about 32k elements of the output.
+int64_t rowGrain(int64_t cols) { return std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, cols)); }
+
+// The forward's update of rows [r0, r1) of y (holding x W^T), in one pass over
+// them: y[i, :] += bias, then each enabled group's columns
+// y[i, g] += scaling * (h[i, j] . B_j[c, :]) (bt: B_j transposed, [k][r][gw]),
+// the rank-r sum made in acc (gw floats) first.
+PEFT_CLONES void forwardRows(const LowRankShape& s, const std::vector<std::pair<int64_t, int64_t>>& sl, int64_t rk,
+                             const float* __restrict bias, const float* __restrict h, const float* __restrict bt,
+                             float* __restrict y, int64_t r0, int64_t r1) {
+  const int64_t gw = s.out / s.groups;
+  std::vector<float> acc(static_cast<size_t>(gw));
+  for (int64_t i = r0; i < r1; i++) {
+    float* yi = y + i * s.out;
+    if (bias) {
+      for (int64_t c = 0; c < s.out; c++) yi[c] = yi[c] + bias[c];
+    }
+    for (const auto& [g, j] : sl) {
+      const float* hi = h + i * rk + j * s.r;
+      const float* btj = bt + j * s.r * gw;
+      float* a = acc.data();
+      std::fill(a, a + gw, 0.0f);
+      for (int64_t q = 0; q < s.r; q++) {
+        const float hq = hi[q];
+        const float* row = btj + q * gw;
+        for (int64_t c = 0; c < gw; c++) a[c] += hq * row[c];
+      }
+      float* yg = yi + g * gw;
+      for (int64_t c = 0; c < gw; c++) yg[c] = yg[c] + s.scaling * a[c];
+    }
+  }
+}
+
+// dx[i, :] += scaling * (u[i, :] A) for rows [r0, r1) (dx holding dy W), the
+// sum over the r*k ranks made in acc (in floats) first.
+PEFT_CLONES void inputGradRows(int64_t in, int64_t rk, float scaling, const float* __restrict u, const float* __restrict a,
+                               float* __restrict dx, int64_t r0, int64_t r1) {
+  std::vector<float> acc(static_cast<size_t>(in));
+  for (int64_t i = r0; i < r1; i++) {
+    float* s = acc.data();
+    std::fill(s, s + in, 0.0f);
+    const float* ui = u + i * rk;
+    for (int64_t c = 0; c < rk; c++) {
+      const float uc = ui[c];
+      const float* row = a + c * in;
+      for (int64_t k = 0; k < in; k++) s[k] += uc * row[k];
+    }
+    float* di = dx + i * in;
+    for (int64_t k = 0; k < in; k++) di[k] = di[k] + scaling * s[k];
+  }
+}
 }  // namespace
 
 void lowRankForward(const LowRankShape& s, const float* x, const float* w, const float* bias, const float* a,
@@ -59,21 +113,25 @@ void lowRankForward(const LowRankShape& s, const float* x, const float* w, const
   const auto sl = slots(s);
   const int64_t rk = s.r * static_cast<int64_t>(sl.size());
   const int64_t gw = s.out / s.groups;
-  if (bias) {
-    for (int64_t i = 0; i < s.n; i++) std::memcpy(y + i * s.out, bias, sizeof(float) * s.out);
-  }
-  gemm(false, true, s.n, s.out, s.in, 1.0f, x, s.in, w, s.in, bias ? 1.0f : 0.0f, y, s.out);
+  gemm(false, true, s.n, s.out, s.in, 1.0f, x, s.in, w, s.in, 0.0f, y, s.out);
   gemm(false, true, s.n, rk, s.in, 1.0f, x, s.in, a, s.in, 0.0f, t, rk);
-  // with a rank scale e, the products read t e (t itself is kept: the gradient of e needs it)
+  // with a rank scale e, the update reads t e (t itself is kept: the gradient of e needs it)
   std::vector<float> te;
   const float* h = t;
   if (e) {
     te = scaledColumns(t, e, s.n, rk);
     h = te.data();
   }
+  // the bias and the rank-r update in one pass over y's rows, over the threads
+  // (as products of inner size r they were each a pass of their own on one thread)
+  std::vector<float> bt(static_cast<size_t>(rk * gw));
   for (const auto& [g, j] : sl) {
-    gemm(false, true, s.n, gw, s.r, s.scaling, h + j * s.r, rk, b + j * gw * s.r, s.r, 1.0f, y + g * gw, s.out);
+    (void)g;
+    for (int64_t c = 0; c < gw; c++) {
+      for (int64_t q = 0; q < s.r; q++) bt[(j * s.r + q) * gw + c] = b[(j * gw + c) * s.r + q];
+    }
   }
+  parallelFor(s.n, rowGrain(s.out), [&](int64_t r0, int64_t r1) { forwardRows(s, sl, rk, bias, h, bt.data(), y, r0, r1); });
 }
 
 void lowRankBackward(const LowRankShape& s, const float* dy, const float* x, const float* w, const float* a,
@@ -107,7 +165,8 @@ void lowRankBackward(const LowRankShape& s, const float* dy, const float* x, con
     }
     if (dx) {
       gemm(false, false, s.n, s.in, s.out, 1.0f, dy, s.out, w, s.in, 0.0f, dx, s.in);
-      gemm(false, false, s.n, s.in, rk, s.scaling, u.data(), rk, a, s.in, 1.0f, dx, s.in);
+      const float* uu = u.data();
+      parallelFor(s.n, rowGrain(s.in), [&](int64_t r0, int64_t r1) { inputGradRows(s.in, rk, s.scaling, uu, a, dx, r0, r1); });
     }
     if (da) gemm(true, false, rk, s.in, s.n, s.scaling, u.data(), rk, x, s.in, 0.0f, da, s.in);
   }
