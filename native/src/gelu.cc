@@ -13,14 +13,14 @@ namespace {
 constexpr float kSqrtHalf = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
-PEFT_CLONES void geluSpan(int64_t begin, int64_t end, const float* __restrict x, float* __restrict y) {
+PEFT_CLONES_AVX512 void geluSpan(int64_t begin, int64_t end, const float* __restrict x, float* __restrict y) {
   for (int64_t i = begin; i < end; i++) {
     const float v = x[i];
     y[i] = (v * 0.5f) * (erfFast(v * kSqrtHalf) + 1.0f);
   }
 }
 
-PEFT_CLONES void geluGradSpan(int64_t begin, int64_t end, const float* __restrict x, const float* __restrict dy,
+PEFT_CLONES_AVX512 void geluGradSpan(int64_t begin, int64_t end, const float* __restrict x, const float* __restrict dy,
                               float* __restrict dx) {
   for (int64_t i = begin; i < end; i++) {
     const float v = x[i];
