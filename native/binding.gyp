@@ -5,7 +5,7 @@
       "sources": [
         "src/addon.cc", "src/napi_args.cc", "src/gemm.cc", "src/conv.cc", "src/depthwise.cc", "src/parallel.cc",
         "src/fused_entry.cc", "src/gelu.cc", "src/layernorm.cc", "src/softmax.cc", "src/transpose.cc",
-        "src/attention.cc", "src/attention_entry.cc", "src/reduce.cc", "src/adam.cc", "src/importance.cc", "src/lowrank.cc", "src/orthogonality.cc", "src/bottleneck.cc", "src/elementwise.cc", "src/crash.cc"
+        "src/attention.cc", "src/attention_entry.cc", "src/reduce.cc", "src/adam.cc", "src/importance.cc", "src/lowrank.cc", "src/orthogonality.cc", "src/bottleneck.cc", "src/elementwise.cc", "src/affine.cc", "src/crash.cc"
       ],
       # oneDNN's sgemm for products when its library is there (locate.js; docs/native.md, "Products on oneDNN")
       "defines": ["NAPI_VERSION=8", "<!@(node -p \"require('./locate.js').dnnlDefines()\")"],

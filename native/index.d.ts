@@ -39,6 +39,8 @@ export interface PeftNativeAddon {
   ): void;
   softmax(x: Float32Array, y: Float32Array, params: Int32Array): void;
   softmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, params: Int32Array): void;
+  /** y = x * scale + shift over each row (scale, shift of cols), rounded after each operation (a Multiply then an Add). */
+  channelAffine(x: Float32Array, scale: Float32Array, shift: Float32Array, y: Float32Array, params: Int32Array): void;
   /** y = x with axes permuted (output axis d = input axis perm[d]); params = [rank <= 8, xOff, yOff, ...shape, ...perm]. */
   transpose(x: Float32Array, y: Float32Array, params: Int32Array): void;
   /** y [outer, inner] = x [outer, reduced, inner] summed over the middle axis; params = [outer, reduced, inner, xOff, yOff]. */

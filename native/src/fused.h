@@ -23,6 +23,9 @@ void layerNormForward(const LayerNormShape& s, const float* x, const float* w, c
 void layerNormBackward(const LayerNormShape& s, const float* dy, const float* x, const float* mean, const float* rstd,
                        const float* w, float* dx, float* dw, float* db);
 
+// y = x * scale + shift over each row (scale, shift [cols]): a Multiply then an Add, bit-identical (affine.cc).
+void channelAffine(int64_t rows, int64_t cols, const float* x, const float* scale, const float* shift, float* y);
+
 // Softmax over each row, and its gradient dx = dy * y - sum(dy * y) * y.
 void softmaxForward(int64_t rows, int64_t cols, const float* x, float* y);
 void softmaxBackward(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx);

@@ -159,6 +159,12 @@ napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
              });
 }
 
+// channelAffine(x, scale, shift, y, [rows, cols, xOff, scaleOff, shiftOff, yOff])
+napi_value ChannelAffine(napi_env env, napi_callback_info info) {
+  return run(env, info, "channelAffine", {{"x", kAll, false}, {"scale", kCols, false}, {"shift", kCols, false}, {"y", kAll, false}},
+             false, [](const Call& c) { channelAffine(c.rows, c.cols, c.p[0], c.p[1], c.p[2], c.p[3]); });
+}
+
 // softmax(x, y, [rows, cols, xOff, yOff])
 napi_value Softmax(napi_env env, napi_callback_info info) {
   return run(env, info, "softmax", {{"x", kAll, false}, {"y", kAll, false}}, false,
@@ -267,6 +273,7 @@ void defineFusedKernels(napi_env env, napi_value exports) {
       {"layerNorm", nullptr, LayerNorm, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"layerNormGrad", nullptr, LayerNormGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"channelAffine", nullptr, ChannelAffine, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"softmaxGrad", nullptr, SoftmaxGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"transpose", nullptr, Transpose, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},

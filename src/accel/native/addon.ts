@@ -33,6 +33,8 @@ export interface NativeAddon {
   ): void;
   softmax(x: Float32Array, y: Float32Array, params: Int32Array): void;
   softmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, params: Int32Array): void;
+  /** y = x * scale + shift over rows (params = [rows, cols, offsets of the 4 arrays]), a Multiply then an Add to the bit. */
+  channelAffine(x: Float32Array, scale: Float32Array, shift: Float32Array, y: Float32Array, params: Int32Array): void;
   transpose(x: Float32Array, y: Float32Array, params: Int32Array): void;
   /**
    * One Adam update: params = [rows, cols, offsets of the 7 arrays]; scalars =

@@ -13,7 +13,7 @@
 // importance, or any sensitivity-based pruning).
 import * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.js';
-import { PEFT_ADAM, PEFT_ADAM_MULTI, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SENSITIVITY_EMA, PEFT_SOFTMAX_GRAD } from './fused-names.js';
+import { PEFT_ADAM, PEFT_ADAM_MULTI, PEFT_CHANNEL_AFFINE, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SENSITIVITY_EMA, PEFT_SOFTMAX_GRAD } from './fused-names.js';
 import { storageFor, type Storage, type View } from './storage.js';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
@@ -72,6 +72,20 @@ function geluGrad(backendName: string, addon: NativeAddon): tf.KernelConfig {
     const v = [st.view(x), st.view(dy), st.view(dx)] as const;
     addon.geluGrad(v[0].array, v[1].array, v[2].array, params(rows, cols, [...v]));
     return dx;
+  });
+}
+
+function channelAffine(backendName: string, addon: NativeAddon): tf.KernelConfig {
+  return kernel(PEFT_CHANNEL_AFFINE, backendName, ({ inputs }, st) => {
+    const { x, scale, shift } = inputs as { x: tf.TensorInfo; scale: tf.TensorInfo; shift: tf.TensorInfo };
+    check(PEFT_CHANNEL_AFFINE, st, [x, scale, shift]);
+    const [rows, cols] = rowsCols(x.shape);
+    vectorOver(`${PEFT_CHANNEL_AFFINE} scale`, scale, cols);
+    vectorOver(`${PEFT_CHANNEL_AFFINE} shift`, shift, cols);
+    const y = st.alloc(x.shape);
+    const v = [st.view(x), st.view(scale), st.view(shift), st.view(y)] as const;
+    addon.channelAffine(v[0].array, v[1].array, v[2].array, v[3].array, params(rows, cols, [...v]));
+    return y;
   });
 }
 
@@ -275,7 +289,7 @@ function sensitivityEma(backendName: string, addon: NativeAddon): tf.KernelConfi
 }
 
 /** Kernel names this module registers ('Softmax' replaces the backend's). */
-export const FUSED_NATIVE_KERNELS = ['Softmax', PEFT_SOFTMAX_GRAD, PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_ADAM, PEFT_ADAM_MULTI, PEFT_SENSITIVITY_EMA];
+export const FUSED_NATIVE_KERNELS = ['Softmax', PEFT_SOFTMAX_GRAD, PEFT_GELU, PEFT_GELU_GRAD, PEFT_CHANNEL_AFFINE, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_ADAM, PEFT_ADAM_MULTI, PEFT_SENSITIVITY_EMA];
 
 /** The config of one of FUSED_NATIVE_KERNELS, or undefined for another name. */
 export function makeFusedKernel(name: string, backendName: string, addon: NativeAddon, original: Original): tf.KernelConfig | undefined {
@@ -288,6 +302,8 @@ export function makeFusedKernel(name: string, backendName: string, addon: Native
       return gelu(backendName, addon);
     case PEFT_GELU_GRAD:
       return geluGrad(backendName, addon);
+    case PEFT_CHANNEL_AFFINE:
+      return channelAffine(backendName, addon);
     case PEFT_LAYER_NORM:
       return layerNorm(backendName, addon);
     case PEFT_LAYER_NORM_GRAD:

@@ -12,6 +12,11 @@ export const PEFT_GELU_GRAD = 'PeftGeluGrad';
 export const PEFT_LAYER_NORM = 'PeftLayerNorm';
 /** Its gradient: `{dy, x, mean, rstd, weight?}`, attrs `{biasGrad}` → [dx, dweight (with a weight), dbias (biasGrad)]. */
 export const PEFT_LAYER_NORM_GRAD = 'PeftLayerNormGrad';
+/**
+ * A per-channel affine map over the last axis (core `channelAffine`: frozen batch norm):
+ * `{x, scale, shift}` (scale, shift `[C]`) → y = x * scale + shift, a Multiply then an Add to the bit.
+ */
+export const PEFT_CHANNEL_AFFINE = 'PeftChannelAffine';
 /** Softmax's gradient over the last axis from its output: `{y, dy}` → dx = dy y - sum(dy y) y. */
 export const PEFT_SOFTMAX_GRAD = 'PeftSoftmaxGrad';
 
@@ -72,7 +77,7 @@ export const PEFT_ORTHOGONALITY = 'PeftOrthogonality';
 /** Its gradient: `{dn, norms, x0, x1, ...}`, the same attrs → [dx0, dx1, ...] (0 where a norm is 0). */
 export const PEFT_ORTHOGONALITY_GRAD = 'PeftOrthogonalityGrad';
 
-export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD, PEFT_ATTENTION, PEFT_ATTENTION_GRAD, PEFT_ADAM, PEFT_ADAM_MULTI, PEFT_SENSITIVITY_EMA, PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_SCALED, PEFT_LOW_RANK_LINEAR_GRAD, PEFT_ORTHOGONALITY, PEFT_ORTHOGONALITY_GRAD, PEFT_BOTTLENECK_MLP, PEFT_BOTTLENECK_MLP_GRAD] as const;
+export const FUSED_KERNEL_NAMES = [PEFT_GELU, PEFT_GELU_GRAD, PEFT_CHANNEL_AFFINE, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD, PEFT_SOFTMAX_GRAD, PEFT_ATTENTION, PEFT_ATTENTION_GRAD, PEFT_ADAM, PEFT_ADAM_MULTI, PEFT_SENSITIVITY_EMA, PEFT_LOW_RANK_LINEAR, PEFT_LOW_RANK_LINEAR_SCALED, PEFT_LOW_RANK_LINEAR_GRAD, PEFT_ORTHOGONALITY, PEFT_ORTHOGONALITY_GRAD, PEFT_BOTTLENECK_MLP, PEFT_BOTTLENECK_MLP_GRAD] as const;
 
 /** Whether `name` is registered for the active backend (the native kernels are on there). */
 export function fusedKernelActive(name: string): boolean {

@@ -2,6 +2,7 @@
 // Images flow channels-last ([B, H, W, C], TensorFlow.js's layout); weights are
 // stored in PyTorch's layout so state dicts load unchanged.
 import * as tf from '@tensorflow/tfjs';
+import { channelAffine } from './channel-affine.js';
 import { Module } from './module.js';
 import { geluErf, geluTanh, layerNorm, linear } from './functional.js';
 import { kaimingUniform, uniform } from './init.js';
@@ -207,7 +208,7 @@ export class BatchNorm2d extends Module {
     return tf.tidy(() => {
       const scale = tf.mul(this.param('weight').variable, tf.rsqrt(tf.add(this.param('running_var').variable, this.eps)));
       const shift = tf.sub(this.param('bias').variable, tf.mul(this.param('running_mean').variable, scale));
-      return tf.add(tf.mul(x, scale), shift);
+      return channelAffine(x, scale, shift);
     });
   }
 }
