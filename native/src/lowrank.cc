@@ -1,8 +1,10 @@
 // The low-rank linear layer (lowrank.h) on the addon's products: every product is one
 // strided sgemm reading and writing the operands in place (a group's columns
-// of y and dy, a slot's columns of t), with alpha = scaling where the update
-// is scaled, and beta = 1 where it accumulates into y or dx: no slice,
-// concat, zeros or elementwise pass.
+// of dy, a slot's columns of t), with alpha = scaling where the update is
+// scaled: no slice, concat or zeros. The two updates of inner size r (the
+// rank-r term of y, with the bias, and that of dx) are one pass each over
+// the rows of y and dx, split over the threads: as products they ran on one
+// thread and cost more than the pass.
 //
 // N-API entry points:
 //   lowRankLinear(x, w, bias, a, b, e, y, t, params, scaling)
