@@ -103,23 +103,56 @@ PEFT_CLONES void relPosTerms(const AttentionShape& s, const float* q, const floa
   }
 }
 
-// dq += dRelH rh + dRelW rw; drh += dRelH^T q and drw += dRelW^T q (each may be null)
+// d[0..hd) += sum over t < count of g[t * gStride] * rows[t * rowStride + 0..hd), the terms
+// added to each element in t order (as one axpy a term would), 8 elements at a time
+// held in registers across the terms instead of a load and a store of d per term.
+PEFT_INLINE void addTerms(int64_t hd, int64_t count, const float* g, int64_t gStride, const float* rows, int64_t rowStride,
+                          float* d) {
+  int64_t c0 = 0;
+  for (; c0 + 8 <= hd; c0 += 8) {
+    float v[8];
+    for (int l = 0; l < 8; l++) v[l] = d[c0 + l];
+    for (int64_t t = 0; t < count; t++) {
+      const float gt = g[t * gStride];
+      const float* r = rows + t * rowStride + c0;
+      for (int l = 0; l < 8; l++) v[l] += gt * r[l];
+    }
+    for (int l = 0; l < 8; l++) d[c0 + l] = v[l];
+  }
+  for (; c0 < hd; c0++) {
+    float v = d[c0];
+    for (int64_t t = 0; t < count; t++) v += g[t * gStride] * rows[t * rowStride + c0];
+    d[c0] = v;
+  }
+}
+
+// dq += dRelH rh + dRelW rw; drh += dRelH^T q and drw += dRelW^T q (each may be null). Each
+// element gets its terms in the order of one axpy a term (dq_i: the rows a, then b; drh[y, a]:
+// the queries of row y in order; drw[x, b]: those of column x), so the sums are those of
+// that loop, made with each destination held in registers across its terms.
 PEFT_CLONES void relPosBackward(const AttentionShape& s, const float* q, const float* rh, const float* rw,
                                 const float* dRelH, const float* dRelW, float* dq, float* drh, float* drw) {
   const int64_t hd = s.hd, ld3 = s.ld;
   for (int64_t i = 0; i < s.n; i++) {
     const int64_t y = i / s.qw, x = i % s.qw;
     float* di = dq + i * ld3;
-    const float* qi = q + i * ld3;
-    for (int64_t a = 0; a < s.kh; a++) {
-      const float g = dRelH[i * s.kh + a];
-      axpy(hd, g, rh + (y * s.kh + a) * hd, di);
-      if (drh) axpy(hd, g, qi, drh + (y * s.kh + a) * hd);
+    addTerms(hd, s.kh, dRelH + i * s.kh, 1, rh + y * s.kh * hd, hd, di);
+    addTerms(hd, s.kw, dRelW + i * s.kw, 1, rw + x * s.kw * hd, hd, di);
+  }
+  if (drh) {
+    for (int64_t y = 0; y < s.qh; y++) {
+      const int64_t i0 = y * s.qw;  // the row's queries: i0 .. i0 + qw - 1
+      for (int64_t a = 0; a < s.kh; a++) {
+        addTerms(hd, s.qw, dRelH + i0 * s.kh + a, s.kh, q + i0 * ld3, ld3, drh + (y * s.kh + a) * hd);
+      }
     }
-    for (int64_t b = 0; b < s.kw; b++) {
-      const float g = dRelW[i * s.kw + b];
-      axpy(hd, g, rw + (x * s.kw + b) * hd, di);
-      if (drw) axpy(hd, g, qi, drw + (x * s.kw + b) * hd);
+  }
+  if (drw) {
+    for (int64_t x = 0; x < s.qw; x++) {
+      // the column's queries: x, x + qw, ...
+      for (int64_t b = 0; b < s.kw; b++) {
+        addTerms(hd, s.qh, dRelW + x * s.kw + b, s.qw * s.kw, q + x * ld3, s.qw * ld3, drw + (x * s.kw + b) * hd);
+      }
     }
   }
 }
