@@ -53,10 +53,10 @@ export interface PeftNativeAddon {
   binary(a: Float32Array, b: Float32Array, y: Float32Array, params: Int32Array): void;
   /**
    * Multi-head self-attention over packed qkv [nb, n, 3, heads, hd] → out [nb, n, heads, hd] and the softmax
-   * probs [nb, heads, n, n], with the decomposed rel-pos bias when rh [qh, kh, hd] and rw [qw, kw, hd] are given;
+   * probs [nb, heads, n, n] (null: not kept, for inference), with the decomposed rel-pos bias when rh [qh, kh, hd] and rw [qw, kw, hd] are given;
    * params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, offsets of the 5 arrays].
    */
-  attention(qkv: Float32Array, rh: Float32Array | null, rw: Float32Array | null, out: Float32Array, probs: Float32Array, params: Int32Array, scale: number): void;
+  attention(qkv: Float32Array, rh: Float32Array | null, rw: Float32Array | null, bias: Float32Array | null, out: Float32Array, probs: Float32Array | null, params: Int32Array, scale: number): void;
   /** Its gradient: dqkv (and drh, drw with the tables); params as attention's, with the offsets of the 8 arrays. */
   attentionGrad(
     dout: Float32Array,

@@ -168,11 +168,12 @@ void forwardPair(const AttentionShape& s, const float* qkv, const float* rh, con
   const Pair<const float> pr = pairOf(s, qkv, p);
   const float* bh = bias ? bias + (p % s.heads) * n * n : nullptr;
   const bool rel = rh != nullptr;
-  scratch.resize(n * n + n * hd + (rel ? n * (s.kh + s.kw) : 0));
+  scratch.resize(n * n + n * hd + (rel ? n * (s.kh + s.kw) : 0) + (probs ? 0 : n * n));
   float* logits = scratch.data();
   float* qs = logits + n * n;
   float* relH = qs + n * hd;
   float* relW = relH + n * s.kh;
+  float* pscratch = relW + (rel ? n * s.kw : 0);
   if (s.scaleOnQuery) {
     scaledQuery(s, pr.q, qs);
     gemm(false, true, n, n, hd, 1.0f, qs, hd, pr.k, ld3, 0.0f, logits, n);
@@ -194,7 +195,8 @@ void forwardPair(const AttentionShape& s, const float* qkv, const float* rh, con
     }
     scaleAndBias(n * n, false, 1.0f, bh, logits);
   }
-  float* P = probs + p * n * n;
+  // the probabilities go to probs when kept (for the backward pass), else to the part's scratch
+  float* P = probs ? probs + p * n * n : pscratch;
   softmaxRowsSerial(n, n, logits, P);
   const int64_t b = p / s.heads, h = p % s.heads;
   gemm(false, false, n, hd, n, 1.0f, P, n, pr.v, ld3, 0.0f, out + b * n * c + h * hd, c);

@@ -12,7 +12,7 @@
 //                                SAM's [3, heads, hd]: ld 3C, offsets 0, C, 2C, headStride hd;
 //                                per head [heads, 3, hd]: ld 3C, offsets 0, hd, 2hd, headStride 3hd
 //   out   [nb, N, heads, hd]     (heads merged, before proj)
-//   probs [nb, heads, N, N]      (the softmax, kept for the backward pass)
+//   probs [nb, heads, N, N]      (the softmax, kept for the backward pass; may be null: not kept)
 //   rh    [qh, kh, hd], rw [qw, kw, hd]  (get_rel_pos tables; N = qh*qw = kh*kw)
 //   bias  [heads, N, N]          (added to the logits of every row of the batch)
 #pragma once

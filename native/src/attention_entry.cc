@@ -1,6 +1,6 @@
 // N-API entry points of the packed-qkv attention (attention.h):
 //
-//   attention(qkv, rh, rw, bias, out, probs, params, scale)
+//   attention(qkv, rh, rw, bias, out, probs, params, scale)   (probs null: not kept, for inference)
 //   attentionGrad(dout, qkv, probs, rh, rw, dqkv, drh, drw, dbias, params, scale)
 //   params = [nb, n, heads, hd, qh, qw, kh, kw, scaleOnQuery, ld, qOff, kOff, vOff, headStride,
 //             offset of each array...]
@@ -95,7 +95,7 @@ napi_value Attention(napi_env env, napi_callback_info info) {
   AttentionShape s;
   std::vector<float*> a;
   if (!readCall(env, info, "attention",
-                {{"qkv", false}, {"rh", true}, {"rw", true}, {"bias", true}, {"out", false}, {"probs", false}}, &s,
+                {{"qkv", false}, {"rh", true}, {"rw", true}, {"bias", true}, {"out", false}, {"probs", true}}, &s,
                 &a, {0, 3, 4, 5, 1, 2}, 1)) {
     return nullptr;
   }

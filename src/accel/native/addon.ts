@@ -85,7 +85,7 @@ export interface NativeAddon {
     rw: Float32Array | null,
     bias: Float32Array | null,
     out: Float32Array,
-    probs: Float32Array,
+    probs: Float32Array | null,
     params: Int32Array,
     scale: number,
   ): void;

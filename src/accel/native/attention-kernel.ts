@@ -4,7 +4,7 @@
 // and write the tensors' memory in place; they have no tfjs kernel to fall back
 // to (packedAttention runs its composite form where they are not registered).
 //
-//   PeftAttention      inputs qkv [nb, N, 3C], rh?, rw?, bias? [heads, N, N] → out [nb, N, C], probs [nb, heads, N, N]
+//   PeftAttention      inputs qkv [nb, N, 3C], rh?, rw?, bias? [heads, N, N] → out [nb, N, C], probs [nb, heads, N, N] ([0] with keepProbs false)
 //   PeftAttentionGrad  inputs dout, qkv, probs, rh?, rw?      → dqkv, drh?, drw? (attr relPosGrad), dbias? (attr withBias)
 import * as tf from '@tensorflow/tfjs';
 import type { NativeAddon } from './addon.js';
@@ -34,6 +34,12 @@ export interface AttentionAttrs {
   withBias?: boolean;
   /** Backward only, with rh and rw: return their gradients (true when absent; false: the kernel skips them). */
   relPosGrad?: boolean;
+  /**
+   * Forward only: keep the softmax for the backward pass (true when absent). False (nothing will
+   * differentiate it: inference) returns an empty probs, and the kernel keeps each pair's softmax
+   * in its scratch instead of a [nb, heads, N, N] tensor (805 MB at SAM ViT-B's 1024 px).
+   */
+  keepProbs?: boolean;
 }
 
 /** [ld, qOff, kOff, vOff, headStride] of a layout: the columns of head h's q are qOff + h headStride + [0, hd). */
@@ -97,11 +103,12 @@ function forward(backendName: string, addon: NativeAddon): tf.KernelConfig {
     const a = attrs as unknown as AttentionAttrs;
     check(PEFT_ATTENTION, st, [qkv, rh, rw, bias]);
     const s = describe(PEFT_ATTENTION, qkv, rh, rw, bias, a);
+    const keep = a.keepProbs ?? true;
     const out = st.alloc([s.nb, s.n, s.heads * s.hd]);
-    const probs = st.alloc([s.nb, s.heads, s.n, s.n]);
-    const v = [qkv, rh, rw, bias, out, probs].map((t) => (t ? st.view(t) : undefined));
+    const probs = st.alloc(keep ? [s.nb, s.heads, s.n, s.n] : [0]);
+    const v = [qkv, rh, rw, bias, out, keep ? probs : undefined].map((t) => (t ? st.view(t) : undefined));
     const arr = (i: number) => v[i]?.array ?? null;
-    addon.attention(v[0]!.array, arr(1), arr(2), arr(3), v[4]!.array, v[5]!.array, params(s, a, v.map((x) => x?.offset ?? 0)), a.scale);
+    addon.attention(v[0]!.array, arr(1), arr(2), arr(3), v[4]!.array, arr(5), params(s, a, v.map((x) => x?.offset ?? 0)), a.scale);
     return [out, probs];
   };
   return { kernelName: PEFT_ATTENTION, backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc };

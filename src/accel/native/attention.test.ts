@@ -12,7 +12,7 @@ import { ensureWasmBackend, onBackend } from '../../../test/support/kernels.js';
 import { packedAttention, type PackedAttentionOptions } from '../../core/nn/packed-attention.js';
 import { PEFT_ATTENTION, PEFT_ATTENTION_GRAD } from './fused-names.js';
 import { fusedKernelActive, registerNativeKernels, setNativeKernelsEnabled } from './index.js';
-import { RUNS, built, close, load, rand, whyNotBuilt, without } from '../../../test/support/native.js';
+import { RUNS, built, close, expectSameBits, load, rand, whyNotBuilt, without } from '../../../test/support/native.js';
 
 if (!built) console.log(`native attention tests skipped: ${whyNotBuilt}`);
 const wasmOk = await ensureWasmBackend();
@@ -147,6 +147,33 @@ describe.skipIf(!built)('native packed attention on the cpu backend', () => {
         compare(c, got, want, 'turned off mid-step');
       });
     }
+  });
+
+  it('keeps no softmax when no tape records it (inference): the same values to the bit, without the [nb, heads, N, N] tensor', async () => {
+    const [nb, heads, hd, g] = [3, 4, 8, 6];
+    const n = g * g;
+    const qkv = rand([nb, n, 3 * heads * hd], 5, 2);
+    const rh = rand([g, g, hd], 6);
+    const rw = rand([g, g, hd], 7);
+    const bias = rand([heads, n, n], 8);
+    const o: PackedAttentionOptions = { heads, scale: hd ** -0.5, relPos: { rh, rw, grid: [g, g] }, bias };
+    let taped: tf.Tensor | undefined;
+    tf.dispose(
+      tf.grads((x: tf.Tensor) => {
+        taped = tf.keep(packedAttention(x, o));
+        return tf.sum(taped);
+      })([qkv]),
+    );
+    const probsBytes = nb * heads * n * n * 4;
+    const inference = await tf.profile(() => {
+      const y = packedAttention(qkv, o);
+      expectSameBits([y.dataSync() as Float32Array], [taped!.dataSync() as Float32Array], 'untaped forward');
+      y.dispose();
+    });
+    const outBytes = nb * n * heads * hd * 4;
+    expect(inference.peakBytes - tf.memory().numBytes).toBeLessThan(outBytes + 1024);
+    expect(inference.peakBytes - tf.memory().numBytes).toBeLessThan(probsBytes);
+    tf.dispose([qkv, rh, rw, bias, taped!]);
   });
 
   it('leaves no tensors behind', () => {

@@ -192,6 +192,13 @@ interface NativeAttrs {
   withBias: boolean;
   /** Backward: make the rel-pos tables' gradients (with rh, rw). */
   relPosGrad: boolean;
+  /** Forward: keep the softmax for the backward pass (absent: kept). */
+  keepProbs?: boolean;
+}
+
+/** Whether the engine is recording a tape (a gradient is being computed): else no op's gradient can be asked for. */
+function recording(): boolean {
+  return (tf.engine() as unknown as { state: { activeTape: unknown[] | null } }).state.activeTape != null;
 }
 
 /**
@@ -205,6 +212,13 @@ function nativeAttention(qkv: tf.Tensor, options: PackedAttentionOptions, rh?: t
   const base = { heads: options.heads, scale: options.scale, scaleOnQuery, layout: options.layout ?? 'qkv-major', grid: [qh, qw] as [number, number] };
   // qkv first, then rh and rw with the rel-pos bias, then the logits bias (the forward kernel's inputs)
   const inputs: tf.NamedTensorMap = { qkv, ...(rh && rw ? { rh, rw } : {}), ...(bias ? { bias } : {}) };
+  if (!recording()) {
+    // nothing records a tape (inference): nothing can ask for a gradient, so the softmax is not kept
+    const attrs: NativeAttrs = { ...base, withBias: false, relPosGrad: false, keepProbs: false };
+    const [value, probs] = tf.engine().runKernel(PEFT_ATTENTION, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    probs!.dispose();
+    return value!;
+  }
   const likely = ['qkv', ...(rh && rw && (mayNeedGradient(rh) || mayNeedGradient(rw)) ? ['rh', 'rw'] : []), ...(bias && mayNeedGradient(bias) ? ['bias'] : [])];
   return opWithLazyGradient(
     inputs,
