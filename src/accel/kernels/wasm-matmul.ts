@@ -200,7 +200,7 @@ export function fastProduct(
   const A = transposeA ? transposed(backend, a, cacheA) : { info: a, temp: false };
   const B = transposeB ? transposed(backend, b, cacheB) : { info: b, temp: false };
   const fns = wasmFunctions(backend);
-   const run = (rows: number, aId: number, bId: number, outId: number) => {
+  const run = (rows: number, aId: number, bId: number, outId: number) => {
     const aShape = shapeBytes([1, rows, k]);
     const bShape = shapeBytes([1, k, n]);
     fns.batchMatMul(aId, aShape, 3, bId, bShape, 3, false, false, outId);
