@@ -240,7 +240,7 @@ export async function runCase(workload: Workload, method: MethodCase, options: C
   if (options.kernels) {
     const r = (k: KernelSummary) => ({ ...k, ms: round(k.ms), gflop: round(k.gflop, 3) });
     result.kernels = byKernel.slice(0, 25).map(r);
-    result.kernelShapes = byShape.slice(0, 25).map(r);
+    result.kernelShapes = byShape.slice(0, Number(process.env.PEFT_BENCH_SHAPES ?? 25)).map(r);
     const inference = await tf.profile(forward);
     result.inferenceKernels = summarise(inference.kernels as unknown as KernelRecord[]).byKernel.slice(0, 25).map(r);
   }

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { PeftError } from '../core/errors.js';
 import { registerExtraKernels } from '../accel/kernels/index.js';
 import { registerNativeKernels } from '../accel/native/index.js';
+import { startWasmBackend, wasmThreadsEnabled } from '../accel/wasm-threads/index.js';
 
 export const BACKEND_ORDER = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_ORDER)[number];
@@ -53,7 +54,8 @@ async function tryBackend(name: BackendName): Promise<string | undefined> {
     // tfjs-node-gpu registers its backend under the name 'tensorflow'.
     const registered = name === 'tensorflow-gpu' ? 'tensorflow' : name;
     if (!tf.findBackendFactory(registered)) return `backend '${registered}' did not register`;
-    const ok = await tf.setBackend(registered);
+    // wasm: on a heap the threaded kernels share (src/accel/wasm-threads/shared-heap.ts)
+    const ok = name === 'wasm' ? await startWasmBackend(wasmThreadsEnabled()) : await tf.setBackend(registered);
     if (!ok) return `setBackend('${registered}') returned false`;
     await tf.ready();
     return undefined;

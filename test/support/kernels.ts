@@ -2,6 +2,7 @@
 // backend with the cpu one inside one process).
 import * as tf from '@tensorflow/tfjs';
 import { registerExtraKernels } from '../../src/accel/kernels/index.js';
+import { startWasmBackend, wasmThreadsEnabled } from '../../src/accel/wasm-threads/index.js';
 
 let wasmState: Promise<boolean> | undefined;
 
@@ -11,7 +12,7 @@ export function ensureWasmBackend(): Promise<boolean> {
     try {
       await import('@tensorflow/tfjs-backend-wasm');
       const previous = tf.getBackend();
-      const ok = await tf.setBackend('wasm');
+      const ok = await startWasmBackend(wasmThreadsEnabled());
       if (ok) registerExtraKernels('wasm');
       if (previous) await tf.setBackend(previous);
       return ok;

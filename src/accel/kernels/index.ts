@@ -10,6 +10,9 @@ import { convGradKernels, makeConvGradKernels } from './wasm-conv-grads.js';
 import { makeLayoutKernels } from './wasm-layout-kernels.js';
 import { makeBatchMatMulKernel, peftMatMulGradient, peftMatMulKernel } from './wasm-matmul.js';
 import { segmentKernels } from './wasm-segment.js';
+import { makeWasmBinaryKernels } from './wasm-binary.js';
+import { makeWasmGeluKernels } from './wasm-gelu.js';
+import { wasmKernelPool } from '../wasm-threads/index.js';
 import { installSharedSave } from './shared-save.js';
 
 export { pruneTape, valueAndGradsLowMemory } from './backprop.js';
@@ -79,6 +82,8 @@ function registerWasmKernels(): void {
   register(batchMatMul);
   const convGrads = makeConvGradKernels(original);
   for (const k of [...convGrads, ...segmentKernels, peftMatMulKernel]) register(k);
+  const pool = wasmKernelPool();
+  if (pool) for (const k of [...makeWasmGeluKernels(pool), ...makeWasmBinaryKernels(original, pool)]) register(k);
   wasmDone = true;
 }
 

@@ -23,6 +23,7 @@
 // the same fast product too (`makeBatchMatMulKernel`), keeping the transposes
 // of frozen 2-D weights, so models that call tf.matMul directly speed up.
 import * as tf from '@tensorflow/tfjs';
+import { operandOf, wasmKernelPool } from '../wasm-threads/index.js';
 import { aliasTensor, asWasm, dataOf, idOf, releaseAlias, shapeBytes, wasmFunctions, weightsId, type WasmBackend } from './wasm-util.js';
 
 export const PEFT_MATMUL = 'PeftMatMul';
@@ -177,6 +178,13 @@ export function fastProduct(
   const n = transposeB ? br : bc;
   if (k !== (transposeB ? bc : br)) throw new Error(`matMul: inner sizes differ (${a.shape} x ${b.shape}, transposeA=${transposeA}, transposeB=${transposeB})`);
   const batch = Math.max(batchA, batchB);
+  const pool = wasmKernelPool();
+  if (pool) {
+    // the threaded product reads transposed operands in place
+    const out = backend.makeOutput([...lead, m, n], 'float32');
+    pool.product({ a: operandOf(pool, backend, a), b: operandOf(pool, backend, b), out: operandOf(pool, backend, out), batchA, batchB, m, k, n, transposeA, transposeB });
+    return out;
+  }
   if (mayFlip && batch * m * n * k > 0) {
     // op(a) op(b) = (op(b)^T op(a)^T)^T: when that transposes fewer elements
     // (a small result of two large operands, as dL/dW of a low-rank layer), take it

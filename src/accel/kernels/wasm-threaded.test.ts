@@ -1,0 +1,131 @@
+// The threaded wasm kernels as the wasm backend runs them: the backend started
+// on a shared heap (so the kernels work on tensors in place), Add / Sub /
+// Multiply / RealDiv equal to the cpu backend's to the bit, GELU and its
+// gradient (PeftGelu, PeftGeluGrad) within float32 rounding of the composite
+// form, and matrix products (batches, transposes, a shared side) against cpu.
+import * as tf from '@tensorflow/tfjs';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { geluErf } from '../../core/nn/functional.js';
+import { PEFT_GELU, PEFT_GELU_GRAD } from '../native/fused-names.js';
+import { sharedHeap, sharedHeapFailure, wasmKernelPool, wasmThreadsEnabled } from '../wasm-threads/index.js';
+import { ensureWasmBackend, onBackend } from '../../../test/support/kernels.js';
+import { sideOf } from './wasm-binary.js';
+
+const wasmOk = await ensureWasmBackend();
+const threaded = wasmOk && wasmThreadsEnabled();
+
+function values(shape: number[], seed: number, lo = -1, hi = 1): Float32Array {
+  return tf.tidy(() => tf.randomUniform(shape, lo, hi, 'float32', seed).dataSync() as Float32Array);
+}
+
+async function onBoth<T>(f: () => T): Promise<[T, T]> {
+  return [await onBackend('cpu', f), await onBackend('wasm', f)];
+}
+
+describe('threaded wasm kernels on the backend heap', () => {
+  it.skipIf(!wasmOk)('the wasm backend runs on a shared heap, and the kernels on it (unless PEFT_WASM_THREADS=0)', async () => {
+    if (!wasmThreadsEnabled()) {
+      expect(sharedHeap()).toBeUndefined();
+      return;
+    }
+    expect(sharedHeapFailure()).toBeUndefined();
+    const heap = sharedHeap();
+    expect(heap?.memory.buffer).toBeInstanceOf(SharedArrayBuffer);
+    await onBackend('wasm', () => {
+      expect((tf.backend() as unknown as { wasm: unknown }).wasm).toBe(heap!.module);
+      expect(wasmKernelPool()?.memory).toBe(heap!.memory);
+      for (const name of ['Add', 'Sub', 'Multiply', 'RealDiv', PEFT_GELU, PEFT_GELU_GRAD]) expect(tf.getKernel(name, 'wasm'), name).toBeDefined();
+    });
+  });
+
+  it('classifies how a side covers the output', () => {
+    expect(sideOf([4, 5], [4, 5])).toBe('full');
+    expect(sideOf([5], [4, 5])).toBe('row');
+    expect(sideOf([1, 1, 5], [2, 4, 5])).toBe('row');
+    expect(sideOf([2, 4, 1], [2, 4, 5])).toBe('column');
+    expect(sideOf([], [2, 4, 5])).toBe('scalar');
+    expect(sideOf([1, 1], [2, 4, 5])).toBe('scalar');
+    expect(sideOf([2, 1, 5], [2, 4, 5])).toBeUndefined();
+    expect(sideOf([4, 1], [4, 1])).toBe('full');
+  });
+
+  it.skipIf(!threaded)('Add, Sub, Multiply and RealDiv equal the cpu backend to the bit (every side kind, both orders)', async () => {
+    const ops: Array<(a: tf.Tensor, b: tf.Tensor) => tf.Tensor> = [tf.add, tf.sub, tf.mul, tf.div];
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          lead: fc.array(fc.integer({ min: 1, max: 12 }), { minLength: 1, maxLength: 3 }),
+          n: fc.integer({ min: 1, max: 200 }),
+          kind: fc.constantFrom('full', 'row', 'column', 'scalar'),
+          swap: fc.boolean(),
+          op: fc.integer({ min: 0, max: 3 }),
+          seed: fc.integer({ min: 1, max: 1e6 }),
+        }),
+        async (c) => {
+          const out = [...c.lead, c.n];
+          const other = c.kind === 'full' ? out : c.kind === 'row' ? [c.n] : c.kind === 'column' ? [...c.lead, 1] : [];
+          const x = values(out, c.seed);
+          const y = values(other, c.seed + 1, 0.5, 2);
+          const [cpu, wasm] = await onBoth(() =>
+            tf.tidy(() => {
+              const a = tf.tensor(x, out);
+              const b = tf.tensor(y, other);
+              return ops[c.op]!(c.swap ? b : a, c.swap ? a : b).dataSync().slice();
+            }),
+          );
+          expect(Buffer.from(wasm.buffer).equals(Buffer.from(cpu.buffer)), JSON.stringify(c)).toBe(true);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it.skipIf(!threaded)('GELU and its gradient on the fused kernels within float32 rounding of the composite form on cpu', async () => {
+    const shape = [3, 97, 65];
+    const x = values(shape, 5, -6, 6);
+    const dy = values(shape, 6);
+    const run = () =>
+      tf.tidy(() => {
+        const xt = tf.tensor(x, shape);
+        const { value, grads } = tf.valueAndGrads((t: tf.Tensor) => tf.sum(tf.mul(geluErf(t), tf.tensor(dy, shape))))([xt]);
+        return [tf.tidy(() => geluErf(xt)).dataSync().slice(), grads[0]!.dataSync().slice(), value.dataSync().slice()];
+      });
+    const kernelUsed = await onBackend('wasm', () => tf.getKernel(PEFT_GELU, 'wasm') !== undefined);
+    expect(kernelUsed).toBe(true);
+    const [cpu, wasm] = await onBoth(run);
+    for (let k = 0; k < 2; k++) {
+      let worst = 0;
+      for (let i = 0; i < cpu[k]!.length; i++) worst = Math.max(worst, Math.abs(wasm[k]![i]! - cpu[k]![i]!));
+      expect(worst, k ? 'gradient' : 'value').toBeLessThan(2e-6);
+    }
+  });
+
+  it.skipIf(!threaded)('matrix products equal the cpu backend within float32 rounding (batches, transposes, a shared side)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          batch: fc.integer({ min: 1, max: 5 }),
+          shared: fc.constantFrom('none', 'a', 'b'),
+          m: fc.integer({ min: 1, max: 90 }),
+          k: fc.integer({ min: 1, max: 300 }),
+          n: fc.integer({ min: 1, max: 90 }),
+          ta: fc.boolean(),
+          tb: fc.boolean(),
+          seed: fc.integer({ min: 1, max: 1e6 }),
+        }),
+        async (c) => {
+          const aShape = [c.shared === 'a' ? 1 : c.batch, ...(c.ta ? [c.k, c.m] : [c.m, c.k])];
+          const bShape = [c.shared === 'b' ? 1 : c.batch, ...(c.tb ? [c.n, c.k] : [c.k, c.n])];
+          const av = values(aShape, c.seed);
+          const bv = values(bShape, c.seed + 1);
+          const [cpu, wasm] = await onBoth(() => tf.tidy(() => tf.matMul(tf.tensor(av, aShape), tf.tensor(bv, bShape), c.ta, c.tb).dataSync().slice()));
+          let worst = 0;
+          for (let i = 0; i < cpu.length; i++) worst = Math.max(worst, Math.abs(wasm[i]! - cpu[i]!));
+          expect(worst, JSON.stringify(c)).toBeLessThan(2e-6 * c.k);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});

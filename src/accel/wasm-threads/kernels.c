@@ -1,0 +1,361 @@
+// Kernels for WebAssembly SIMD128 on threads, for peftjs's wasm path (no
+// native addon; pool.ts runs them): a float32 matrix product C = A B
+// (row-major), exact GELU and its gradient. Each thread runs its own share
+// (a job record) on one shared memory.
+//
+// A is read in place through strides (element (i, k) at a[i*ras + k*cas]), so
+// op(A) = A^T costs nothing. B is packed into panels of 8 columns (zero-padded)
+// by the calling thread, one block of KC rows at a time (gemm_raw), or once for
+// a frozen weight (pack_b, then gemm_packed). The micro-kernel keeps an MR x 8
+// tile of C in registers and adds a[i,k] * b[k,:] with separate multiply and
+// add (SIMD128 has no fused multiply-add): each element's sum runs over k in
+// order, so the result does not depend on the split between threads.
+//
+// No stack, no static data: each thread passes its own scratch buffers.
+#include <wasm_simd128.h>
+
+#ifndef MR
+#define MR 4
+#endif
+#define NR 8
+#ifndef KC
+#define KC 256
+#endif
+#ifndef MC
+#define MC 48
+#endif
+
+typedef float f32;
+
+// c[0..mr)[0..8) (+)= a[0..mr) x bp, over kc steps. Written for a constant mr
+// (inlined per mr below) so the accumulators stay in registers.
+static inline __attribute__((always_inline)) void micro(
+    const int mr, int kc, const f32 *a, int ras, int cas, const f32 *bp, f32 *c, int ldc, int first) {
+  v128_t acc[MR][2];
+  for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = wasm_f32x4_const(0, 0, 0, 0);
+  const f32 *ar[MR];
+  for (int r = 0; r < mr; r++) ar[r] = a + r * ras;
+  for (int k = 0; k < kc; k++) {
+    const v128_t b0 = wasm_v128_load(bp);
+    const v128_t b1 = wasm_v128_load(bp + 4);
+    bp += NR;
+    for (int r = 0; r < mr; r++) {
+      const v128_t x = wasm_v128_load32_splat(ar[r]);
+      ar[r] += cas;
+      acc[r][0] = wasm_f32x4_add(acc[r][0], wasm_f32x4_mul(x, b0));
+      acc[r][1] = wasm_f32x4_add(acc[r][1], wasm_f32x4_mul(x, b1));
+    }
+  }
+  for (int r = 0; r < mr; r++) {
+    f32 *cr = c + r * ldc;
+    if (first) {
+      wasm_v128_store(cr, acc[r][0]);
+      wasm_v128_store(cr + 4, acc[r][1]);
+    } else {
+      wasm_v128_store(cr, wasm_f32x4_add(wasm_v128_load(cr), acc[r][0]));
+      wasm_v128_store(cr + 4, wasm_f32x4_add(wasm_v128_load(cr + 4), acc[r][1]));
+    }
+  }
+}
+
+static void micro_any(int mr, int kc, const f32 *a, int ras, int cas, const f32 *bp, f32 *c, int ldc, int first) {
+  switch (mr) {
+    case 6: micro(6, kc, a, ras, cas, bp, c, ldc, first); break;
+    case 5: micro(5, kc, a, ras, cas, bp, c, ldc, first); break;
+    case 4: micro(4, kc, a, ras, cas, bp, c, ldc, first); break;
+    case 3: micro(3, kc, a, ras, cas, bp, c, ldc, first); break;
+    case 2: micro(2, kc, a, ras, cas, bp, c, ldc, first); break;
+    default: micro(1, kc, a, ras, cas, bp, c, ldc, first); break;
+  }
+}
+
+// One tile of C at (i, j): full panels straight into C, a last partial panel
+// (nr < 8 columns) through the 8-wide scratch tile.
+static void tile(int mr, int nr, int kc, const f32 *a, int ras, int cas, const f32 *bp, f32 *c, int ldc, int first, f32 *scratch) {
+  if (nr == NR) {
+    micro_any(mr, kc, a, ras, cas, bp, c, ldc, first);
+    return;
+  }
+  micro_any(mr, kc, a, ras, cas, bp, scratch, NR, 1);
+  for (int r = 0; r < mr; r++) {
+    for (int j = 0; j < nr; j++) c[r * ldc + j] = first ? scratch[r * NR + j] : c[r * ldc + j] + scratch[r * NR + j];
+  }
+}
+
+// Packs rows [k0, k0 + kc) and columns [j0, j1) of B (element (k, j) at
+// b[k*rsb + j*csb]) as panels of 8 columns: dst[p*pstride + kk*8 + jj].
+static void pack(const f32 *b, int rsb, int csb, int k0, int kc, int j0, int j1, f32 *dst, int pstride) {
+  for (int j = j0, p = 0; j < j1; j += NR, p++) {
+    const int nr = j1 - j < NR ? j1 - j : NR;
+    f32 *d = dst + p * pstride;
+    if (csb == 1 && nr == NR) {
+      const f32 *s = b + k0 * rsb + j;
+      for (int kk = 0; kk < kc; kk++, s += rsb, d += NR) {
+        wasm_v128_store(d, wasm_v128_load(s));
+        wasm_v128_store(d + 4, wasm_v128_load(s + 4));
+      }
+    } else if (rsb == 1) {
+      // B^T stored row-major: column j of B is contiguous
+      for (int jj = 0; jj < NR; jj++) {
+        if (jj < nr) {
+          const f32 *s = b + (j + jj) * csb + k0;
+          for (int kk = 0; kk < kc; kk++) d[kk * NR + jj] = s[kk];
+        } else {
+          for (int kk = 0; kk < kc; kk++) d[kk * NR + jj] = 0;
+        }
+      }
+    } else {
+      for (int kk = 0; kk < kc; kk++) {
+        for (int jj = 0; jj < NR; jj++) d[kk * NR + jj] = jj < nr ? b[(k0 + kk) * rsb + (j + jj) * csb] : 0;
+      }
+    }
+  }
+}
+
+// Rows [i0, i1), columns [j0, j1) of C, with the panels of column j at
+// panel(j) + kk*8 for the current block of rows k0.. of B.
+static void blocks(const f32 *a, int ras, int cas, int K, f32 *c, int ldc, int i0, int i1, int j0, int j1,
+                   const f32 *b, int rsb, int csb, const f32 *bp, f32 *pk, f32 *scratch) {
+  for (int k0 = 0; k0 < K; k0 += KC) {
+    const int kc = K - k0 < KC ? K - k0 : KC;
+    const f32 *panels;
+    int pstride;
+    if (bp) {
+      panels = bp + (j0 / NR) * K * NR + k0 * NR;
+      pstride = K * NR;
+    } else {
+      pack(b, rsb, csb, k0, kc, j0, j1, pk, kc * NR);
+      panels = pk;
+      pstride = kc * NR;
+    }
+    for (int ib = i0; ib < i1; ib += MC) {
+      const int ie = i1 - ib < MC ? i1 - ib : MC;
+      for (int j = j0, p = 0; j < j1; j += NR, p++) {
+        const int nr = j1 - j < NR ? j1 - j : NR;
+        for (int i = ib; i < ib + ie; i += MR) {
+          const int mr = ib + ie - i < MR ? ib + ie - i : MR;
+          tile(mr, nr, kc, a + i * ras + k0 * cas, ras, cas, panels + p * pstride, c + i * ldc + j, ldc, k0 == 0, scratch);
+        }
+      }
+    }
+  }
+}
+
+// C[i0:i1, j0:j1] = A B with B unpacked; pk holds KC * (j1 - j0 rounded up to 8)
+// floats, scratch MR * 8. j0 is a multiple of 8.
+__attribute__((export_name("gemm_raw"))) void gemm_raw(
+    const f32 *a, int ras, int cas, const f32 *b, int rsb, int csb, int K, f32 *c, int ldc,
+    int i0, int i1, int j0, int j1, f32 *pk, f32 *scratch) {
+  blocks(a, ras, cas, K, c, ldc, i0, i1, j0, j1, b, rsb, csb, 0, pk, scratch);
+}
+
+// The same with B packed whole by pack_b.
+__attribute__((export_name("gemm_packed"))) void gemm_packed(
+    const f32 *a, int ras, int cas, const f32 *bp, int K, f32 *c, int ldc, int i0, int i1, int j0, int j1, f32 *scratch) {
+  blocks(a, ras, cas, K, c, ldc, i0, i1, j0, j1, 0, 0, 0, bp, 0, scratch);
+}
+
+// Packs all of B (K x N) as panels of 8 columns over all K: ceil(N/8) * K * 8 floats.
+__attribute__((export_name("pack_b"))) void pack_b(const f32 *b, int rsb, int csb, int K, int N, f32 *dst) {
+  pack(b, rsb, csb, 0, K, 0, N, dst, K * NR);
+}
+
+// exp and erf on four lanes, the arithmetic of native/src/vmath.h's expFast
+// and erfFast step for step (the same constants, operations and order), so
+// the wasm and native GELU agree to the bit where neither fuses a
+// multiply-add.
+static inline v128_t exp4(v128_t x) {
+  const v128_t lo = wasm_f32x4_splat(-87.33654475f);
+  v128_t c = wasm_f32x4_pmin(x, wasm_f32x4_splat(88.0f));  // 88 < x ? 88 : x (NaN stays)
+  c = wasm_f32x4_pmax(c, lo);                               // c < lo ? lo : c
+  const v128_t magic = wasm_f32x4_splat(12582912.0f);
+  const v128_t n = wasm_f32x4_sub(wasm_f32x4_add(wasm_f32x4_mul(c, wasm_f32x4_splat(1.44269504088896341f)), magic), magic);
+  v128_t r = wasm_f32x4_sub(c, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
+  v128_t p = wasm_f32x4_splat(1.0f / 5040.0f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.0f / 720.0f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.0f / 120.0f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.0f / 24.0f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.0f / 6.0f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(0.5f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.0f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.0f));
+  const v128_t scale = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(n), wasm_i32x4_splat(127)), 23);
+  const v128_t y = wasm_f32x4_mul(p, scale);
+  return wasm_v128_andnot(y, wasm_f32x4_lt(x, lo));  // 0 below ln(FLT_MIN)
+}
+
+static inline v128_t erf4(v128_t x) {
+  const v128_t sign = wasm_v128_and(x, wasm_i32x4_splat((int)0x80000000u));
+  v128_t a = wasm_v128_and(x, wasm_i32x4_splat(0x7fffffff));
+  a = wasm_f32x4_pmin(a, wasm_f32x4_splat(4.0f));  // 4 < a ? 4 : a (NaN stays)
+  const v128_t t = wasm_f32x4_mul(a, a);
+#define STEP(v, coef) v = wasm_f32x4_add(wasm_f32x4_mul(v, t), wasm_f32x4_splat(coef))
+  v128_t p = wasm_f32x4_splat(1.920207815e-08f);
+  STEP(p, -2.001355597e-06f);
+  STEP(p, 1.578941155e-04f);
+  STEP(p, 4.386135377e-03f);
+  STEP(p, 5.272476375e-02f);
+  STEP(p, 2.160757482e-01f);
+  STEP(p, 1.128378868e+00f);
+  v128_t q = wasm_f32x4_splat(1.120994799e-03f);
+  STEP(q, 1.573862880e-02f);
+  STEP(q, 1.216883957e-01f);
+  STEP(q, 5.248199105e-01f);
+  STEP(q, 1.0f);
+#undef STEP
+  v128_t r = wasm_f32x4_div(wasm_f32x4_mul(a, p), q);
+  r = wasm_f32x4_pmin(r, wasm_f32x4_splat(1.0f));  // 1 < r ? 1 : r
+  return wasm_v128_or(r, sign);
+}
+
+// The lanes [0, n) of a vector at p (n < 4: a tail), the others 0; and back.
+static inline v128_t load_tail(const f32 *p, int n) {
+  return wasm_f32x4_make(p[0], n > 1 ? p[1] : 0.0f, n > 2 ? p[2] : 0.0f, 0.0f);
+}
+static inline void store_tail(f32 *p, v128_t v, int n) {
+  p[0] = wasm_f32x4_extract_lane(v, 0);
+  if (n > 1) p[1] = wasm_f32x4_extract_lane(v, 1);
+  if (n > 2) p[2] = wasm_f32x4_extract_lane(v, 2);
+}
+
+static inline v128_t gelu4(v128_t v) {
+  const v128_t e = erf4(wasm_f32x4_mul(v, wasm_f32x4_splat(0.70710678118654752f)));
+  return wasm_f32x4_mul(wasm_f32x4_mul(v, wasm_f32x4_splat(0.5f)), wasm_f32x4_add(e, wasm_f32x4_splat(1.0f)));
+}
+
+// GELU's gradient: dy (Phi(x) + x phi(x)), as geluGradSpan in native/src/gelu.cc.
+static inline v128_t gelu_grad4(v128_t v, v128_t dy) {
+  const v128_t e = erf4(wasm_f32x4_mul(v, wasm_f32x4_splat(0.70710678118654752f)));
+  const v128_t cdf = wasm_f32x4_mul(wasm_f32x4_add(e, wasm_f32x4_splat(1.0f)), wasm_f32x4_splat(0.5f));
+  const v128_t g = exp4(wasm_f32x4_mul(wasm_f32x4_mul(v, v), wasm_f32x4_splat(-0.5f)));
+  const v128_t xpdf = wasm_f32x4_mul(wasm_f32x4_mul(v, g), wasm_f32x4_splat(0.39894228040143268f));
+  return wasm_f32x4_mul(dy, wasm_f32x4_add(cdf, xpdf));
+}
+
+// Exact GELU over elements [i0, i1) (reads and writes nothing outside them).
+static void gelu(const f32 *x, f32 *y, int i0, int i1) {
+  int i = i0;
+  for (; i + 4 <= i1; i += 4) wasm_v128_store(y + i, gelu4(wasm_v128_load(x + i)));
+  if (i < i1) store_tail(y + i, gelu4(load_tail(x + i, i1 - i)), i1 - i);
+}
+
+static void gelu_grad(const f32 *x, const f32 *dy, f32 *dx, int i0, int i1) {
+  int i = i0;
+  for (; i + 4 <= i1; i += 4) wasm_v128_store(dx + i, gelu_grad4(wasm_v128_load(x + i), wasm_v128_load(dy + i)));
+  if (i < i1) store_tail(dx + i, gelu_grad4(load_tail(x + i, i1 - i), load_tail(dy + i, i1 - i)), i1 - i);
+}
+
+// c = a op b elementwise (op: add, sub, mul, div; the IEEE operations, so the
+// results equal tfjs's to the bit) over output elements [i0, i1), seen as rows
+// of n. Each side is a full tensor (SIDE_FULL), a row of n repeated for every
+// row (SIDE_ROW), one value per row (SIDE_COLUMN) or one value (SIDE_SCALAR).
+enum { OP_ADD = 0, OP_SUB = 1, OP_MUL = 2, OP_DIV = 3 };
+enum { SIDE_FULL = 0, SIDE_ROW = 1, SIDE_COLUMN = 2, SIDE_SCALAR = 3 };
+
+static inline __attribute__((always_inline)) v128_t apply4(const int op, v128_t x, v128_t y) {
+  switch (op) {
+    case OP_ADD: return wasm_f32x4_add(x, y);
+    case OP_SUB: return wasm_f32x4_sub(x, y);
+    case OP_MUL: return wasm_f32x4_mul(x, y);
+    default: return wasm_f32x4_div(x, y);
+  }
+}
+
+// One run of `len` elements: x from xp (stride 1) or the value xs (xsplat), y likewise.
+static inline __attribute__((always_inline)) void run_op(
+    const int op, const int xsplat, const int ysplat, const f32 *xp, f32 xs, const f32 *yp, f32 ys, f32 *c, int len) {
+  const v128_t xv = wasm_f32x4_splat(xs), yv = wasm_f32x4_splat(ys);
+  int t = 0;
+  for (; t + 4 <= len; t += 4) {
+    const v128_t x = xsplat ? xv : wasm_v128_load(xp + t);
+    const v128_t y = ysplat ? yv : wasm_v128_load(yp + t);
+    wasm_v128_store(c + t, apply4(op, x, y));
+  }
+  if (t < len) {
+    const int r = len - t;
+    const v128_t x = xsplat ? xv : load_tail(xp + t, r);
+    const v128_t y = ysplat ? yv : load_tail(yp + t, r);
+    store_tail(c + t, apply4(op, x, y), r);
+  }
+}
+
+static void run_any(int op, int xsplat, int ysplat, const f32 *xp, f32 xs, const f32 *yp, f32 ys, f32 *c, int len) {
+#define CASE(o)                                                                 \
+  case o:                                                                       \
+    if (xsplat && ysplat) run_op(o, 1, 1, xp, xs, yp, ys, c, len);              \
+    else if (xsplat) run_op(o, 1, 0, xp, xs, yp, ys, c, len);                   \
+    else if (ysplat) run_op(o, 0, 1, xp, xs, yp, ys, c, len);                   \
+    else run_op(o, 0, 0, xp, xs, yp, ys, c, len);                               \
+    return;
+  switch (op) {
+    CASE(OP_ADD)
+    CASE(OP_SUB)
+    CASE(OP_MUL)
+    CASE(OP_DIV)
+  }
+#undef CASE
+}
+
+static void binary(int op, const f32 *a, int aside, const f32 *b, int bside, f32 *c, int n, int i0, int i1) {
+  for (int i = i0; i < i1;) {
+    const int r = i / n, j = i - r * n;
+    const int len = n - j < i1 - i ? n - j : i1 - i;
+    const f32 *ap = aside == SIDE_FULL ? a + i : a + j;
+    const f32 *bp = bside == SIDE_FULL ? b + i : b + j;
+    const int asplat = aside >= SIDE_COLUMN, bsplat = bside >= SIDE_COLUMN;
+    const f32 as = aside == SIDE_COLUMN ? a[r] : aside == SIDE_SCALAR ? a[0] : 0.0f;
+    const f32 bs = bside == SIDE_COLUMN ? b[r] : bside == SIDE_SCALAR ? b[0] : 0.0f;
+    run_any(op, asplat, bsplat, ap, as, bp, bs, c + i, len);
+    i += len;
+  }
+}
+
+// One thread's share of a job, as the pool writes it into the shared memory
+// (one record per thread).
+//  - products (JOB_GEMM, JOB_GEMM_PACKED): matrices [b0, b1) of a batch, rows
+//    [i0, i1) and columns [j0, j1) of each; matrix t of the batch is at
+//    a + t*a_step (b, c likewise; a step of 0 shares one matrix);
+//  - elementwise (JOB_GELU: c = gelu(a); JOB_GELU_GRAD: c = gelu'(a) b):
+//    elements [i0, i1);
+//  - JOB_BINARY: c = a op b over elements [i0, i1) in rows of n = ldc, with
+//    op = K, a's side = ras, b's side = rsb.
+enum { JOB_GEMM = 0, JOB_GEMM_PACKED = 1, JOB_GELU = 2, JOB_GELU_GRAD = 3, JOB_BINARY = 4 };
+
+typedef struct {
+  int kind;
+  const f32 *a;
+  int a_step, ras, cas;
+  const f32 *b;
+  int b_step, rsb, csb;
+  int K;
+  f32 *c;
+  int c_step, ldc;
+  int i0, i1, j0, j1, b0, b1;
+  f32 *pk, *scratch;
+} job;
+
+__attribute__((export_name("run_job"))) void run_job(const job *p) {
+  switch (p->kind) {
+    case JOB_GELU: gelu(p->a, p->c, p->i0, p->i1); return;
+    case JOB_GELU_GRAD: gelu_grad(p->a, p->b, p->c, p->i0, p->i1); return;
+    case JOB_BINARY: binary(p->K, p->a, p->ras, p->b, p->rsb, p->c, p->ldc, p->i0, p->i1); return;
+    default: break;
+  }
+  for (int t = p->b0; t < p->b1; t++) {
+    const f32 *a = p->a + t * p->a_step;
+    const f32 *b = p->b + t * p->b_step;
+    f32 *c = p->c + t * p->c_step;
+    if (p->kind == JOB_GEMM_PACKED) {
+      gemm_packed(a, p->ras, p->cas, b, p->K, c, p->ldc, p->i0, p->i1, p->j0, p->j1, p->scratch);
+    } else {
+      gemm_raw(a, p->ras, p->cas, b, p->rsb, p->csb, p->K, c, p->ldc, p->i0, p->i1, p->j0, p->j1, p->pk, p->scratch);
+    }
+  }
+}
+
+// Buffer sizes a caller provides, in floats: gemm_raw's pk for `ncols` columns,
+// and the scratch tile.
+__attribute__((export_name("pack_floats"))) int pack_floats(int ncols) { return KC * ((ncols + NR - 1) / NR) * NR; }
+__attribute__((export_name("scratch_floats"))) int scratch_floats(void) { return MR * NR; }
+__attribute__((export_name("packed_floats"))) int packed_floats(int K, int N) { return ((N + NR - 1) / NR) * NR * K; }
