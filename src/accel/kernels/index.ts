@@ -12,6 +12,7 @@ import { makeBatchMatMulKernel, peftMatMulGradient, peftMatMulKernel } from './w
 import { segmentKernels } from './wasm-segment.js';
 import { makeWasmBinaryKernels } from './wasm-binary.js';
 import { makeWasmGeluKernels } from './wasm-gelu.js';
+import { makeWasmLayerNormKernels } from './wasm-layer-norm.js';
 import { wasmKernelPool } from '../wasm-threads/index.js';
 import { installSharedSave } from './shared-save.js';
 
@@ -83,7 +84,7 @@ function registerWasmKernels(): void {
   const convGrads = makeConvGradKernels(original);
   for (const k of [...convGrads, ...segmentKernels, peftMatMulKernel]) register(k);
   const pool = wasmKernelPool();
-  if (pool) for (const k of [...makeWasmGeluKernels(pool), ...makeWasmBinaryKernels(original, pool)]) register(k);
+  if (pool) for (const k of [...makeWasmGeluKernels(pool), ...makeWasmLayerNormKernels(pool), ...makeWasmBinaryKernels(original, pool)]) register(k);
   wasmDone = true;
 }
 

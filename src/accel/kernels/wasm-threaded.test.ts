@@ -1,13 +1,14 @@
 // The threaded wasm kernels as the wasm backend runs them: the backend started
 // on a shared heap (so the kernels work on tensors in place), Add / Sub /
-// Multiply / RealDiv equal to the cpu backend's to the bit, GELU and its
-// gradient (PeftGelu, PeftGeluGrad) within float32 rounding of the composite
-// form, and matrix products (batches, transposes, a shared side) against cpu.
+// Multiply / RealDiv equal to the cpu backend's to the bit, GELU and layer
+// norm with their gradients (PeftGelu, PeftGeluGrad, PeftLayerNorm,
+// PeftLayerNormGrad) within float32 rounding of the composite forms, and
+// matrix products (batches, transposes, a shared side) against cpu.
 import * as tf from '@tensorflow/tfjs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { geluErf } from '../../core/nn/functional.js';
-import { PEFT_GELU, PEFT_GELU_GRAD } from '../native/fused-names.js';
+import { geluErf, layerNorm } from '../../core/nn/functional.js';
+import { PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD } from '../native/fused-names.js';
 import { sharedHeap, sharedHeapFailure, wasmKernelPool, wasmThreadsEnabled } from '../wasm-threads/index.js';
 import { ensureWasmBackend, onBackend } from '../../../test/support/kernels.js';
 import { sideOf } from './wasm-binary.js';
@@ -35,7 +36,7 @@ describe('threaded wasm kernels on the backend heap', () => {
     await onBackend('wasm', () => {
       expect((tf.backend() as unknown as { wasm: unknown }).wasm).toBe(heap!.module);
       expect(wasmKernelPool()?.memory).toBe(heap!.memory);
-      for (const name of ['Add', 'Sub', 'Multiply', 'RealDiv', PEFT_GELU, PEFT_GELU_GRAD]) expect(tf.getKernel(name, 'wasm'), name).toBeDefined();
+      for (const name of ['Add', 'Sub', 'Multiply', 'RealDiv', PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD]) expect(tf.getKernel(name, 'wasm'), name).toBeDefined();
     });
   });
 
@@ -98,6 +99,36 @@ describe('threaded wasm kernels on the backend heap', () => {
       let worst = 0;
       for (let i = 0; i < cpu[k]!.length; i++) worst = Math.max(worst, Math.abs(wasm[k]![i]! - cpu[k]![i]!));
       expect(worst, k ? 'gradient' : 'value').toBeLessThan(2e-6);
+    }
+  });
+
+  it.skipIf(!threaded)('layer norm and its gradients on the fused kernels within float32 rounding of the composite form on cpu', async () => {
+    for (const [affine, shape] of [[true, [2, 37, 192]], [false, [300, 7]]] as Array<[boolean, number[]]>) {
+      const n = shape[shape.length - 1]!;
+      const x = values(shape, 7, -3, 5);
+      const dy = values(shape, 8);
+      const w = values([n], 9);
+      const b = values([n], 10);
+      const run = () =>
+        tf.tidy(() => {
+          const xt = tf.tensor(x, shape);
+          const [wt, bt] = [tf.tensor(w, [n]), tf.tensor(b, [n])];
+          const loss = (xi: tf.Tensor, wi?: tf.Tensor, bi?: tf.Tensor) => tf.sum(tf.mul(layerNorm(xi, wi, bi, 1e-6), tf.tensor(dy, shape)));
+          const { grads } = affine ? tf.valueAndGrads((xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor) => loss(xi, wi, bi))([xt, wt, bt]) : tf.valueAndGrads((xi: tf.Tensor) => loss(xi))([xt]);
+          const y = layerNorm(xt, affine ? wt : undefined, affine ? bt : undefined, 1e-6);
+          return [y, ...grads].map((t) => t.dataSync().slice());
+        });
+      expect(await onBackend('wasm', () => tf.getKernel(PEFT_LAYER_NORM, 'wasm') !== undefined)).toBe(true);
+      const [cpu, wasm] = await onBoth(run);
+      cpu.forEach((c, k) => {
+        let worst = 0;
+        let scale = 0;
+        for (let i = 0; i < c.length; i++) {
+          worst = Math.max(worst, Math.abs(wasm[k]![i]! - c[i]!));
+          scale = Math.max(scale, Math.abs(c[i]!));
+        }
+        expect(worst, `${affine} output ${k}`).toBeLessThan(1e-5 * Math.max(1, scale));
+      });
     }
   });
 

@@ -311,6 +311,110 @@ static void binary(int op, const f32 *a, int aside, const f32 *b, int bside, f32
   }
 }
 
+// Layer norm over rows of n, the arithmetic of native/src/layernorm.cc: the
+// forward pass writes y and each row's mean and rstd; the backward pass writes
+// dx and adds dy * xhat and dy into this thread's partial sums of dw and db
+// (the pool adds the threads' partials in a fixed order). Sums run in 4 lanes.
+typedef struct {
+  int kind;
+  const f32 *x, *w, *b;  // w, b: 0 when absent
+  f32 *mean, *rstd;
+  const f32 *dy;
+  f32 *out;              // y, or dx
+  f32 *dw, *db;          // partial sums (0 when not asked)
+  int n;
+  f32 eps;
+  int r0, r1;
+} norm_job;
+
+static inline f32 hsum(v128_t v) {
+  return (wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1)) + (wasm_f32x4_extract_lane(v, 2) + wasm_f32x4_extract_lane(v, 3));
+}
+
+static void norm_forward(const norm_job *p) {
+  const int n = p->n;
+  const f32 count = (f32)n;
+  for (int r = p->r0; r < p->r1; r++) {
+    const f32 *x = p->x + r * n;
+    f32 *y = p->out + r * n;
+    v128_t acc = wasm_f32x4_splat(0.0f);
+    int j = 0;
+    for (; j + 4 <= n; j += 4) acc = wasm_f32x4_add(acc, wasm_v128_load(x + j));
+    f32 sum = hsum(acc);
+    for (; j < n; j++) sum += x[j];
+    const f32 m = sum / count;
+    const v128_t mv = wasm_f32x4_splat(m);
+    acc = wasm_f32x4_splat(0.0f);
+    for (j = 0; j + 4 <= n; j += 4) {
+      const v128_t d = wasm_f32x4_sub(wasm_v128_load(x + j), mv);
+      acc = wasm_f32x4_add(acc, wasm_f32x4_mul(d, d));
+    }
+    f32 ss = hsum(acc);
+    for (; j < n; j++) ss += (x[j] - m) * (x[j] - m);
+    const f32 rs = 1.0f / __builtin_sqrtf(ss / count + p->eps);
+    p->mean[r] = m;
+    p->rstd[r] = rs;
+    const v128_t rv = wasm_f32x4_splat(rs);
+    for (j = 0; j + 4 <= n; j += 4) {
+      v128_t v = wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(x + j), mv), rv);
+      if (p->w) v = wasm_f32x4_mul(v, wasm_v128_load(p->w + j));
+      if (p->b) v = wasm_f32x4_add(v, wasm_v128_load(p->b + j));
+      wasm_v128_store(y + j, v);
+    }
+    for (; j < n; j++) {
+      f32 v = (x[j] - m) * rs;
+      if (p->w) v = v * p->w[j];
+      if (p->b) v = v + p->b[j];
+      y[j] = v;
+    }
+  }
+}
+
+static void norm_backward(const norm_job *p) {
+  const int n = p->n;
+  const f32 count = (f32)n;
+  const f32 *w = p->w;
+  for (int r = p->r0; r < p->r1; r++) {
+    const f32 *g0 = p->dy + r * n;
+    const f32 *x = p->x + r * n;
+    f32 *dx = p->out + r * n;
+    const f32 m = p->mean[r], rs = p->rstd[r];
+    const v128_t mv = wasm_f32x4_splat(m), rv = wasm_f32x4_splat(rs);
+    v128_t sg = wasm_f32x4_splat(0.0f), sgx = wasm_f32x4_splat(0.0f);
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+      v128_t g = wasm_v128_load(g0 + j);
+      if (w) g = wasm_f32x4_mul(g, wasm_v128_load(w + j));
+      const v128_t xhat = wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(x + j), mv), rv);
+      sg = wasm_f32x4_add(sg, g);
+      sgx = wasm_f32x4_add(sgx, wasm_f32x4_mul(g, xhat));
+    }
+    f32 sumG = hsum(sg), sumGx = hsum(sgx);
+    for (; j < n; j++) {
+      const f32 g = w ? g0[j] * w[j] : g0[j];
+      sumG += g;
+      sumGx += g * ((x[j] - m) * rs);
+    }
+    const f32 meanG = sumG / count, meanGx = sumGx / count;
+    const v128_t mg = wasm_f32x4_splat(meanG), mgx = wasm_f32x4_splat(meanGx);
+    for (j = 0; j + 4 <= n; j += 4) {
+      const v128_t g1 = wasm_v128_load(g0 + j);
+      const v128_t g = w ? wasm_f32x4_mul(g1, wasm_v128_load(w + j)) : g1;
+      const v128_t xhat = wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(x + j), mv), rv);
+      wasm_v128_store(dx + j, wasm_f32x4_mul(wasm_f32x4_sub(wasm_f32x4_sub(g, mg), wasm_f32x4_mul(xhat, mgx)), rv));
+      if (p->dw) wasm_v128_store(p->dw + j, wasm_f32x4_add(wasm_v128_load(p->dw + j), wasm_f32x4_mul(g1, xhat)));
+      if (p->db) wasm_v128_store(p->db + j, wasm_f32x4_add(wasm_v128_load(p->db + j), g1));
+    }
+    for (; j < n; j++) {
+      const f32 g = w ? g0[j] * w[j] : g0[j];
+      const f32 xhat = (x[j] - m) * rs;
+      dx[j] = ((g - meanG) - xhat * meanGx) * rs;
+      if (p->dw) p->dw[j] += g0[j] * xhat;
+      if (p->db) p->db[j] += g0[j];
+    }
+  }
+}
+
 // One thread's share of a job, as the pool writes it into the shared memory
 // (one record per thread).
 //  - products (JOB_GEMM, JOB_GEMM_PACKED): matrices [b0, b1) of a batch, rows
@@ -319,8 +423,9 @@ static void binary(int op, const f32 *a, int aside, const f32 *b, int bside, f32
 //  - elementwise (JOB_GELU: c = gelu(a); JOB_GELU_GRAD: c = gelu'(a) b):
 //    elements [i0, i1);
 //  - JOB_BINARY: c = a op b over elements [i0, i1) in rows of n = ldc, with
-//    op = K, a's side = ras, b's side = rsb.
-enum { JOB_GEMM = 0, JOB_GEMM_PACKED = 1, JOB_GELU = 2, JOB_GELU_GRAD = 3, JOB_BINARY = 4 };
+//    op = K, a's side = ras, b's side = rsb;
+//  - JOB_NORM, JOB_NORM_GRAD: a norm_job (rows [r0, r1)).
+enum { JOB_GEMM = 0, JOB_GEMM_PACKED = 1, JOB_GELU = 2, JOB_GELU_GRAD = 3, JOB_BINARY = 4, JOB_NORM = 5, JOB_NORM_GRAD = 6 };
 
 typedef struct {
   int kind;
@@ -340,6 +445,8 @@ __attribute__((export_name("run_job"))) void run_job(const job *p) {
     case JOB_GELU: gelu(p->a, p->c, p->i0, p->i1); return;
     case JOB_GELU_GRAD: gelu_grad(p->a, p->b, p->c, p->i0, p->i1); return;
     case JOB_BINARY: binary(p->K, p->a, p->ras, p->b, p->rsb, p->c, p->ldc, p->i0, p->i1); return;
+    case JOB_NORM: norm_forward((const norm_job *)p); return;
+    case JOB_NORM_GRAD: norm_backward((const norm_job *)p); return;
     default: break;
   }
   for (int t = p->b0; t < p->b1; t++) {

@@ -257,6 +257,63 @@ describe('wasm threaded product', () => {
     }
   });
 
+  it('layer norm and its gradient equal a float64 reference (with and without weight and bias; 1-3 threads)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          rows: fc.integer({ min: 1, max: 300 }),
+          n: fc.integer({ min: 1, max: 70 }),
+          weight: fc.boolean(),
+          bias: fc.boolean(),
+          pool: fc.integer({ min: 0, max: 2 }),
+          seed: fc.integer({ min: 1, max: 1e6 }),
+        }),
+        (c) => {
+          const count = c.rows * c.n;
+          const x = random(count, c.seed).map((v) => 3 * v + 1);
+          const w = c.weight ? random(c.n, c.seed + 1) : undefined;
+          const b = c.bias ? random(c.n, c.seed + 2) : undefined;
+          const dy = random(count, c.seed + 3);
+          const y = new Float32Array(count);
+          const mean = new Float32Array(c.rows);
+          const rstd = new Float32Array(c.rows);
+          const pool = pools[c.pool]!;
+          pool.layerNorm(x, w, b, y, mean, rstd, c.rows, c.n, 1e-5);
+          const dx = new Float32Array(count);
+          const dw = c.weight ? new Float32Array(c.n) : undefined;
+          const db = c.bias ? new Float32Array(c.n) : undefined;
+          pool.layerNormGrad(dy, x, mean, rstd, w, dx, dw, db, c.rows, c.n);
+          const wantDw = new Float64Array(c.n);
+          const wantDb = new Float64Array(c.n);
+          for (let r = 0; r < c.rows; r++) {
+            const row = Array.from(x.subarray(r * c.n, (r + 1) * c.n));
+            const m = row.reduce((s, v) => s + v, 0) / c.n;
+            const rs = 1 / Math.sqrt(row.reduce((s, v) => s + (v - m) ** 2, 0) / c.n + 1e-5);
+            expect(Math.abs(mean[r]! - m)).toBeLessThan(1e-5);
+            expect(Math.abs(rstd[r]! - rs) / rs).toBeLessThan(1e-4);
+            const xhat = row.map((v) => (v - m) * rs);
+            const g = xhat.map((_, j) => dy[r * c.n + j]! * (w ? w[j]! : 1));
+            const mg = g.reduce((s, v) => s + v, 0) / c.n;
+            const mgx = g.reduce((s, v, j) => s + v * xhat[j]!, 0) / c.n;
+            for (let j = 0; j < c.n; j++) {
+              const want = xhat[j]! * (w ? w[j]! : 1) + (b ? b[j]! : 0);
+              if (!(Math.abs(y[r * c.n + j]! - want) < 2e-5)) throw new Error(`${JSON.stringify(c)}: y[${r},${j}] ${y[r * c.n + j]} vs ${want}`);
+              const wantDx = (g[j]! - mg - xhat[j]! * mgx) * rs;
+              if (!(Math.abs(dx[r * c.n + j]! - wantDx) < 2e-4 * Math.max(1, rs))) throw new Error(`${JSON.stringify(c)}: dx[${r},${j}] ${dx[r * c.n + j]} vs ${wantDx}`);
+              wantDw[j] += dy[r * c.n + j]! * xhat[j]!;
+              wantDb[j] += dy[r * c.n + j]!;
+            }
+          }
+          for (let j = 0; j < c.n; j++) {
+            if (dw) expect(Math.abs(dw[j]! - wantDw[j]!), `dw ${j}`).toBeLessThan(1e-4 * c.rows);
+            if (db) expect(Math.abs(db[j]! - wantDb[j]!), `db ${j}`).toBeLessThan(1e-5 * c.rows);
+          }
+        },
+      ),
+      { numRuns: 80 },
+    );
+  });
+
   it('rejects a binary operation whose elements are not whole rows, and operands shorter than their sides', () => {
     const x = new Float32Array(6);
     expect(() => pools[0]!.binary('add', x, 'full', x, 'full', x, 6, 4)).toThrow(/6 elements are not rows of 4/);

@@ -73,7 +73,13 @@ const WORKER_TIMEOUT_S = 600;
 const TILE_ROWS = 4;
 const PANEL = 8;
 /** kernels.c's job kinds. */
-const JOB = { gemm: 0, gelu: 2, geluGrad: 3, binary: 4 } as const;
+const JOB = { gemm: 0, gelu: 2, geluGrad: 3, binary: 4, norm: 5, normGrad: 6 } as const;
+
+/** kernels.c's norm_job, as job record fields. */
+function normJob(kind: number, f: { x: number; w: number; b: number; mean: number; rstd: number; dy: number; out: number; dw: number; db: number; n: number; eps: number; r0: number; r1: number }): number[] {
+  const job = [kind, f.x, f.w, f.b, f.mean, f.rstd, f.dy, f.out, f.dw, f.db, f.n, f.eps, f.r0, f.r1];
+  return [...job, ...new Array<number>(JOB_FIELDS - job.length).fill(0)];
+}
 const OP: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2, div: 3 };
 const SIDE: Record<Side, number> = { full: 0, row: 1, column: 2, scalar: 3 };
 
@@ -312,30 +318,104 @@ export class WasmKernelPool {
   }
 
   /**
-   * Runs an elementwise job over `count` output elements: inputs (with their
-   * sizes) and the output placed in the memory (copied when arrays), the
-   * elements split over the threads in whole vectors of 4.
+   * Layer norm over rows of `n` (`rows` of them): `y = (x - mean) rstd w + b`
+   * (w, b optional), with each row's mean and rstd written too.
+   */
+  layerNorm(x: Operand, w: Operand | undefined, b: Operand | undefined, y: Operand, mean: Operand, rstd: Operand, rows: number, n: number, eps: number): void {
+    const count = rows * n;
+    const [xs, ws, bs] = [[x, count], ...[w, b].map((v) => (v === undefined ? undefined : [v, n]))] as Array<[Operand, number] | undefined>;
+    this.withPlaced([xs, ws, bs], [[y, count], [mean, rows], [rstd, rows]], ([xo, wo, bo], [yo, mo, ro]) => {
+      const threads = count < THREADED_MIN_ELEMENTS ? 1 : this.threads;
+      const eps32 = new Int32Array(new Float32Array([eps]).buffer)[0]!;
+      this.run(ranges(rows, threads).map(([r0, r1]) => normJob(JOB.norm, { x: xo!, w: wo ?? 0, b: bo ?? 0, mean: mo!, rstd: ro!, dy: 0, out: yo!, dw: 0, db: 0, n, eps: eps32, r0, r1 })));
+    });
+  }
+
+  /**
+   * Layer norm's gradient from the forward pass's x, mean and rstd: dx, and
+   * when given, dw = sum over rows of dy xhat and db = sum over rows of dy
+   * (each thread sums its rows; the threads' sums are added in order).
+   */
+  layerNormGrad(dy: Operand, x: Operand, mean: Operand, rstd: Operand, w: Operand | undefined, dx: Operand, dw: Operand | undefined, db: Operand | undefined, rows: number, n: number): void {
+    const count = rows * n;
+    const threads = count < THREADED_MIN_ELEMENTS ? 1 : this.threads;
+    const shares = ranges(rows, threads);
+    const partials = shares.length * align(4 * n);
+    this.withPlaced(
+      [[dy, count], [x, count], [mean, rows], [rstd, rows], w === undefined ? undefined : [w, n]],
+      [[dx, count], dw === undefined ? undefined : [dw, n], db === undefined ? undefined : [db, n]],
+      ([dyo, xo, mo, ro, wo], [dxo, dwo, dbo], scratch) => {
+        const heap = new Float32Array(this.space.memory.buffer);
+        const part = (which: number, t: number) => scratch + which * partials + t * align(4 * n);
+        if (dwo || dbo) heap.fill(0, scratch / 4, (scratch + 2 * partials) / 4);
+        this.run(
+          shares.map(([r0, r1], t) =>
+            normJob(JOB.normGrad, { x: xo!, w: wo ?? 0, b: 0, mean: mo!, rstd: ro!, dy: dyo!, out: dxo!, dw: dwo ? part(0, t) : 0, db: dbo ? part(1, t) : 0, n, eps: 0, r0, r1 }),
+          ),
+        );
+        // the threads' partial sums, added in thread order
+        for (const [which, target] of [[0, dwo], [1, dbo]] as Array<[number, number | undefined]>) {
+          if (!target) continue;
+          const sum = heap.subarray(target / 4, target / 4 + n);
+          sum.set(heap.subarray(part(which, 0) / 4, part(which, 0) / 4 + n));
+          for (let t = 1; t < shares.length; t++) {
+            const p = part(which, t) / 4;
+            for (let j = 0; j < n; j++) sum[j] = sum[j]! + heap[p + j]!;
+          }
+        }
+      },
+      2 * partials,
+    );
+  }
+
+  /**
+   * Runs an elementwise job over `count` output elements, split over the
+   * threads in whole vectors of 4.
    */
   private overElements(count: number, inputs: Array<[Operand, number]>, out: Operand, jobFor: (ins: number[], out: number) => (i0: number, i1: number) => number[]): void {
+    this.withPlaced(inputs, [[out, count]], (ins, [o]) => {
+      if (count === 0) return;
+      const threads = count < THREADED_MIN_ELEMENTS ? 1 : this.threads;
+      const job = jobFor(ins as number[], o!);
+      this.run(ranges(Math.ceil(count / 4), threads).map(([v0, v1]) => job(4 * v0, Math.min(count, 4 * v1))));
+    });
+  }
+
+  /**
+   * Calls `body` with the byte offsets of inputs and outputs (each with its
+   * element count; undefined stays undefined) in the memory: arrays copied in
+   * (inputs) or out afterwards (outputs), offsets as they are; `scratch`
+   * bytes of working space after them.
+   */
+  private withPlaced(
+    inputs: Array<[Operand, number] | undefined>,
+    outputs: Array<[Operand, number] | undefined>,
+    body: (ins: Array<number | undefined>, outs: Array<number | undefined>, scratch: number) => void,
+    scratchBytes = 0,
+  ): void {
     this.open();
-    inputs.forEach(([x, size], i) => elements(x, `input ${i}`, size));
-    elements(out, 'output', count);
-    if (count === 0) return;
-    const copiedBytes = inputs.reduce((sum, [x, size]) => sum + (typeof x === 'number' ? 0 : align(4 * size)), 0) + (typeof out === 'number' ? 0 : align(4 * count));
-    let next = copiedBytes ? this.space.block(copiedBytes) : 0;
+    inputs.forEach((v, i) => v && elements(v[0], `input ${i}`, v[1]));
+    outputs.forEach((v, i) => v && elements(v[0], `output ${i}`, v[1]));
+    const all = [...inputs, ...outputs];
+    const copied = all.reduce((sum, v) => sum + (v && typeof v[0] !== 'number' ? align(4 * v[1]) : 0), 0);
+    let next = copied + scratchBytes ? this.space.block(copied + scratchBytes) : 0;
     const heap = new Float32Array(this.space.memory.buffer);
-    const ins = inputs.map(([x, size]) => {
+    const place = (v: [Operand, number] | undefined, copyIn: boolean) => {
+      if (!v) return undefined;
+      const [x, size] = v;
       if (typeof x === 'number') return x;
       const where = next;
       next += align(4 * size);
-      heap.set(x.subarray(0, size), where / 4);
+      if (copyIn) heap.set(x.subarray(0, size), where / 4);
       return where;
+    };
+    const ins = inputs.map((v) => place(v, true));
+    const outs = outputs.map((v) => place(v, false));
+    body(ins, outs, next);
+    const after = new Float32Array(this.space.memory.buffer);
+    outputs.forEach((v, i) => {
+      if (v && typeof v[0] !== 'number') v[0].set(after.subarray(outs[i]! / 4, outs[i]! / 4 + v[1]));
     });
-    const o = typeof out === 'number' ? out : next;
-    const threads = count < THREADED_MIN_ELEMENTS ? 1 : this.threads;
-    const job = jobFor(ins, o);
-    this.run(ranges(Math.ceil(count / 4), threads).map(([v0, v1]) => job(4 * v0, Math.min(count, 4 * v1))));
-    if (typeof out !== 'number') out.set(heap.subarray(o / 4, o / 4 + count));
   }
 
   private open(): void {
