@@ -13,6 +13,7 @@ import { segmentKernels } from './wasm-segment.js';
 import { makeWasmBinaryKernels } from './wasm-binary.js';
 import { makeWasmGeluKernels } from './wasm-gelu.js';
 import { makeWasmLayerNormKernels } from './wasm-layer-norm.js';
+import { makeWasmSumKernel } from './wasm-sum.js';
 import { wasmKernelPool } from '../wasm-threads/index.js';
 import { installSharedSave } from './shared-save.js';
 
@@ -84,7 +85,10 @@ function registerWasmKernels(): void {
   const convGrads = makeConvGradKernels(original);
   for (const k of [...convGrads, ...segmentKernels, peftMatMulKernel]) register(k);
   const pool = wasmKernelPool();
-  if (pool) for (const k of [...makeWasmGeluKernels(pool), ...makeWasmLayerNormKernels(pool), ...makeWasmBinaryKernels(original, pool)]) register(k);
+  if (pool) {
+    const sum = makeWasmSumKernel(original('Sum'), pool);
+    for (const k of [...makeWasmGeluKernels(pool), ...makeWasmLayerNormKernels(pool), ...makeWasmBinaryKernels(original, pool), ...(sum ? [sum] : [])]) register(k);
+  }
   wasmDone = true;
 }
 

@@ -12,6 +12,7 @@ import { PEFT_GELU, PEFT_GELU_GRAD, PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD } from
 import { sharedHeap, sharedHeapFailure, wasmKernelPool, wasmThreadsEnabled } from '../wasm-threads/index.js';
 import { ensureWasmBackend, onBackend } from '../../../test/support/kernels.js';
 import { sideOf } from './wasm-binary.js';
+import { leadingAxes } from './wasm-sum.js';
 
 const wasmOk = await ensureWasmBackend();
 const threaded = wasmOk && wasmThreadsEnabled();
@@ -129,6 +130,29 @@ describe('threaded wasm kernels on the backend heap', () => {
         }
         expect(worst, `${affine} output ${k}`).toBeLessThan(1e-5 * Math.max(1, scale));
       });
+    }
+  });
+
+  it.skipIf(!threaded)('Sum over the leading axes equals the cpu backend within float32 rounding (keepDims or not); other sums are untouched', async () => {
+    expect(leadingAxes([0, 1], 3)).toBe(true);
+    expect(leadingAxes([1, 0], 3)).toBe(true);
+    expect(leadingAxes([0], 3)).toBe(false);
+    expect(leadingAxes([1, 2], 3)).toBe(false);
+    for (const [shape, axes, keep] of [
+      [[512, 192], [0], false],
+      [[2, 16, 16, 48], [0, 1, 2], true],
+      [[3, 70, 37], [1, 0], false],
+      [[40, 30, 20], [2], false],
+    ] as Array<[number[], number[], boolean]>) {
+      const x = values(shape, 11);
+      const [cpu, wasm] = await onBoth(() => tf.tidy(() => {
+        const s = tf.sum(tf.tensor(x, shape), axes, keep);
+        return { shape: s.shape, data: s.dataSync().slice() };
+      }));
+      expect(wasm.shape).toEqual(cpu.shape);
+      let worst = 0;
+      for (let i = 0; i < cpu.data.length; i++) worst = Math.max(worst, Math.abs(wasm.data[i]! - cpu.data[i]!));
+      expect(worst, JSON.stringify(shape)).toBeLessThan(2e-5 * Math.sqrt(x.length));
     }
   });
 

@@ -415,6 +415,36 @@ static void norm_backward(const norm_job *p) {
   }
 }
 
+// Column sums of a [rows, n] matrix, columns [j0, j1): c[j] = the sum over
+// rows in order (16 columns at a time down the rows, then 4, then 1).
+static void col_sum(const f32 *a, f32 *c, int rows, int n, int j0, int j1) {
+  int j = j0;
+  for (; j + 16 <= j1; j += 16) {
+    v128_t s0 = wasm_f32x4_splat(0.0f), s1 = s0, s2 = s0, s3 = s0;
+    for (int r = 0; r < rows; r++) {
+      const f32 *row = a + r * n + j;
+      s0 = wasm_f32x4_add(s0, wasm_v128_load(row));
+      s1 = wasm_f32x4_add(s1, wasm_v128_load(row + 4));
+      s2 = wasm_f32x4_add(s2, wasm_v128_load(row + 8));
+      s3 = wasm_f32x4_add(s3, wasm_v128_load(row + 12));
+    }
+    wasm_v128_store(c + j, s0);
+    wasm_v128_store(c + j + 4, s1);
+    wasm_v128_store(c + j + 8, s2);
+    wasm_v128_store(c + j + 12, s3);
+  }
+  for (; j + 4 <= j1; j += 4) {
+    v128_t s0 = wasm_f32x4_splat(0.0f);
+    for (int r = 0; r < rows; r++) s0 = wasm_f32x4_add(s0, wasm_v128_load(a + r * n + j));
+    wasm_v128_store(c + j, s0);
+  }
+  for (; j < j1; j++) {
+    f32 t = 0.0f;
+    for (int r = 0; r < rows; r++) t += a[r * n + j];
+    c[j] = t;
+  }
+}
+
 // One thread's share of a job, as the pool writes it into the shared memory
 // (one record per thread).
 //  - products (JOB_GEMM, JOB_GEMM_PACKED): matrices [b0, b1) of a batch, rows
@@ -424,8 +454,9 @@ static void norm_backward(const norm_job *p) {
 //    elements [i0, i1);
 //  - JOB_BINARY: c = a op b over elements [i0, i1) in rows of n = ldc, with
 //    op = K, a's side = ras, b's side = rsb;
-//  - JOB_NORM, JOB_NORM_GRAD: a norm_job (rows [r0, r1)).
-enum { JOB_GEMM = 0, JOB_GEMM_PACKED = 1, JOB_GELU = 2, JOB_GELU_GRAD = 3, JOB_BINARY = 4, JOB_NORM = 5, JOB_NORM_GRAD = 6 };
+//  - JOB_NORM, JOB_NORM_GRAD: a norm_job (rows [r0, r1));
+//  - JOB_COL_SUM: c = the column sums of a ([K, ldc]), columns [i0, i1).
+enum { JOB_GEMM = 0, JOB_GEMM_PACKED = 1, JOB_GELU = 2, JOB_GELU_GRAD = 3, JOB_BINARY = 4, JOB_NORM = 5, JOB_NORM_GRAD = 6, JOB_COL_SUM = 7 };
 
 typedef struct {
   int kind;
@@ -447,6 +478,7 @@ __attribute__((export_name("run_job"))) void run_job(const job *p) {
     case JOB_BINARY: binary(p->K, p->a, p->ras, p->b, p->rsb, p->c, p->ldc, p->i0, p->i1); return;
     case JOB_NORM: norm_forward((const norm_job *)p); return;
     case JOB_NORM_GRAD: norm_backward((const norm_job *)p); return;
+    case JOB_COL_SUM: col_sum(p->a, p->c, p->K, p->ldc, p->i0, p->i1); return;
     default: break;
   }
   for (int t = p->b0; t < p->b1; t++) {

@@ -314,6 +314,22 @@ describe('wasm threaded product', () => {
     );
   });
 
+  it('sums columns in row order, to the bit (1-3 threads, every column tail)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 200 }), fc.integer({ min: 1, max: 90 }), fc.integer({ min: 0, max: 2 }), fc.integer({ min: 1, max: 1e6 }), (rows, n, t, seed) => {
+        const x = random(rows * n, seed);
+        const out = new Float32Array(n).fill(Number.NaN);
+        pools[t]!.columnSums(x, out, rows, n);
+        for (let j = 0; j < n; j++) {
+          let want = 0;
+          for (let r = 0; r < rows; r++) want = Math.fround(want + x[r * n + j]!);
+          if (!Object.is(out[j], want)) throw new Error(`${rows}x${n} on ${t + 1} threads: column ${j} is ${out[j]}, expected ${want}`);
+        }
+      }),
+      { numRuns: 100 },
+    );
+  });
+
   it('rejects a binary operation whose elements are not whole rows, and operands shorter than their sides', () => {
     const x = new Float32Array(6);
     expect(() => pools[0]!.binary('add', x, 'full', x, 'full', x, 6, 4)).toThrow(/6 elements are not rows of 4/);

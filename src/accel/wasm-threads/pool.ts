@@ -73,7 +73,7 @@ const WORKER_TIMEOUT_S = 600;
 const TILE_ROWS = 4;
 const PANEL = 8;
 /** kernels.c's job kinds. */
-const JOB = { gemm: 0, gelu: 2, geluGrad: 3, binary: 4, norm: 5, normGrad: 6 } as const;
+const JOB = { gemm: 0, gelu: 2, geluGrad: 3, binary: 4, norm: 5, normGrad: 6, colSum: 7 } as const;
 
 /** kernels.c's norm_job, as job record fields. */
 function normJob(kind: number, f: { x: number; w: number; b: number; mean: number; rstd: number; dy: number; out: number; dw: number; db: number; n: number; eps: number; r0: number; r1: number }): number[] {
@@ -314,6 +314,20 @@ export class WasmKernelPool {
         JOB.binary, ins[0]!, SIDE[aSide], ins[1]!, SIDE[bSide], OP[op], o, n, i0, i1,
       ];
       return job;
+    });
+  }
+
+  /** `out[j]` = the sum over the `rows` rows of `x[r, j]` (`x` `[rows, n]`), in row order; columns over the threads. */
+  columnSums(x: Operand, out: Operand, rows: number, n: number): void {
+    this.withPlaced([[x, rows * n]], [[out, n]], ([xo], [o]) => {
+      const threads = rows * n < THREADED_MIN_ELEMENTS ? 1 : this.threads;
+      this.run(
+        ranges(Math.ceil(n / 4), threads).map(([v0, v1]) => {
+          const job = new Array<number>(JOB_FIELDS).fill(0);
+          [job[0], job[1], job[9], job[10], job[12], job[13], job[14]] = [JOB.colSum, xo!, rows, o!, n, 4 * v0, Math.min(n, 4 * v1)];
+          return job;
+        }),
+      );
     });
   }
 
