@@ -77,14 +77,14 @@ function registerWasmKernels(): void {
       return undefined;
     }
   };
+  const pool = wasmKernelPool();
   const batchMatMul = makeBatchMatMulKernel(original('BatchMatMul'));
-  const layout = makeLayoutKernels(original);
+  const layout = makeLayoutKernels(original, pool);
   for (const k of makeCopyKernels(original)) register(k);
   for (const k of layout) register(k);
   register(batchMatMul);
   const convGrads = makeConvGradKernels(original);
   for (const k of [...convGrads, ...segmentKernels, peftMatMulKernel]) register(k);
-  const pool = wasmKernelPool();
   if (pool) {
     const sum = makeWasmSumKernel(original('Sum'), pool);
     for (const k of [...makeWasmGeluKernels(pool), ...makeWasmLayerNormKernels(pool), ...makeWasmBinaryKernels(original, pool), ...(sum ? [sum] : [])]) register(k);

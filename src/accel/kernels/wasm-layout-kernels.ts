@@ -5,10 +5,13 @@
 //   split fused (q, k, v, head) axes in one go. Here axes of size 1 are dropped
 //   and axes that stay neighbours are merged first; what is then rank <= 4
 //   goes to the C++ kernel, and a higher rank that keeps its last axis is
-//   copied in contiguous runs inside the heap.
+//   copied in contiguous runs inside the heap. Where the threaded wasm
+//   kernels run (src/accel/wasm-threads), float32 and int32 transposes of up
+//   to rank 6 (after that merging) go to them instead.
 // - GatherV2 (batchDims 0): the backend's kernel bound-checks every index
 //   with a closure per element; here a plain loop and run copies.
 import * as tf from '@tensorflow/tfjs';
+import { operandOf, type WasmKernelPool } from '../wasm-threads/index.js';
 import { asWasm, dataOf, type WasmBackend } from './wasm-util.js';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
@@ -75,7 +78,10 @@ function runCopyTranspose(backend: WasmBackend, x: tf.TensorInfo, shape: number[
   return out;
 }
 
-export function makeLayoutKernels(original: (name: string) => tf.KernelFunc | undefined): tf.KernelConfig[] {
+/** Below this many elements the backend's own transpose is as fast as the threaded one. */
+const THREADED_MIN_ELEMENTS = 4096;
+
+export function makeLayoutKernels(original: (name: string) => tf.KernelFunc | undefined, pool?: WasmKernelPool): tf.KernelConfig[] {
   const originalTranspose = original('Transpose');
   const originalGather = original('GatherV2');
 
@@ -90,6 +96,13 @@ export function makeLayoutKernels(original: (name: string) => tf.KernelFunc | un
       // a pure relabelling of axes: the data does not move
       backend.incRef(x.dataId);
       return { dataId: x.dataId, shape: outShape, dtype: x.dtype };
+    }
+    const size = outShape.reduce((a, b) => a * b, 1);
+    if (pool && (x.dtype === 'float32' || x.dtype === 'int32') && c.shape.length <= 6 && size >= THREADED_MIN_ELEMENTS) {
+      // the threaded kernels (4-byte elements moved as they are)
+      const out = backend.makeOutput(outShape, x.dtype);
+      pool.transpose(operandOf(pool, backend, x), operandOf(pool, backend, out), c.shape, c.perm);
+      return out;
     }
     if (c.shape.length <= 4 && originalTranspose) {
       const out = originalTranspose({

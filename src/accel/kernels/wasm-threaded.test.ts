@@ -156,6 +156,22 @@ describe('threaded wasm kernels on the backend heap', () => {
     }
   });
 
+  it.skipIf(!threaded)('Transpose of float32 and int32 equals the cpu backend exactly (rank 2-6)', async () => {
+    for (const [shape, perm] of [
+      [[512, 192], [1, 0]],
+      [[8, 3, 64, 64], [0, 2, 1, 3]],
+      [[8, 64, 3, 3, 64], [2, 0, 3, 1, 4]],
+      [[2, 16, 16, 16, 16, 3], [5, 0, 1, 3, 2, 4]],
+      [[7, 33, 29], [2, 1, 0]],
+    ] as Array<[number[], number[]]>) {
+      const x = values(shape, 12);
+      for (const dtype of ['float32', 'int32'] as const) {
+        const [cpu, wasm] = await onBoth(() => tf.tidy(() => tf.transpose(tf.tensor(dtype === 'int32' ? x.map((v) => Math.round(v * 1000)) : x, shape, dtype), perm).dataSync().slice()));
+        expect(Buffer.from(wasm.buffer).equals(Buffer.from(cpu.buffer)), `${dtype} ${JSON.stringify(shape)} ${perm}`).toBe(true);
+      }
+    }
+  });
+
   it.skipIf(!threaded)('matrix products equal the cpu backend within float32 rounding (batches, transposes, a shared side)', async () => {
     await fc.assert(
       fc.asyncProperty(

@@ -11,7 +11,10 @@
 // add (SIMD128 has no fused multiply-add): each element's sum runs over k in
 // order, so the result does not depend on the split between threads.
 //
-// No stack, no static data: each thread passes its own scratch buffers.
+// No stack, no static data: each thread passes its own scratch buffers (all
+// threads share one memory but each instance starts its stack pointer at the
+// same place, so nothing here may live on the stack; build-wasm-kernels.sh
+// checks that the module never moves it).
 #include <wasm_simd128.h>
 
 #ifndef MR
@@ -445,6 +448,56 @@ static void col_sum(const f32 *a, f32 *c, int rows, int n, int j0, int j1) {
   }
 }
 
+// A transpose of 4-byte elements (rank <= 6): output element i has index
+// (i_0 .. i_{rank-1}) in the output's shape os and sits at sum i_d st[d] in
+// the input (st: the input stride of each output axis). Output elements
+// [i0, i1): runs along the last output axis, copied in vectors when that axis
+// is the input's last too, gathered otherwise. The index counters live in the
+// job record (this thread's own memory: the module has no stack per thread).
+typedef struct {
+  int kind;
+  const f32 *x;
+  int rank;
+  int os[6], st[6];
+  f32 *out;
+  int i0, i1;
+  int idx[6];
+} permute_job;
+
+static void permute(permute_job *p) {
+  const int rank = p->rank, last = rank - 1;
+  int *idx = p->idx;
+  int rem = p->i0, src = 0;
+  for (int d = last; d >= 0; d--) {
+    idx[d] = rem % p->os[d];
+    rem /= p->os[d];
+    src += idx[d] * p->st[d];
+  }
+  const int step = p->st[last], len = p->os[last];
+  for (int i = p->i0; i < p->i1;) {
+    const int run = len - idx[last] < p->i1 - i ? len - idx[last] : p->i1 - i;
+    f32 *o = p->out + i;
+    const f32 *x = p->x + src;
+    if (step == 1) {
+      int t = 0;
+      for (; t + 4 <= run; t += 4) wasm_v128_store(o + t, wasm_v128_load(x + t));
+      for (; t < run; t++) o[t] = x[t];
+    } else {
+      for (int t = 0; t < run; t++) o[t] = x[t * step];
+    }
+    i += run;
+    src += run * step;
+    idx[last] += run;
+    // carry into the outer axes
+    for (int d = last; d > 0 && idx[d] == p->os[d]; d--) {
+      src -= idx[d] * p->st[d];
+      idx[d] = 0;
+      idx[d - 1]++;
+      src += p->st[d - 1];
+    }
+  }
+}
+
 // One thread's share of a job, as the pool writes it into the shared memory
 // (one record per thread).
 //  - products (JOB_GEMM, JOB_GEMM_PACKED): matrices [b0, b1) of a batch, rows
@@ -455,8 +508,9 @@ static void col_sum(const f32 *a, f32 *c, int rows, int n, int j0, int j1) {
 //  - JOB_BINARY: c = a op b over elements [i0, i1) in rows of n = ldc, with
 //    op = K, a's side = ras, b's side = rsb;
 //  - JOB_NORM, JOB_NORM_GRAD: a norm_job (rows [r0, r1));
-//  - JOB_COL_SUM: c = the column sums of a ([K, ldc]), columns [i0, i1).
-enum { JOB_GEMM = 0, JOB_GEMM_PACKED = 1, JOB_GELU = 2, JOB_GELU_GRAD = 3, JOB_BINARY = 4, JOB_NORM = 5, JOB_NORM_GRAD = 6, JOB_COL_SUM = 7 };
+//  - JOB_COL_SUM: c = the column sums of a ([K, ldc]), columns [i0, i1);
+//  - JOB_PERMUTE: a permute_job.
+enum { JOB_GEMM = 0, JOB_GEMM_PACKED = 1, JOB_GELU = 2, JOB_GELU_GRAD = 3, JOB_BINARY = 4, JOB_NORM = 5, JOB_NORM_GRAD = 6, JOB_COL_SUM = 7, JOB_PERMUTE = 8 };
 
 typedef struct {
   int kind;
@@ -471,7 +525,7 @@ typedef struct {
   f32 *pk, *scratch;
 } job;
 
-__attribute__((export_name("run_job"))) void run_job(const job *p) {
+__attribute__((export_name("run_job"))) void run_job(job *p) {
   switch (p->kind) {
     case JOB_GELU: gelu(p->a, p->c, p->i0, p->i1); return;
     case JOB_GELU_GRAD: gelu_grad(p->a, p->b, p->c, p->i0, p->i1); return;
@@ -479,6 +533,7 @@ __attribute__((export_name("run_job"))) void run_job(const job *p) {
     case JOB_NORM: norm_forward((const norm_job *)p); return;
     case JOB_NORM_GRAD: norm_backward((const norm_job *)p); return;
     case JOB_COL_SUM: col_sum(p->a, p->c, p->K, p->ldc, p->i0, p->i1); return;
+    case JOB_PERMUTE: permute((permute_job *)p); return;
     default: break;
   }
   for (int t = p->b0; t < p->b1; t++) {

@@ -67,13 +67,21 @@ const THREADED_MIN_MACS = 512 * 1024;
 const THREADED_MIN_ELEMENTS = 16 * 1024;
 /** Spins of a waiting thread before it sleeps (a few tens of microseconds). */
 const SPIN = 20000;
+/** A threaded call is cut into this many pieces per thread, taken in turn by whichever thread is free. */
+const PIECES_PER_THREAD = 4;
+/** Job records kept (the pieces of one call at most). */
+const MAX_PIECES = 64;
+/** The control words: generation (-1: exit), next piece, pieces, pieces done, a piece failed. */
+const CTL = { generation: 0, next: 1, count: 2, done: 3, failed: 4 } as const;
+/** `next` between calls: no piece can be taken. */
+const CLOSED = 1 << 30;
 /** A worker silent this long has died (no call takes minutes). */
 const WORKER_TIMEOUT_S = 600;
 /** kernels.c's micro-kernel: rows of a tile, columns of a panel. */
 const TILE_ROWS = 4;
 const PANEL = 8;
 /** kernels.c's job kinds. */
-const JOB = { gemm: 0, gelu: 2, geluGrad: 3, binary: 4, norm: 5, normGrad: 6, colSum: 7 } as const;
+const JOB = { gemm: 0, gelu: 2, geluGrad: 3, binary: 4, norm: 5, normGrad: 6, colSum: 7, permute: 8 } as const;
 
 /** kernels.c's norm_job, as job record fields. */
 function normJob(kind: number, f: { x: number; w: number; b: number; mean: number; rstd: number; dy: number; out: number; dw: number; db: number; n: number; eps: number; r0: number; r1: number }): number[] {
@@ -122,9 +130,9 @@ class HeapSpace implements Space {
   private at = 0;
   private size = 0;
 
-  constructor(private readonly heap: SharedHeap, threads: number) {
+  constructor(private readonly heap: SharedHeap) {
     this.memory = heap.memory;
-    this.jobs = this.allocate(threads * JOB_BYTES);
+    this.jobs = this.allocate(MAX_PIECES * JOB_BYTES);
   }
 
   private allocate(bytes: number): number {
@@ -198,7 +206,7 @@ export class WasmKernelPool {
   private readonly space: Space;
   private readonly kernels: KernelExports;
   private readonly workers: Worker[] = [];
-  /** [0]: job generation (-1: exit); [w]: the last generation worker w finished (its negative: it failed). */
+  /** The words of CTL. */
   private readonly control: Int32Array;
   private generation = 0;
   private closed = false;
@@ -207,19 +215,25 @@ export class WasmKernelPool {
   constructor(threads: number, heap?: SharedHeap) {
     if (!Number.isInteger(threads) || threads < 1) throw new Error(`wasm kernels: thread count must be a positive integer, got ${threads}`);
     this.threads = threads;
-    this.space = heap ? new HeapSpace(heap, threads) : new OwnSpace();
+    this.space = heap ? new HeapSpace(heap) : new OwnSpace();
     const module = kernelsModule();
     const memory = this.space.memory;
     this.kernels = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
-    this.control = new Int32Array(new SharedArrayBuffer(4 * threads));
+    this.control = new Int32Array(new SharedArrayBuffer(4 * 5));
+    this.control[CTL.next] = CLOSED;
     for (let w = 1; w < threads; w++) {
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: { module, memory, control: this.control.buffer, index: w, job: this.space.jobs + w * JOB_BYTES, spin: SPIN },
+        workerData: { module, memory, control: this.control.buffer, jobs: this.space.jobs, jobBytes: JOB_BYTES, spin: SPIN },
       });
       worker.unref();
       this.workers.push(worker);
     }
+  }
+
+  /** Pieces to cut a call into: 1 (this thread alone) when it is small. */
+  private pieces(large: boolean): number {
+    return large && this.threads > 1 ? PIECES_PER_THREAD * this.threads : 1;
   }
 
   /** The memory the kernels run on (byte-offset operands point into it). */
@@ -240,7 +254,7 @@ export class WasmKernelPool {
     elements(p.b, 'b', batchB * sizes.b);
     elements(p.out, 'out', batch * sizes.c);
     if (batch * sizes.c === 0) return;
-    const threads = m * n * k * batch < THREADED_MIN_MACS ? 1 : this.threads;
+    const pieces = this.pieces(m * n * k * batch >= THREADED_MIN_MACS);
 
     // copied operands: a's and b's matrices (all, when one is shared by the batch), c's, a chunk of the batch at a time
     const copyA = typeof p.a !== 'number';
@@ -252,11 +266,23 @@ export class WasmKernelPool {
     const aBytes = copyA ? align(4 * sizes.a * (batchA > 1 ? chunk : 1)) : 0;
     const bBytes = copyB ? align(4 * sizes.b * (batchB > 1 ? chunk : 1)) : 0;
     const cBytes = copyC ? align(4 * sizes.c * chunk) : 0;
-    const packBytes = align(4 * this.kernels.pack_floats(n));
+    // each piece packs its own columns of b into its own buffer (the batch's last chunk may be split otherwise)
+    const shares = splitWork(Math.min(chunk, batch), m, n, pieces);
+    const lastShares = batch % chunk ? splitWork(batch % chunk, m, n, pieces) : shares;
+    const width = (list: Share[], t: number) => (list[t] ? list[t]!.j1 - list[t]!.j0 : 0);
+    const packBytes = Array.from({ length: Math.max(shares.length, lastShares.length) }, (_, t) =>
+      align(4 * this.kernels.pack_floats(Math.max(width(shares, t), width(lastShares, t)))),
+    );
+    const packAt: number[] = [];
+    let packTotal = 0;
+    for (const b of packBytes) {
+      packAt.push(packTotal);
+      packTotal += b;
+    }
     const scratchBytes = align(4 * this.kernels.scratch_floats());
-    const at = this.space.block(aBytes + bBytes + cBytes + threads * (packBytes + scratchBytes));
+    const at = this.space.block(aBytes + bBytes + cBytes + packTotal + packBytes.length * scratchBytes);
     const copies = { a: at, b: at + aBytes, c: at + aBytes + bBytes };
-    const perThread = copies.c + cBytes;
+    const perPiece = copies.c + cBytes;
     const heap = new Float32Array(this.space.memory.buffer);
 
     if (p.k === 0) {
@@ -280,10 +306,11 @@ export class WasmKernelPool {
       const cas = p.transposeA ? m : 1;
       const rsb = p.transposeB ? 1 : n;
       const csb = p.transposeB ? k : 1;
+      const split = items === Math.min(chunk, batch) ? shares : lastShares;
       this.run(
-        splitWork(items, m, n, threads).map((s, t) => [
+        split.map((s, t) => [
           JOB.gemm, a, batchA > 1 ? sizes.a : 0, ras, cas, b, batchB > 1 ? sizes.b : 0, rsb, csb, k, c, sizes.c, n,
-          s.i0, s.i1, s.j0, s.j1, s.b0, s.b1, perThread + t * packBytes, perThread + threads * packBytes + t * scratchBytes,
+          s.i0, s.i1, s.j0, s.j1, s.b0, s.b1, perPiece + packAt[t]!, perPiece + packTotal + t * scratchBytes,
         ]),
       );
       if (copyC) (p.out as Float32Array).set(heap.subarray(c / 4, c / 4 + items * sizes.c), c0 * sizes.c);
@@ -320,12 +347,40 @@ export class WasmKernelPool {
   /** `out[j]` = the sum over the `rows` rows of `x[r, j]` (`x` `[rows, n]`), in row order; columns over the threads. */
   columnSums(x: Operand, out: Operand, rows: number, n: number): void {
     this.withPlaced([[x, rows * n]], [[out, n]], ([xo], [o]) => {
-      const threads = rows * n < THREADED_MIN_ELEMENTS ? 1 : this.threads;
       this.run(
-        ranges(Math.ceil(n / 4), threads).map(([v0, v1]) => {
+        ranges(Math.ceil(n / 4), this.pieces(rows * n >= THREADED_MIN_ELEMENTS)).map(([v0, v1]) => {
           const job = new Array<number>(JOB_FIELDS).fill(0);
           [job[0], job[1], job[9], job[10], job[12], job[13], job[14]] = [JOB.colSum, xo!, rows, o!, n, 4 * v0, Math.min(n, 4 * v1)];
           return job;
+        }),
+      );
+    });
+  }
+
+  /**
+   * `out` = `x` (4-byte elements of `shape`, rank 1-6) with its axes permuted:
+   * output axis d is input axis `perm[d]`.
+   */
+  transpose(x: Operand, out: Operand, shape: number[], perm: number[]): void {
+    const rank = shape.length;
+    if (rank < 1 || rank > 6 || perm.length !== rank || [...perm].sort((a, b) => a - b).some((a, i) => a !== i)) {
+      throw new Error(`wasm transpose: perm [${perm}] is not a permutation of the axes of [${shape}] (rank 1-6)`);
+    }
+    const count = shape.reduce((a, b) => a * b, 1);
+    const inStride = new Array<number>(rank);
+    for (let d = rank - 1, st = 1; d >= 0; d--) {
+      inStride[d] = st;
+      st *= shape[d]!;
+    }
+    const os = perm.map((a) => shape[a]!);
+    const st = perm.map((a) => inStride[a]!);
+    this.withPlaced([[x, count]], [[out, count]], ([xo], [o]) => {
+      if (count === 0) return;
+      const pad = (v: number[]) => [...v, ...new Array<number>(6 - rank).fill(1)];
+      this.run(
+        ranges(Math.ceil(count / 4), this.pieces(count >= THREADED_MIN_ELEMENTS)).map(([v0, v1]) => {
+          const job = [JOB.permute, xo!, rank, ...pad(os), ...pad(st), o!, 4 * v0, Math.min(count, 4 * v1)];
+          return [...job, ...new Array<number>(JOB_FIELDS - job.length).fill(0)];
         }),
       );
     });
@@ -339,21 +394,19 @@ export class WasmKernelPool {
     const count = rows * n;
     const [xs, ws, bs] = [[x, count], ...[w, b].map((v) => (v === undefined ? undefined : [v, n]))] as Array<[Operand, number] | undefined>;
     this.withPlaced([xs, ws, bs], [[y, count], [mean, rows], [rstd, rows]], ([xo, wo, bo], [yo, mo, ro]) => {
-      const threads = count < THREADED_MIN_ELEMENTS ? 1 : this.threads;
       const eps32 = new Int32Array(new Float32Array([eps]).buffer)[0]!;
-      this.run(ranges(rows, threads).map(([r0, r1]) => normJob(JOB.norm, { x: xo!, w: wo ?? 0, b: bo ?? 0, mean: mo!, rstd: ro!, dy: 0, out: yo!, dw: 0, db: 0, n, eps: eps32, r0, r1 })));
+      this.run(ranges(rows, this.pieces(count >= THREADED_MIN_ELEMENTS)).map(([r0, r1]) => normJob(JOB.norm, { x: xo!, w: wo ?? 0, b: bo ?? 0, mean: mo!, rstd: ro!, dy: 0, out: yo!, dw: 0, db: 0, n, eps: eps32, r0, r1 })));
     });
   }
 
   /**
    * Layer norm's gradient from the forward pass's x, mean and rstd: dx, and
    * when given, dw = sum over rows of dy xhat and db = sum over rows of dy
-   * (each thread sums its rows; the threads' sums are added in order).
+   * (each piece of the call sums its rows; the pieces' sums are added in order).
    */
   layerNormGrad(dy: Operand, x: Operand, mean: Operand, rstd: Operand, w: Operand | undefined, dx: Operand, dw: Operand | undefined, db: Operand | undefined, rows: number, n: number): void {
     const count = rows * n;
-    const threads = count < THREADED_MIN_ELEMENTS ? 1 : this.threads;
-    const shares = ranges(rows, threads);
+    const shares = ranges(rows, this.pieces(count >= THREADED_MIN_ELEMENTS));
     const partials = shares.length * align(4 * n);
     this.withPlaced(
       [[dy, count], [x, count], [mean, rows], [rstd, rows], w === undefined ? undefined : [w, n]],
@@ -367,7 +420,7 @@ export class WasmKernelPool {
             normJob(JOB.normGrad, { x: xo!, w: wo ?? 0, b: 0, mean: mo!, rstd: ro!, dy: dyo!, out: dxo!, dw: dwo ? part(0, t) : 0, db: dbo ? part(1, t) : 0, n, eps: 0, r0, r1 }),
           ),
         );
-        // the threads' partial sums, added in thread order
+        // the pieces' partial sums, added in order
         for (const [which, target] of [[0, dwo], [1, dbo]] as Array<[number, number | undefined]>) {
           if (!target) continue;
           const sum = heap.subarray(target / 4, target / 4 + n);
@@ -389,9 +442,8 @@ export class WasmKernelPool {
   private overElements(count: number, inputs: Array<[Operand, number]>, out: Operand, jobFor: (ins: number[], out: number) => (i0: number, i1: number) => number[]): void {
     this.withPlaced(inputs, [[out, count]], (ins, [o]) => {
       if (count === 0) return;
-      const threads = count < THREADED_MIN_ELEMENTS ? 1 : this.threads;
       const job = jobFor(ins as number[], o!);
-      this.run(ranges(Math.ceil(count / 4), threads).map(([v0, v1]) => job(4 * v0, Math.min(count, 4 * v1))));
+      this.run(ranges(Math.ceil(count / 4), this.pieces(count >= THREADED_MIN_ELEMENTS)).map(([v0, v1]) => job(4 * v0, Math.min(count, 4 * v1))));
     });
   }
 
@@ -436,45 +488,59 @@ export class WasmKernelPool {
     if (this.closed) throw new Error('wasm kernels pool: used after close()');
   }
 
-  /** Runs job records: the first on this thread, the others on the workers (an empty record for a worker without a share). */
+  /**
+   * Runs job records (the pieces of one call): with one, here; else every
+   * thread — this one and the workers woken for it — takes the next piece
+   * not yet taken until none is left, and this thread waits for the pieces
+   * the others took. A worker that wakes late finds little or nothing left:
+   * the call never waits for a sleeping thread.
+   */
   private run(jobs: number[][]): void {
-    const words = new Int32Array(this.space.memory.buffer, this.space.jobs, (this.threads * JOB_BYTES) / 4);
-    for (let t = 0; t < this.threads; t++) {
-      const fields = jobs[t] ?? new Array<number>(JOB_FIELDS).fill(0);
+    if (jobs.length > MAX_PIECES) throw new Error(`wasm kernels: ${jobs.length} pieces, over ${MAX_PIECES}`);
+    const words = new Int32Array(this.space.memory.buffer, this.space.jobs, (jobs.length * JOB_BYTES) / 4);
+    jobs.forEach((fields, t) => {
       if (fields.length !== JOB_FIELDS) throw new Error('wasm kernels: job record size');
       words.set(fields, (t * JOB_BYTES) / 4);
-    }
-    if (jobs.length <= 1) {
-      this.kernels.run_job(this.space.jobs);
+    });
+    if (jobs.length === 1 || this.threads === 1) {
+      for (let t = 0; t < jobs.length; t++) this.kernels.run_job(this.space.jobs + t * JOB_BYTES);
       return;
     }
     const ctl = this.control;
+    const count = jobs.length;
+    Atomics.store(ctl, CTL.count, count);
+    Atomics.store(ctl, CTL.done, 0);
+    Atomics.store(ctl, CTL.failed, 0);
+    Atomics.store(ctl, CTL.next, 0);
     this.generation = this.generation >= 0x3fffffff ? 1 : this.generation + 1;
-    const gen = this.generation;
-    Atomics.store(ctl, 0, gen);
-    Atomics.notify(ctl, 0);
-    this.kernels.run_job(this.space.jobs);
-    for (let w = 1; w < this.threads; w++) {
-      let spins = 0;
-      let slept = 0;
-      for (;;) {
-        const done = Atomics.load(ctl, w);
-        if (done === gen) break;
-        if (done === -gen) throw new Error(`wasm kernels: worker ${w} failed (its message is on stderr)`);
-        if (++spins <= SPIN) continue;
-        if (Atomics.wait(ctl, w, done, 1000) === 'timed-out' && ++slept >= WORKER_TIMEOUT_S) {
-          throw new Error(`wasm kernels: worker ${w} did not answer in ${WORKER_TIMEOUT_S} s`);
-        }
+    Atomics.store(ctl, CTL.generation, this.generation);
+    Atomics.notify(ctl, CTL.generation);
+    for (;;) {
+      const t = Atomics.add(ctl, CTL.next, 1);
+      if (t >= count) break;
+      this.kernels.run_job(this.space.jobs + t * JOB_BYTES);
+      Atomics.add(ctl, CTL.done, 1);
+    }
+    let spins = 0;
+    let slept = 0;
+    for (;;) {
+      const done = Atomics.load(ctl, CTL.done);
+      if (done >= count) break;
+      if (++spins <= SPIN) continue;
+      if (Atomics.wait(ctl, CTL.done, done, 1000) === 'timed-out' && ++slept >= WORKER_TIMEOUT_S) {
+        throw new Error(`wasm kernels: a worker did not finish its piece in ${WORKER_TIMEOUT_S} s`);
       }
     }
+    Atomics.store(ctl, CTL.next, CLOSED);
+    if (Atomics.load(ctl, CTL.failed)) throw new Error('wasm kernels: a worker failed (its message is on stderr)');
   }
 
   /** Stops the workers and gives the working space back. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    Atomics.store(this.control, 0, -1);
-    Atomics.notify(this.control, 0);
+    Atomics.store(this.control, CTL.generation, -1);
+    Atomics.notify(this.control, CTL.generation);
     await Promise.all(
       this.workers.map(
         (w) =>
