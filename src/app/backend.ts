@@ -20,6 +20,7 @@ export interface BackendAttempt {
 export interface BackendReport {
   active: string;
   attempts: BackendAttempt[];
+  /** `threads`: the backend's own build is the threaded one (for the shared heap; its kernels run on one thread). */
   wasm?: { simd: boolean; threads: boolean };
 }
 

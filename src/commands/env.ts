@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { BaseCommand } from '../cli/base-command.js';
 import { nativeEnvLines } from '../accel/native/index.js';
+import { wasmThreadsLine } from '../accel/wasm-threads/index.js';
 
 const require = createRequire(import.meta.url);
 
@@ -21,7 +22,7 @@ export default class Env extends BaseCommand {
     };
     const lines = [`backend: ${report.active}`];
     for (const a of report.attempts) lines.push(`  ${a.ok ? 'ok  ' : 'skip'} ${a.name}${a.reason ? `: ${a.reason}` : ''}`);
-    if (report.wasm) lines.push(`wasm: SIMD ${report.wasm.simd ? 'yes' : 'no'}, threads ${report.wasm.threads ? 'yes' : 'no'}`);
+    if (report.wasm) lines.push(`wasm: SIMD ${report.wasm.simd ? 'yes' : 'no'}; ${wasmThreadsLine()}`);
     lines.push(...nativeEnvLines());
     lines.push(
       `peftjs ${(require('../../../package.json') as { version: string }).version}`,

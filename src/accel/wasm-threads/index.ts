@@ -9,7 +9,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import { nativeThreadCount } from '../native/addon.js';
 import { WasmKernelPool, type Operand } from './pool.js';
-import { sharedHeap } from './shared-heap.js';
+import { sharedHeap, sharedHeapFailure } from './shared-heap.js';
 
 export { WasmKernelPool, splitWork, type BinaryOp, type ElementwiseKind, type Operand, type Product, type Side } from './pool.js';
 export { sharedHeap, sharedHeapFailure, startWasmBackend } from './shared-heap.js';
@@ -59,4 +59,14 @@ export function operandOf(p: WasmKernelPool, backend: unknown, t: tf.TensorInfo)
   if (heap && heap.module === b.wasm && p.memory === heap.memory) return d.memoryOffset;
   const size = t.shape.reduce((x, y) => x * y, 1);
   return new Float32Array(b.wasm.HEAPU8.buffer, d.memoryOffset, size);
+}
+
+/** One line for `peft env`: whether the threaded kernels run, on how many threads, in place or copying. */
+export function wasmThreadsLine(): string {
+  if (typeof process !== 'undefined' && process.env?.PEFT_WASM_THREADS?.trim() === '0') return 'threaded kernels off (PEFT_WASM_THREADS=0)';
+  const p = wasmKernelPool();
+  if (!p) return `threaded kernels off (${failed ?? 'no SharedArrayBuffer here'})`;
+  const heap = sharedHeap();
+  const where = heap && p.memory === heap.memory ? "in place on the backend's shared heap" : `copying operands (${sharedHeapFailure() ?? 'the backend is not on a shared heap'})`;
+  return `threaded kernels on ${p.threads} thread${p.threads === 1 ? '' : 's'}, ${where}`;
 }
