@@ -14,7 +14,7 @@ import { makeWasmBinaryKernels } from './wasm-binary.js';
 import { makeWasmGeluKernels } from './wasm-gelu.js';
 import { makeWasmLayerNormKernels } from './wasm-layer-norm.js';
 import { makeWasmSumKernel } from './wasm-sum.js';
-import { wasmKernelPool } from '../wasm-threads/index.js';
+import { requireKernelPool, wasmThreadsEnabled } from '../wasm-threads/index.js';
 import { installSharedSave } from './shared-save.js';
 
 export { pruneTape, valueAndGradsLowMemory } from './backprop.js';
@@ -77,7 +77,8 @@ function registerWasmKernels(): void {
       return undefined;
     }
   };
-  const pool = wasmKernelPool();
+  // the threaded kernels' pool starts on their first call (never, where the native kernels replace them)
+  const pool = wasmThreadsEnabled() ? requireKernelPool : undefined;
   const batchMatMul = makeBatchMatMulKernel(original('BatchMatMul'));
   const layout = makeLayoutKernels(original, pool);
   for (const k of makeCopyKernels(original)) register(k);

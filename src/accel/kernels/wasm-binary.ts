@@ -5,7 +5,7 @@
 // element, so the results equal tfjs's own to the bit. Anything else (other
 // dtypes, other broadcasts, small tensors) goes to the backend's own kernel.
 import * as tf from '@tensorflow/tfjs';
-import { operandOf, type BinaryOp, type Side, type WasmKernelPool } from '../wasm-threads/index.js';
+import { operandOf, type BinaryOp, type PoolSource, type Side } from '../wasm-threads/index.js';
 import { asWasm } from './wasm-util.js';
 
 /** Below this many output elements the backend's own kernel is as fast. */
@@ -32,7 +32,7 @@ export function sideOf(shape: readonly number[], out: readonly number[]): Side |
   return undefined;
 }
 
-export function makeWasmBinaryKernels(original: (name: string) => tf.KernelFunc | undefined, pool: WasmKernelPool): tf.KernelConfig[] {
+export function makeWasmBinaryKernels(original: (name: string) => tf.KernelFunc | undefined, poolOf: PoolSource): tf.KernelConfig[] {
   const configs: tf.KernelConfig[] = [];
   for (const [name, op] of KERNELS) {
     const fallback = original(name);
@@ -46,6 +46,7 @@ export function makeWasmBinaryKernels(original: (name: string) => tf.KernelFunc 
       const sideB = sideOf(b.shape, outShape);
       if (count < MIN_ELEMENTS || !sideA || !sideB) return fallback(args as never);
       const backend = asWasm(args.backend);
+      const pool = poolOf();
       const out = backend.makeOutput(outShape, 'float32');
       const n = outShape.length ? outShape[outShape.length - 1]! : 1;
       pool.binary(op, operandOf(pool, backend, a), sideA, operandOf(pool, backend, b), sideB, operandOf(pool, backend, out), count, n);

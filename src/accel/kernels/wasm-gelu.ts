@@ -6,7 +6,7 @@
 // registrations replace these when it is active.
 import * as tf from '@tensorflow/tfjs';
 import { PEFT_GELU, PEFT_GELU_GRAD } from '../native/fused-names.js';
-import { operandOf, type WasmKernelPool } from '../wasm-threads/index.js';
+import { operandOf, type PoolSource } from '../wasm-threads/index.js';
 import { asWasm } from './wasm-util.js';
 
 type Args = { inputs: tf.NamedTensorInfoMap; backend: unknown };
@@ -15,9 +15,10 @@ function size(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-export function makeWasmGeluKernels(pool: WasmKernelPool): tf.KernelConfig[] {
+export function makeWasmGeluKernels(poolOf: PoolSource): tf.KernelConfig[] {
   const gelu = ({ inputs, backend: b }: Args) => {
     const backend = asWasm(b);
+    const pool = poolOf();
     const x = inputs.x!;
     if (x.dtype !== 'float32') throw new Error(`${PEFT_GELU}: x must be float32, got ${x.dtype}`);
     const out = backend.makeOutput(x.shape, 'float32');
@@ -26,6 +27,7 @@ export function makeWasmGeluKernels(pool: WasmKernelPool): tf.KernelConfig[] {
   };
   const geluGrad = ({ inputs, backend: b }: Args) => {
     const backend = asWasm(b);
+    const pool = poolOf();
     const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
     if (x.dtype !== 'float32' || dy.dtype !== 'float32') throw new Error(`${PEFT_GELU_GRAD}: x and dy must be float32`);
     if (x.shape.length !== dy.shape.length || x.shape.some((d, i) => d !== dy.shape[i])) {

@@ -10,7 +10,7 @@
 // it is active.
 import * as tf from '@tensorflow/tfjs';
 import { PEFT_LAYER_NORM, PEFT_LAYER_NORM_GRAD } from '../native/fused-names.js';
-import { operandOf, type WasmKernelPool } from '../wasm-threads/index.js';
+import { operandOf, type PoolSource } from '../wasm-threads/index.js';
 import { asWasm } from './wasm-util.js';
 
 type Args = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
@@ -30,9 +30,10 @@ function same(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-export function makeWasmLayerNormKernels(pool: WasmKernelPool): tf.KernelConfig[] {
+export function makeWasmLayerNormKernels(poolOf: PoolSource): tf.KernelConfig[] {
   const forward = ({ inputs, backend: bk, attrs }: Args) => {
     const backend = asWasm(bk);
+    const pool = poolOf();
     const { x, weight, bias } = inputs as { x: tf.TensorInfo; weight?: tf.TensorInfo; bias?: tf.TensorInfo };
     const eps = Number((attrs as { eps?: number } | undefined)?.eps ?? 1e-5);
     const [rows, n] = rowsCols(PEFT_LAYER_NORM, x);
@@ -47,6 +48,7 @@ export function makeWasmLayerNormKernels(pool: WasmKernelPool): tf.KernelConfig[
   };
   const gradient = ({ inputs, backend: bk, attrs }: Args) => {
     const backend = asWasm(bk);
+    const pool = poolOf();
     const { dy, x, mean, rstd, weight } = inputs as { dy: tf.TensorInfo; x: tf.TensorInfo; mean: tf.TensorInfo; rstd: tf.TensorInfo; weight?: tf.TensorInfo };
     const biasGrad = Boolean((attrs as { biasGrad?: boolean } | undefined)?.biasGrad);
     const [rows, n] = rowsCols(PEFT_LAYER_NORM_GRAD, x);

@@ -11,7 +11,7 @@
 // - GatherV2 (batchDims 0): the backend's kernel bound-checks every index
 //   with a closure per element; here a plain loop and run copies.
 import * as tf from '@tensorflow/tfjs';
-import { operandOf, type WasmKernelPool } from '../wasm-threads/index.js';
+import { operandOf, type PoolSource } from '../wasm-threads/index.js';
 import { asWasm, dataOf, type WasmBackend } from './wasm-util.js';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
@@ -81,7 +81,7 @@ function runCopyTranspose(backend: WasmBackend, x: tf.TensorInfo, shape: number[
 /** Below this many elements the backend's own transpose is as fast as the threaded one. */
 const THREADED_MIN_ELEMENTS = 4096;
 
-export function makeLayoutKernels(original: (name: string) => tf.KernelFunc | undefined, pool?: WasmKernelPool): tf.KernelConfig[] {
+export function makeLayoutKernels(original: (name: string) => tf.KernelFunc | undefined, poolOf?: PoolSource): tf.KernelConfig[] {
   const originalTranspose = original('Transpose');
   const originalGather = original('GatherV2');
 
@@ -98,8 +98,9 @@ export function makeLayoutKernels(original: (name: string) => tf.KernelFunc | un
       return { dataId: x.dataId, shape: outShape, dtype: x.dtype };
     }
     const size = outShape.reduce((a, b) => a * b, 1);
-    if (pool && (x.dtype === 'float32' || x.dtype === 'int32') && c.shape.length <= 6 && size >= THREADED_MIN_ELEMENTS) {
+    if (poolOf && (x.dtype === 'float32' || x.dtype === 'int32') && c.shape.length <= 6 && size >= THREADED_MIN_ELEMENTS) {
       // the threaded kernels (4-byte elements moved as they are)
+      const pool = poolOf();
       const out = backend.makeOutput(outShape, x.dtype);
       pool.transpose(operandOf(pool, backend, x), operandOf(pool, backend, out), c.shape, c.perm);
       return out;

@@ -5,7 +5,7 @@
 // first and runs on one thread. Other reductions, dtypes and small tensors go
 // to the backend's own kernel.
 import * as tf from '@tensorflow/tfjs';
-import { operandOf, type WasmKernelPool } from '../wasm-threads/index.js';
+import { operandOf, type PoolSource } from '../wasm-threads/index.js';
 import { asWasm } from './wasm-util.js';
 
 /** Below this many input elements the backend's own kernel is as fast. */
@@ -17,7 +17,7 @@ export function leadingAxes(axes: number[], rank: number): boolean {
   return [...axes].sort((a, b) => a - b).every((a, i) => a === i);
 }
 
-export function makeWasmSumKernel(original: tf.KernelFunc | undefined, pool: WasmKernelPool): tf.KernelConfig | undefined {
+export function makeWasmSumKernel(original: tf.KernelFunc | undefined, poolOf: PoolSource): tf.KernelConfig | undefined {
   if (!original) return undefined;
   const kernelFunc = (args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }) => {
     const x = args.inputs.x!;
@@ -27,6 +27,7 @@ export function makeWasmSumKernel(original: tf.KernelFunc | undefined, pool: Was
     if (x.dtype !== 'float32' || size < MIN_ELEMENTS || !leadingAxes(tf.util.parseAxisParam(axis, x.shape), rank)) return original(args as never);
     const n = x.shape[rank - 1]!;
     const backend = asWasm(args.backend);
+    const pool = poolOf();
     const out = backend.makeOutput(keepDims ? [...new Array<number>(rank - 1).fill(1), n] : [n], 'float32');
     pool.columnSums(operandOf(pool, backend, x), operandOf(pool, backend, out), size / n, n);
     return out;

@@ -37,6 +37,16 @@ export function wasmKernelPool(): WasmKernelPool | undefined {
   return pool;
 }
 
+/** Where kernels find the pool: called on each call (the pool starts on the first). */
+export type PoolSource = () => WasmKernelPool;
+
+/** The pool, or a one-line error naming why it could not start. */
+export function requireKernelPool(): WasmKernelPool {
+  const p = wasmKernelPool();
+  if (!p) throw new Error(`wasm kernels: the threaded pool could not start (${failed ?? 'turned off by PEFT_WASM_THREADS=0 after the kernels were registered'})`);
+  return p;
+}
+
 /** Why the pool could not start (undefined when it did or was not tried). */
 export function wasmKernelPoolFailure(): string | undefined {
   return failed;
