@@ -3,7 +3,9 @@
 // UnsortedSegmentSum for gather's gradient), cheap data movement (Identity,
 // Slice, SplitV, Unpack, Transpose of rank 5+, GatherV2), the fast matrix product `PeftMatMul` that core
 // `matMul`/`linear` use on wasm, and BatchMatMul replaced by the same fast
-// product. Other backends are left as they are.
+// product; where the threaded wasm kernels run (src/accel/wasm-threads), also
+// GELU and layer norm each way, Add/Sub/Multiply/RealDiv, Sum over the
+// leading axes and Transpose on them. Other backends are left as they are.
 import * as tf from '@tensorflow/tfjs';
 import { makeCopyKernels } from './wasm-copy-kernels.js';
 import { convGradKernels, makeConvGradKernels } from './wasm-conv-grads.js';

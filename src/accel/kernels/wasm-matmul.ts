@@ -22,6 +22,10 @@
 // The backend's own BatchMatMul (tf.matMul and its gradient) is replaced by
 // the same fast product too (`makeBatchMatMulKernel`), keeping the transposes
 // of frozen 2-D weights, so models that call tf.matMul directly speed up.
+//
+// Where the threaded wasm kernels run (src/accel/wasm-threads), every such
+// product goes to them instead of XNNPACK: transposed operands are read in
+// place there, so none of the above transposes or flips happen.
 import * as tf from '@tensorflow/tfjs';
 import { operandOf, wasmKernelPool } from '../wasm-threads/index.js';
 import { aliasTensor, asWasm, dataOf, idOf, releaseAlias, shapeBytes, wasmFunctions, weightsId, type WasmBackend } from './wasm-util.js';

@@ -97,8 +97,30 @@ static void pack(const f32 *b, int rsb, int csb, int k0, int kc, int j0, int j1,
         wasm_v128_store(d, wasm_v128_load(s));
         wasm_v128_store(d + 4, wasm_v128_load(s + 4));
       }
+    } else if (rsb == 1 && nr == NR) {
+      // B^T stored row-major (column j of B contiguous): 4 k's of the panel's
+      // 8 columns at a time, two 4x4 transposes in registers
+      const f32 *s0 = b + j * csb + k0;
+      int kk = 0;
+      for (; kk + 4 <= kc; kk += 4) {
+        v128_t r[8];
+        for (int q = 0; q < 8; q++) r[q] = wasm_v128_load(s0 + q * csb + kk);
+        for (int h = 0; h < 2; h++) {
+          const v128_t t0 = wasm_i32x4_shuffle(r[4 * h], r[4 * h + 1], 0, 4, 1, 5);
+          const v128_t t1 = wasm_i32x4_shuffle(r[4 * h], r[4 * h + 1], 2, 6, 3, 7);
+          const v128_t t2 = wasm_i32x4_shuffle(r[4 * h + 2], r[4 * h + 3], 0, 4, 1, 5);
+          const v128_t t3 = wasm_i32x4_shuffle(r[4 * h + 2], r[4 * h + 3], 2, 6, 3, 7);
+          wasm_v128_store(d + (kk + 0) * NR + 4 * h, wasm_i32x4_shuffle(t0, t2, 0, 1, 4, 5));
+          wasm_v128_store(d + (kk + 1) * NR + 4 * h, wasm_i32x4_shuffle(t0, t2, 2, 3, 6, 7));
+          wasm_v128_store(d + (kk + 2) * NR + 4 * h, wasm_i32x4_shuffle(t1, t3, 0, 1, 4, 5));
+          wasm_v128_store(d + (kk + 3) * NR + 4 * h, wasm_i32x4_shuffle(t1, t3, 2, 3, 6, 7));
+        }
+      }
+      for (; kk < kc; kk++) {
+        for (int jj = 0; jj < NR; jj++) d[kk * NR + jj] = s0[jj * csb + kk];
+      }
     } else if (rsb == 1) {
-      // B^T stored row-major: column j of B is contiguous
+      // B^T stored row-major, a last partial panel: column j of B is contiguous
       for (int jj = 0; jj < NR; jj++) {
         if (jj < nr) {
           const f32 *s = b + (j + jj) * csb + k0;
